@@ -1,0 +1,30 @@
+"""resnet_keras: keras.applications-compatible ResNets, and more.
+
+Swap `from keras.applications import ResNet50` for
+`from resnet_keras import ResNet50`; layer names, weight order and outputs
+are the same, and the official Keras weight files load as they are.
+"""
+
+from . import errors, resnet, resnet_v2
+from ._h5 import load_weights
+from ._imagenet import decode_predictions
+from .errors import ResNetKerasError
+from .resnet import ResNet50, ResNet101, ResNet152
+from .resnet_v2 import ResNet50V2, ResNet101V2, ResNet152V2
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ResNet50",
+    "ResNet101",
+    "ResNet152",
+    "ResNet50V2",
+    "ResNet101V2",
+    "ResNet152V2",
+    "ResNetKerasError",
+    "decode_predictions",
+    "errors",
+    "load_weights",
+    "resnet",
+    "resnet_v2",
+]

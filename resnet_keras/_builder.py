@@ -1,0 +1,146 @@
+"""The one build function behind every builder.
+
+validate arguments -> resolve weights (may download) -> stem -> stages ->
+head -> load weights. Validation never touches the network or the disk.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import layers
+
+from . import _blocks, _download, _h5, _validation
+from ._manifest import Manifest, merge, read_manifest, shipped_manifest
+from ._specs import ResNetSpec
+from .errors import InvalidArgumentError
+
+_STAGES = {"bottleneck": _blocks.stage_v1, "preact_bottleneck": _blocks.stage_v2}
+# Strings that are meant as paths even when the file is missing.
+_PATH_SUFFIXES = (".h5", ".hdf5", ".keras", ".pkl", ".pt", ".pth", ".npz")
+
+
+def active_manifest(manifest: Any = None) -> Manifest:
+    """Shipped manifest, then `RESNET_KERAS_MANIFEST` paths, then `manifest=`."""
+    result = shipped_manifest()
+    env = os.environ.get("RESNET_KERAS_MANIFEST", "")
+    for entry in filter(None, env.split(os.pathsep)):
+        result = merge(result, read_manifest(entry))
+    if manifest is not None:
+        if not isinstance(manifest, Manifest):
+            if not isinstance(manifest, (str, os.PathLike)):
+                raise InvalidArgumentError(
+                    "`manifest` must be a path to a manifest JSON file or a "
+                    f"Manifest. Received: manifest={manifest!r}"
+                )
+            manifest = read_manifest(manifest)
+        result = merge(result, manifest)
+    return result
+
+
+def _weights_source(weights, model_key: str, manifest: Any):
+    """Classify `weights`: (None, None) | (path, None) | (None, entry)."""
+    _validation.check_weights_argument(weights)
+    if weights is None:
+        return None, None
+    path = Path(weights).expanduser()
+    if path.exists():
+        return path, None
+    text = os.fspath(weights)
+    catalog = active_manifest(manifest)
+    if catalog.is_tag(model_key, text):
+        return None, catalog.entry(model_key, text)
+    if isinstance(weights, os.PathLike) or os.sep in text or text.lower().endswith(_PATH_SUFFIXES):
+        raise FileNotFoundError(
+            f"Weights file not found: {path}. `weights` must be None, a "
+            f"weights tag of {model_key} ({', '.join(catalog.tags(model_key)) or 'none'}) "
+            f"or an existing file. Received: weights={weights!r}"
+        )
+    catalog.entry(model_key, text)  # raises UnknownWeightsError with suggestions
+    raise AssertionError("unreachable")
+
+
+def build(
+    spec: ResNetSpec,
+    *,
+    include_top: bool,
+    weights,
+    input_tensor,
+    input_shape,
+    pooling,
+    classes,
+    classifier_activation,
+    name: str,
+    manifest=None,
+    offline: bool | None = None,
+) -> keras.Model:
+    data_format = keras.config.image_data_format()
+    _validation.check_flag("include_top", include_top)
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(
+            f"`name` must be a non-empty string. Received: name={name!r}"
+        )
+    weights_path, entry = _weights_source(weights, spec.name, manifest)
+    tagged = entry is not None  # manifest weights follow keras' imagenet rules
+    _validation.check_pooling(pooling)
+    _validation.check_classes(classes, include_top=include_top, pretrained_top=tagged)
+    if include_top:
+        _validation.check_classifier_activation(
+            classifier_activation, pretrained=weights is not None
+        )
+    size = (entry.input_size if tagged and entry.input_size else spec.default_size)
+    shape_rules = dict(
+        default_size=size,
+        min_size=spec.min_size,
+        pretrained=tagged,
+        data_format=data_format,
+    )
+    if input_tensor is not None:
+        tensor_shape = _validation.check_input_tensor(input_tensor, input_shape)
+        # keras lets a tensor of any valid size through, head or not.
+        _validation.normalize_input_shape(tensor_shape, include_top=False, **shape_rules)
+    else:
+        input_shape = _validation.normalize_input_shape(
+            input_shape, include_top=include_top, **shape_rules
+        )
+
+    if tagged:
+        weights_path = _download.fetch(entry.file(include_top), offline=offline)
+
+    inputs = input_tensor if input_tensor is not None else layers.Input(shape=input_shape)
+    x = layers.ZeroPadding2D(padding=3, name="conv1_pad")(inputs)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    if not spec.preact:
+        x = _blocks.batch_norm(x, "conv1_bn")
+        x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+
+    stage = _STAGES[spec.block]
+    for index, (width, depth, stride) in enumerate(
+        zip(spec.widths, spec.depths, spec.stage_strides), start=2
+    ):
+        x = stage(x, width, depth, stride=stride, name=f"conv{index}")
+
+    if spec.preact:
+        x = _blocks.batch_norm(x, "post_bn")
+        x = layers.Activation("relu", name="post_relu")(x)
+
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    if input_tensor is not None:
+        # Like keras: the model starts at the tensor's own source inputs.
+        inputs = keras.utils.get_source_inputs(input_tensor)
+    model = keras.Model(inputs, x, name=name)
+    if weights_path is not None:
+        _h5.load_weights(model, weights_path)
+    return model

@@ -1,0 +1,201 @@
+"""Every argument rule of the builders and its message, in one place.
+
+The rules are keras.applications' (`obtain_input_shape`,
+`validate_activation`), plus checks where keras is silent or fails late.
+All of them run before any network or disk work.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any
+
+import keras
+
+from .errors import InvalidArgumentError
+
+POOLING_MODES = (None, "avg", "max")
+PRETRAINED_ACTIVATIONS = (None, "softmax")
+
+
+def _fail(rule: str, received: str, remedy: str = "") -> InvalidArgumentError:
+    message = f"{rule} Received: {received}"
+    if remedy:
+        message += f". {remedy}"
+    return InvalidArgumentError(message)
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, but `True` as a size is always a mistake.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def channel_axis(data_format: str) -> int:
+    """Index of the channel dimension in a (H, W, C) or (C, H, W) shape."""
+    return 0 if data_format == "channels_first" else -1
+
+
+def default_input_shape(size: int, data_format: str, channels: int = 3):
+    if data_format == "channels_first":
+        return (channels, size, size)
+    return (size, size, channels)
+
+
+def check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _fail(f"`{name}` must be True or False.", f"{name}={value!r}")
+
+
+def check_pooling(pooling: Any) -> None:
+    if pooling not in POOLING_MODES:
+        raise _fail(
+            "`pooling` must be None, 'avg' or 'max'.",
+            f"pooling={pooling!r}",
+        )
+
+
+def check_classes(classes: Any, *, include_top: bool, pretrained_top: bool):
+    if not _is_int(classes) or classes < 1:
+        raise _fail(
+            "`classes` must be a positive integer.", f"classes={classes!r}"
+        )
+    if include_top and pretrained_top and classes != 1000:
+        raise _fail(
+            "With pretrained weights and `include_top=True`, `classes` "
+            "must be 1000 (the ImageNet head).",
+            f"classes={classes!r}",
+            "Use `include_top=False` and add your own head to train "
+            "another number of classes.",
+        )
+
+
+def check_classifier_activation(activation: Any, *, pretrained: bool) -> None:
+    try:
+        resolved = keras.activations.get(activation)
+    except (ValueError, TypeError) as error:
+        raise _fail(
+            "`classifier_activation` must be None, a Keras activation name "
+            "or a callable.",
+            f"classifier_activation={activation!r}",
+        ) from error
+    allowed = {keras.activations.get(a) for a in PRETRAINED_ACTIVATIONS}
+    if pretrained and resolved not in allowed:
+        raise _fail(
+            "With pretrained weights, `classifier_activation` must be None "
+            "or 'softmax'.",
+            f"classifier_activation={activation!r}",
+            "Build with None and apply your activation to the logits.",
+        )
+
+
+def check_weights_argument(weights: Any) -> None:
+    """Type check only; which strings are valid is the manifest's business."""
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            "`weights` must be None, a weights tag such as 'imagenet', or "
+            f"the path to a weights file. Received: weights={weights!r}"
+        )
+
+
+def normalize_input_shape(
+    input_shape: Any,
+    *,
+    default_size: int,
+    min_size: int,
+    include_top: bool,
+    pretrained: bool,
+    data_format: str,
+) -> tuple:
+    """Check `input_shape` and return it as a tuple, filling the default.
+
+    Mirrors keras' `obtain_input_shape`: a pretrained model with its top
+    needs exactly the default shape; otherwise any spatial size of at least
+    `min_size` (or None without the top) and, with pretrained weights,
+    exactly 3 channels.
+    """
+    default = default_input_shape(default_size, data_format)
+    if input_shape is None:
+        if include_top:
+            return default
+        return default_input_shape(None, data_format)
+
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+        layout = "(C, H, W)" if data_format == "channels_first" else "(H, W, C)"
+        raise _fail(
+            f"`input_shape` must be a tuple of 3 dimensions {layout} "
+            f"(image_data_format={data_format!r}).",
+            f"input_shape={input_shape!r}",
+        )
+    shape = tuple(input_shape)
+    c_axis = channel_axis(data_format)
+    channels = shape[c_axis]
+    spatial = shape[1:] if data_format == "channels_first" else shape[:2]
+
+    for dim in shape:
+        if dim is not None and (not _is_int(dim) or dim < 1):
+            raise _fail(
+                "Every dimension of `input_shape` must be a positive integer "
+                "or None.",
+                f"input_shape={input_shape!r}",
+            )
+    if channels is None:
+        raise _fail(
+            "The channel dimension of `input_shape` must be known.",
+            f"input_shape={input_shape!r} (image_data_format={data_format!r})",
+        )
+    if pretrained and channels != 3:
+        raise _fail(
+            "With pretrained weights the input must have 3 channels.",
+            f"input_shape={input_shape!r} (image_data_format={data_format!r})",
+            "Use weights=None to train on other inputs.",
+        )
+    if include_top and pretrained and shape != default:
+        raise _fail(
+            "With pretrained weights and `include_top=True`, `input_shape` "
+            f"must be {default}.",
+            f"input_shape={input_shape!r}",
+            "Use `include_top=False` for other input sizes.",
+        )
+    if any(d is not None and d < min_size for d in spatial):
+        raise _fail(
+            f"Input height and width must be at least {min_size}.",
+            f"input_shape={input_shape!r}",
+        )
+    if include_top and None in spatial:
+        raise _fail(
+            "With `include_top=True`, `input_shape` must be fully static.",
+            f"input_shape={input_shape!r}",
+            "Give all dimensions or use `include_top=False`.",
+        )
+    return shape
+
+
+def check_input_tensor(input_tensor: Any, input_shape: Any) -> tuple:
+    """Check a user-supplied input tensor; return its per-sample shape."""
+    if not keras.backend.is_keras_tensor(input_tensor):
+        raise _fail(
+            "`input_tensor` must be a Keras tensor, e.g. from `keras.Input`.",
+            f"input_tensor of type {type(input_tensor).__name__}",
+            "Wrap arrays with `keras.Input(tensor=...)` or pass "
+            "`input_shape` instead.",
+        )
+    if len(input_tensor.shape) != 4:
+        raise _fail(
+            "`input_tensor` must be a batch of images (rank 4).",
+            f"input_tensor.shape={tuple(input_tensor.shape)}",
+        )
+    tensor_shape = tuple(input_tensor.shape[1:])
+    if input_shape is not None:
+        given = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+        if given is None or len(given) != 3 or any(
+            a is not None and b is not None and a != b
+            for a, b in zip(given, tensor_shape)
+        ):
+            raise _fail(
+                "`input_shape` must agree with the shape of `input_tensor`.",
+                f"input_shape={input_shape!r}, input_tensor.shape="
+                f"{tuple(input_tensor.shape)}",
+                "Pass only one of them.",
+            )
+    return tensor_shape

@@ -1,0 +1,43 @@
+"""Typed errors raised by resnet_keras.
+
+Every error is also a built-in type (ValueError, OSError, ...) so that code
+written against keras.applications, which catches those, keeps working.
+"""
+
+from __future__ import annotations
+
+
+class ResNetKerasError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidArgumentError(ResNetKerasError, ValueError):
+    """A builder or function argument breaks a documented rule."""
+
+
+class ManifestError(ResNetKerasError, ValueError):
+    """The weights manifest is malformed or names something unknown."""
+
+
+class UnknownWeightsError(ManifestError):
+    """`weights=` names no tag of the model and no existing file."""
+
+
+class IntegrityError(ResNetKerasError, OSError):
+    """A weight file does not match the hash its manifest entry declares."""
+
+
+class DownloadError(ResNetKerasError, OSError):
+    """No URL of a manifest entry delivered a verified file."""
+
+
+class OfflineError(ResNetKerasError, OSError):
+    """Offline mode is on and the verified file is not in the cache."""
+
+
+class WeightsFormatError(ResNetKerasError, ValueError):
+    """A weights file is not a readable, safe Keras HDF5 weights file."""
+
+
+class WeightsMismatchError(ResNetKerasError, ValueError):
+    """A weights file does not fit the model (names, counts, shapes)."""

@@ -1,0 +1,97 @@
+"""ResNet V1 in the keras.applications layout (He et al. 2015,
+"Deep Residual Learning for Image Recognition").
+
+Mirrors `keras.applications.resnet`: same builders, same
+`preprocess_input` and `decode_predictions`.
+"""
+
+from __future__ import annotations
+
+from . import _imagenet
+from ._builder import build
+from ._docs import document
+from ._specs import SPECS
+
+# Shown in every builder docstring of this module.
+_ABOUT = (
+    "Bottleneck blocks (1x1, 3x3, 1x1 convolutions), post-activation, "
+    "stride on the first 1x1 conv; weights converted from the original "
+    "Caffe models."
+)
+
+__all__ = [
+    "ResNet50",
+    "ResNet101",
+    "ResNet152",
+    "preprocess_input",
+    "decode_predictions",
+]
+
+
+@document("ResNet-50", _ABOUT, "resnet")
+def ResNet50(
+    include_top=True,
+    weights="imagenet",
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnet50",
+    *,
+    manifest=None,
+    offline=None,
+):
+    return build(SPECS["resnet50"], **locals())
+
+
+@document("ResNet-101", _ABOUT, "resnet")
+def ResNet101(
+    include_top=True,
+    weights="imagenet",
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnet101",
+    *,
+    manifest=None,
+    offline=None,
+):
+    return build(SPECS["resnet101"], **locals())
+
+
+@document("ResNet-152", _ABOUT, "resnet")
+def ResNet152(
+    include_top=True,
+    weights="imagenet",
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnet152",
+    *,
+    manifest=None,
+    offline=None,
+):
+    return build(SPECS["resnet152"], **locals())
+
+
+def preprocess_input(x, data_format=None):
+    """Preprocess RGB images in [0, 255] for these models ("caffe" mode:
+    RGB to BGR, then minus the ImageNet channel means, no scaling).
+
+    Same numbers as `keras.applications.resnet.preprocess_input`; a NumPy
+    input is returned as a new array instead of being written over.
+    """
+    return _imagenet.preprocess_input(x, data_format=data_format, mode="caffe")
+
+
+def decode_predictions(preds, top=5):
+    """Decode ImageNet predictions to `(wordnet_id, name, score)` tuples.
+
+    Same output as keras; uses the class index shipped with the package.
+    """
+    return _imagenet.decode_predictions(preds, top=top)

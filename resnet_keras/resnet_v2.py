@@ -1,0 +1,97 @@
+"""ResNet V2 in the keras.applications layout (He et al. 2016,
+"Identity Mappings in Deep Residual Networks").
+
+Mirrors `keras.applications.resnet_v2`: same builders, same
+`preprocess_input` and `decode_predictions`.
+"""
+
+from __future__ import annotations
+
+from . import _imagenet
+from ._builder import build
+from ._docs import document
+from ._specs import SPECS
+
+# Shown in every builder docstring of this module.
+_ABOUT = (
+    "Pre-activation bottleneck blocks (BatchNorm and ReLU before each "
+    "convolution), TF-slim layout; weights from TF-slim, evaluated at "
+    "299x299."
+)
+
+__all__ = [
+    "ResNet50V2",
+    "ResNet101V2",
+    "ResNet152V2",
+    "preprocess_input",
+    "decode_predictions",
+]
+
+
+@document("ResNet-50 V2", _ABOUT, "resnet_v2")
+def ResNet50V2(
+    include_top=True,
+    weights="imagenet",
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnet50v2",
+    *,
+    manifest=None,
+    offline=None,
+):
+    return build(SPECS["resnet50v2"], **locals())
+
+
+@document("ResNet-101 V2", _ABOUT, "resnet_v2")
+def ResNet101V2(
+    include_top=True,
+    weights="imagenet",
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnet101v2",
+    *,
+    manifest=None,
+    offline=None,
+):
+    return build(SPECS["resnet101v2"], **locals())
+
+
+@document("ResNet-152 V2", _ABOUT, "resnet_v2")
+def ResNet152V2(
+    include_top=True,
+    weights="imagenet",
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnet152v2",
+    *,
+    manifest=None,
+    offline=None,
+):
+    return build(SPECS["resnet152v2"], **locals())
+
+
+def preprocess_input(x, data_format=None):
+    """Preprocess RGB images in [0, 255] for these models ("tf" mode:
+    scaled to [-1, 1]).
+
+    Same numbers as `keras.applications.resnet_v2.preprocess_input`; a NumPy
+    input is returned as a new array instead of being written over.
+    """
+    return _imagenet.preprocess_input(x, data_format=data_format, mode="tf")
+
+
+def decode_predictions(preds, top=5):
+    """Decode ImageNet predictions to `(wordnet_id, name, score)` tuples.
+
+    Same output as keras; uses the class index shipped with the package.
+    """
+    return _imagenet.decode_predictions(preds, top=top)

@@ -1,0 +1,93 @@
+"""Shared fixtures: an isolated cache, a loopback mirror, official-format files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import pytest
+
+import official_format
+from http_mirror import Mirror
+
+KERAS_BUILDERS = {
+    "resnet50": keras.applications.ResNet50,
+    "resnet101": keras.applications.ResNet101,
+    "resnet152": keras.applications.ResNet152,
+    "resnet50v2": keras.applications.ResNet50V2,
+    "resnet101v2": keras.applications.ResNet101V2,
+    "resnet152v2": keras.applications.ResNet152V2,
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Every test gets its own keras cache and no resnet_keras env settings."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    for name in ("RESNET_KERAS_HOME", "RESNET_KERAS_MANIFEST", "RESNET_KERAS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "keras_home" / "models"
+
+
+@pytest.fixture(autouse=True)
+def restore_keras_globals():
+    """Put back any global a test changes, even when the test fails."""
+    data_format = keras.config.image_data_format()
+    floatx = keras.config.floatx()
+    policy = keras.config.dtype_policy()
+    yield
+    keras.config.set_image_data_format(data_format)
+    keras.config.set_floatx(floatx)
+    keras.config.set_dtype_policy(policy)
+
+
+@pytest.fixture
+def mirror():
+    with Mirror() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def official_file(tmp_path_factory):
+    """official_file(model_key, include_top) -> path of an official-format file.
+
+    The file holds random (seeded) weights of the keras.applications model,
+    written in the Keras 2 legacy HDF5 layout. Made once per session.
+    """
+    folder = tmp_path_factory.mktemp("official")
+    made = {}
+
+    def make(model_key: str, include_top: bool = True):
+        key = (model_key, include_top)
+        if key not in made:
+            model = KERAS_BUILDERS[model_key](weights=None, include_top=include_top)
+            official_format.randomize(model, seed=len(made))
+            suffix = "" if include_top else "_notop"
+            path = folder / f"{model_key}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
+            made[key] = official_format.write_keras2_weights(model, path)
+        return made[key]
+
+    return make
+
+
+def write_manifest(path, model_key, files, *, tag="imagenet", **entry):
+    """Write a one-entry user manifest; files: kind -> (file_name, urls, hash)."""
+    document = {
+        "schema_version": 1,
+        "models": {
+            model_key: {
+                tag: {
+                    "files": {
+                        kind: {"file_name": name, "urls": list(urls), "hash": digest}
+                        for kind, (name, urls, digest) in files.items()
+                    },
+                    **entry,
+                }
+            }
+        },
+    }
+    path.write_text(json.dumps(document))
+    return path
