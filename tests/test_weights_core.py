@@ -1,0 +1,165 @@
+"""Official-format weight files load as they are and give keras' outputs;
+"imagenet" resolves through the manifest into keras' own cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import official_format
+import resnet_keras
+from conftest import KERAS_BUILDERS, write_manifest
+from resnet_keras import _manifest
+from resnet_keras.errors import IntegrityError, OfflineError, WeightsMismatchError
+
+OURS = {
+    "resnet50": resnet_keras.ResNet50,
+    "resnet101": resnet_keras.ResNet101,
+    "resnet152": resnet_keras.ResNet152,
+    "resnet50v2": resnet_keras.ResNet50V2,
+    "resnet101v2": resnet_keras.ResNet101V2,
+    "resnet152v2": resnet_keras.ResNet152V2,
+}
+KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+# ../shared/FACTS.md: md5 of the official files, (with top, notop).
+OFFICIAL_MD5 = {
+    "resnet50": ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
+    "resnet101": ("f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
+    "resnet152": ("100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+    "resnet50v2": ("3ef43a0b657b3be2300d5770ece849e0", "fac2f116257151a9d068a22e544a4917"),
+    "resnet101v2": ("6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5"),
+    "resnet152v2": ("a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33"),
+}
+
+
+def relative_error(ours, theirs) -> float:
+    return float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+
+
+def keras_parity(official_file, key, include_top):
+    """Relative error between our model and keras' on the same official file."""
+    path = official_file(key, include_top)
+    size = 224 if include_top else 64
+    kwargs = {} if include_top else dict(include_top=False, input_shape=(size, size, 3))
+    theirs = KERAS_BUILDERS[key](weights=None, **kwargs)
+    theirs.load_weights(str(path))  # keras' own legacy-HDF5 loader
+    ours = OURS[key](weights=path, **kwargs)
+    images = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    x = resnet_keras.resnet_v2.preprocess_input(images) if key.endswith("v2") else resnet_keras.resnet.preprocess_input(images)
+    a, b = ours.predict(x, verbose=0), theirs.predict(x, verbose=0)
+    assert a.shape == b.shape
+    return relative_error(a, b)
+
+
+@pytest.mark.parametrize("key", ["resnet50", "resnet50v2"])
+def test_official_format_file_gives_keras_outputs(official_file, key):
+    assert keras_parity(official_file, key, include_top=True) < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("include_top", [True, False], ids=["top", "notop"])
+@pytest.mark.parametrize("key", sorted(OURS))
+def test_all_official_format_files_give_keras_outputs(official_file, key, include_top):
+    error = keras_parity(official_file, key, include_top)
+    print(f"PARITY {key} include_top={include_top} relative_error={error:.3e}")
+    assert error < 1e-5
+
+
+def test_shipped_manifest_has_the_official_files():
+    manifest = _manifest.shipped_manifest()
+    for key, (top, notop) in OFFICIAL_MD5.items():
+        entry = manifest.entry(key, "imagenet")
+        assert entry.default and entry.preprocessing == ("tf" if key.endswith("v2") else "caffe")
+        for include_top, digest, suffix in [(True, top, ""), (False, notop, "_notop")]:
+            wfile = entry.file(include_top)
+            name = f"{key}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
+            assert wfile.file_name == name
+            assert wfile.urls == (KERAS_BASE + name,)
+            assert wfile.hash == f"md5:{digest}"
+
+
+def test_package_manifest_is_the_top_level_file():
+    top_level = Path(__file__).parents[1] / "weights_manifest.json"
+    assert _manifest.SHIPPED_MANIFEST.read_bytes() == top_level.read_bytes()
+
+
+def _serve(mirror, tmp_path, monkeypatch, path, key="resnet50", kind="top"):
+    url = mirror.add(path.name, path.read_bytes())
+    manifest = write_manifest(
+        tmp_path / "mirror.json", key, {kind: (path.name, [url], "md5:" + official_format.md5(path))},
+        input_size=224,
+    )
+    monkeypatch.setenv("RESNET_KERAS_MANIFEST", str(manifest))
+    return path.name
+
+
+def test_imagenet_downloads_through_manifest_into_keras_cache(official_file, mirror, tmp_path, monkeypatch, isolated_env):
+    path = official_file("resnet50", include_top=False)
+    name = _serve(mirror, tmp_path, monkeypatch, path, kind="notop")
+    kwargs = dict(include_top=False, pooling="avg", input_shape=(64, 64, 3))
+    model = resnet_keras.ResNet50(weights="imagenet", **kwargs)
+    cached = isolated_env / name
+    assert cached.read_bytes() == path.read_bytes()  # keras' cache: $KERAS_HOME/models
+    assert [p.name for p in isolated_env.iterdir()] == [name]  # no temp leftovers
+    reference = resnet_keras.ResNet50(weights=path, **kwargs)
+    x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype("float32")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), reference.predict(x, verbose=0))
+    resnet_keras.ResNet50(weights="imagenet", **kwargs)  # second build: from the cache
+    assert mirror.count(name) == 1
+
+
+def test_file_keras_already_downloaded_is_used_offline(official_file, mirror, tmp_path, monkeypatch, isolated_env):
+    path = official_file("resnet50", include_top=False)
+    name = _serve(mirror, tmp_path, monkeypatch, path, kind="notop")
+    isolated_env.mkdir(parents=True)
+    shutil.copy(path, isolated_env / name)  # as keras.utils.get_file leaves it
+    resnet_keras.ResNet50(weights="imagenet", include_top=False, offline=True)
+    monkeypatch.setenv("RESNET_KERAS_OFFLINE", "1")
+    resnet_keras.ResNet50(weights="imagenet", include_top=False)
+    assert mirror.requests == []
+
+
+def test_corrupt_cached_file_is_replaced_online_and_named_offline(official_file, mirror, tmp_path, monkeypatch, isolated_env):
+    path = official_file("resnet50", include_top=False)
+    name = _serve(mirror, tmp_path, monkeypatch, path, kind="notop")
+    isolated_env.mkdir(parents=True)
+    (isolated_env / name).write_bytes(path.read_bytes()[:-100])  # truncated
+    with pytest.raises(OfflineError, match=f"{name} is corrupt"):
+        resnet_keras.ResNet50(weights="imagenet", include_top=False, offline=True)
+    resnet_keras.ResNet50(weights="imagenet", include_top=False)
+    assert (isolated_env / name).read_bytes() == path.read_bytes()
+
+
+def test_offline_cold_cache_says_what_to_put_where(official_file, mirror, tmp_path, monkeypatch, isolated_env):
+    path = official_file("resnet50", include_top=False)
+    name = _serve(mirror, tmp_path, monkeypatch, path, kind="notop")
+    with pytest.raises(OfflineError) as info:
+        resnet_keras.ResNet50(weights="imagenet", include_top=False, offline=True)
+    message = str(info.value)
+    for part in (name, official_format.md5(path), mirror.url(name), str(isolated_env)):
+        assert part in message
+    assert mirror.requests == []
+
+
+def test_wrong_bytes_from_server_never_reach_the_cache(official_file, mirror, tmp_path, monkeypatch, isolated_env):
+    path = official_file("resnet50", include_top=False)
+    manifest = write_manifest(
+        tmp_path / "m.json", "resnet50",
+        {"notop": (path.name, [mirror.add(path.name, b"<html>moved</html>")], "md5:" + official_format.md5(path))},
+    )
+    with pytest.raises(IntegrityError, match=path.name):
+        resnet_keras.ResNet50(weights="imagenet", include_top=False, manifest=manifest)
+    assert not any(isolated_env.iterdir())
+
+
+def test_file_for_the_other_head_is_named_and_model_unchanged(official_file):
+    path = official_file("resnet50", include_top=True)
+    model = resnet_keras.ResNet50(weights=None, include_top=False)
+    before = [w.numpy().copy() for w in model.weights]
+    with pytest.raises(WeightsMismatchError, match="include_top=True"):
+        resnet_keras.load_weights(model, path)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
