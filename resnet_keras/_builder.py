@@ -6,61 +6,14 @@ head -> load weights. Validation never touches the network or the disk.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
 import keras
 from keras import layers
 
-from . import _blocks, _download, _h5, _validation
-from ._manifest import Manifest, merge, read_manifest, shipped_manifest
+from . import _blocks, _h5, _validation, _weights
 from ._specs import ResNetSpec
 from .errors import InvalidArgumentError
 
 _STAGES = {"bottleneck": _blocks.stage_v1, "preact_bottleneck": _blocks.stage_v2}
-# Strings that are meant as paths even when the file is missing.
-_PATH_SUFFIXES = (".h5", ".hdf5", ".keras", ".pkl", ".pt", ".pth", ".npz")
-
-
-def active_manifest(manifest: Any = None) -> Manifest:
-    """Shipped manifest, then `RESNET_KERAS_MANIFEST` paths, then `manifest=`."""
-    result = shipped_manifest()
-    env = os.environ.get("RESNET_KERAS_MANIFEST", "")
-    for entry in filter(None, env.split(os.pathsep)):
-        result = merge(result, read_manifest(entry))
-    if manifest is not None:
-        if not isinstance(manifest, Manifest):
-            if not isinstance(manifest, (str, os.PathLike)):
-                raise InvalidArgumentError(
-                    "`manifest` must be a path to a manifest JSON file or a "
-                    f"Manifest. Received: manifest={manifest!r}"
-                )
-            manifest = read_manifest(manifest)
-        result = merge(result, manifest)
-    return result
-
-
-def _weights_source(weights, model_key: str, manifest: Any):
-    """Classify `weights`: (None, None) | (path, None) | (None, entry)."""
-    _validation.check_weights_argument(weights)
-    if weights is None:
-        return None, None
-    path = Path(weights).expanduser()
-    if path.exists():
-        return path, None
-    text = os.fspath(weights)
-    catalog = active_manifest(manifest)
-    if catalog.is_tag(model_key, text):
-        return None, catalog.entry(model_key, text)
-    if isinstance(weights, os.PathLike) or os.sep in text or text.lower().endswith(_PATH_SUFFIXES):
-        raise FileNotFoundError(
-            f"Weights file not found: {path}. `weights` must be None, a "
-            f"weights tag of {model_key} ({', '.join(catalog.tags(model_key)) or 'none'}) "
-            f"or an existing file. Received: weights={weights!r}"
-        )
-    catalog.entry(model_key, text)  # raises UnknownWeightsError with suggestions
-    raise AssertionError("unreachable")
 
 
 def build(
@@ -83,7 +36,8 @@ def build(
         raise InvalidArgumentError(
             f"`name` must be a non-empty string. Received: name={name!r}"
         )
-    weights_path, entry = _weights_source(weights, spec.name, manifest)
+    source = _weights.classify(weights, spec.name, include_top, manifest=manifest, offline=offline)
+    weights_path, entry = source.path, source.entry
     tagged = entry is not None  # manifest weights follow keras' imagenet rules
     _validation.check_pooling(pooling)
     _validation.check_classes(classes, include_top=include_top, pretrained_top=tagged)
@@ -108,7 +62,7 @@ def build(
         )
 
     if tagged:
-        weights_path = _download.fetch(entry.file(include_top), offline=offline)
+        weights_path = _weights.materialize(source)
 
     inputs = input_tensor if input_tensor is not None else layers.Input(shape=input_shape)
     x = layers.ZeroPadding2D(padding=3, name="conv1_pad")(inputs)

@@ -13,6 +13,7 @@ model is left unchanged when there is any.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,15 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # plugin, i.e. code we did not choose, and is refused.
 SAFE_FILTERS = {1, 2, 3}
 MAX_REPORTED = 20
+# A dataset may declare far more data than the file stores (unwritten chunks
+# read back as the fill value, or extreme compression): a "shape bomb" that
+# makes a reader allocate gigabytes from a tiny file. The largest tensor of
+# any ResNet is below 200 MB (a 2048 x 21843 ImageNet-21k head), so refuse
+# declared sizes above MAX_DATASET_BYTES, and above BOMB_MIN_BYTES when the
+# declared size is more than BOMB_RATIO times what is stored.
+MAX_DATASET_BYTES = 1 << 32
+BOMB_MIN_BYTES = 16 << 20
+BOMB_RATIO = 100
 
 
 def _format_error(path: Path, problem: str) -> WeightsFormatError:
@@ -71,6 +81,15 @@ def _check_structure(root, path: Path) -> None:
                 problems.append(
                     f"unsupported compression filter {sorted(filters - SAFE_FILTERS)} at /{name}"
                 )
+            declared = int(np.prod(obj.shape, dtype=np.float64) * obj.dtype.itemsize)
+            stored = obj.id.get_storage_size()
+            if declared > MAX_DATASET_BYTES or (
+                declared > BOMB_MIN_BYTES and declared > BOMB_RATIO * stored
+            ):
+                problems.append(
+                    f"dataset /{name} declares shape {obj.shape} ({declared:,} "
+                    f"bytes) but stores {stored:,} bytes (a shape bomb?)"
+                )
 
     root.visititems_links(visit)
     if problems:
@@ -108,16 +127,43 @@ def _weight_groups(root, path: Path):
 def check_signature(path: Path) -> None:
     """Raise unless `path` is a regular file that starts like an HDF5 file."""
     if not path.exists():
-        raise FileNotFoundError(f"Weights file not found: {path}")
+        raise missing_file_error(path)
+    if path.is_dir():
+        raise _format_error(path, "it is a directory")
     if not path.is_file():
         raise _format_error(path, "it is not a regular file")
     with open(path, "rb") as f:
-        head = f.read(len(HDF5_SIGNATURE))
-    if head != HDF5_SIGNATURE:
-        kind = "it is empty" if not head else "it is not an HDF5 file"
-        if head.startswith(b"PK"):
-            kind = "it is a zip archive (a .keras model?); only weights files are loaded"
-        raise _format_error(path, kind)
+        head = f.read(512)
+    if not head.startswith(HDF5_SIGNATURE):
+        raise _format_error(path, describe_non_hdf5(head))
+
+
+def missing_file_error(path: Path, hint: str = "") -> FileNotFoundError:
+    error = FileNotFoundError(
+        f"Weights file not found: {path}.{hint} Check the path, or pass a "
+        "weights tag such as 'imagenet'."
+    )
+    error.errno, error.filename = errno.ENOENT, str(path)
+    return error
+
+
+def describe_non_hdf5(head: bytes) -> str:
+    """Why the first bytes of a file are not those of an HDF5 file."""
+    text = head.lstrip().lower()
+    if not head:
+        return "it is empty"
+    if head.startswith(b"PK"):
+        return (
+            "it is a zip archive (a .keras model or an .npz?); only HDF5 "
+            "weights files are read, so no code or pickle from it runs"
+        )
+    if head.startswith(b"\x80") or head.startswith(b"\x93NUMPY"):
+        return "it is a pickle or NumPy file; those are never loaded (pickle can run code)"
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")):
+        return "it is an HTML page (a download error or login page?)"
+    if HDF5_SIGNATURE[1:4] in head[:8]:
+        return "its HDF5 signature is damaged"
+    return "it is not an HDF5 file (maybe truncated or another format)"
 
 
 def _short_name(weight_name: str) -> str:

@@ -21,6 +21,12 @@ SHIPPED_MANIFEST = Path(__file__).with_name("weights_manifest.json")
 SCHEMA_VERSION = 1
 HASH_LENGTHS = {"md5": 32, "sha256": 64}
 FILE_KINDS = ("top", "notop")
+# Names the cache uses for its own files (temp downloads, locks, files
+# set aside because they failed their hash); a manifest may not claim them.
+RESERVED_SUFFIXES = (".part", ".lock", ".corrupt")
+MAX_FILE_NAME = 200  # leaves room for the temp-file suffix under NAME_MAX 255
+# Model keys and tags are plain identifiers, so they never look like paths.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +78,39 @@ class Manifest:
 
     entries: Mapping[str, Mapping[str, WeightsEntry]]
 
+    def models(self) -> list[str]:
+        return sorted(self.entries)
+
     def tags(self, model: str) -> list[str]:
         return sorted(self.entries.get(model, {}))
+
+    def check_model(self, model: str) -> None:
+        """Raise UnknownWeightsError, with the valid names, if `model` has no entry."""
+        if model not in self.entries:
+            models = self.models()
+            hint = difflib.get_close_matches(str(model), models, n=1)
+            suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise UnknownWeightsError(
+                f"The weights manifest has no model {model!r} (models with "
+                f"weights: {', '.join(models) or 'none'}).{suggestion} "
+                f"Received: model={model!r}"
+            )
+
+    def default_tag(self, model: str) -> str:
+        """The tag marked `"default": true` (the last one after merges), else 'imagenet'."""
+        self.check_model(model)
+        defaults = [t for t, e in self.entries[model].items() if e.default]
+        if defaults:
+            return defaults[-1]
+        tags = list(self.entries[model])
+        return "imagenet" if "imagenet" in tags else tags[0]
+
+    def files(self):
+        """Every (entry, kind, WeightsFile), in manifest order."""
+        for tags in self.entries.values():
+            for entry in tags.values():
+                for kind, wfile in entry.files.items():
+                    yield entry, kind, wfile
 
     def is_tag(self, model: str, tag: str) -> bool:
         return tag in self.entries.get(model, {})
@@ -102,15 +139,32 @@ def _reject_duplicate_keys(pairs):
 
 
 def _check_file_name(value: Any, where: str) -> str:
-    # The name becomes a path inside the cache: one plain component only.
+    # The name becomes a path inside the cache: one plain component only,
+    # not hidden (the cache's own temp and lock files start with a dot).
     if (
         not isinstance(value, str)
         or value in ("", ".", "..")
-        or re.search(r"[/\\:\x00]", value)
+        or value.startswith((".", " ", "-"))
+        or value != value.strip()
+        or len(value) > MAX_FILE_NAME
+        or re.search(r"[/\\:*?\"<>|\x00-\x1f\x7f]", value)
+        or value.lower().endswith(RESERVED_SUFFIXES)
     ):
         raise ManifestError(
-            f"{where}.file_name must be a plain file name (no folders, drive "
-            f"letters or NUL). Received: file_name={value!r}"
+            f"{where}.file_name must be a plain file name of at most "
+            f"{MAX_FILE_NAME} characters: no folders, drive letters, control "
+            f"characters or NUL, not starting with '.', '-' or a space, not "
+            f"ending in {', '.join(RESERVED_SUFFIXES)}. Received: "
+            f"file_name={value!r}"
+        )
+    return value
+
+
+def _check_key(value: str, where: str) -> str:
+    if not KEY_PATTERN.fullmatch(value):
+        raise ManifestError(
+            f"{where} must be a name of letters, digits and '_.+-' that starts "
+            f"with a letter or digit. Received: {value!r}"
         )
     return value
 
@@ -197,7 +251,7 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
         raise ManifestError(
             f"{where}.metrics must map names to numbers. Received: {metrics!r}"
         )
-    for key in ("source", "preprocessing"):
+    for key in ("source", "preprocessing", "notes"):
         if not isinstance(obj.get(key, ""), str):
             raise ManifestError(
                 f"{where}.{key} must be a string. Received: {obj[key]!r}"
@@ -222,6 +276,12 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
 
 def parse_manifest(text: str, source: str = "<string>") -> Manifest:
     """Parse and validate manifest JSON text."""
+    if not text.strip():
+        raise ManifestError(
+            f"Weights manifest {source} is empty; it must be a JSON object "
+            f'with "schema_version": {SCHEMA_VERSION} and "models". Fix or '
+            "remove the file."
+        )
     try:
         data = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
         _check_keys(data, "manifest", {"schema_version", "models"}, {"comment"})
@@ -235,13 +295,22 @@ def parse_manifest(text: str, source: str = "<string>") -> Manifest:
             raise ManifestError(f"models must be an object. Received: {models!r}")
         entries = {}
         for model, tags in models.items():
+            _check_key(model, "a model key")
             if not isinstance(tags, dict):
                 raise ManifestError(
                     f"models.{model} must map tags to entries. Received: {tags!r}"
                 )
+            for tag in tags:
+                _check_key(tag, f"a tag of models.{model}")
             entries[model] = MappingProxyType(
                 {tag: _parse_entry(model, tag, e) for tag, e in tags.items()}
             )
+            defaults = [tag for tag, e in entries[model].items() if e.default]
+            if len(defaults) > 1:
+                raise ManifestError(
+                    f"models.{model} may mark at most one tag as default. "
+                    f"Received: default tags {defaults}"
+                )
     except json.JSONDecodeError as error:
         raise ManifestError(
             f"Weights manifest {source} is not valid JSON: {error}. "
@@ -249,6 +318,10 @@ def parse_manifest(text: str, source: str = "<string>") -> Manifest:
         ) from error
     except ManifestError as error:
         raise ManifestError(f"Invalid weights manifest {source}: {error}") from error
+    except RecursionError as error:
+        raise ManifestError(
+            f"Weights manifest {source} is nested too deeply to be a manifest."
+        ) from error
     manifest = Manifest(MappingProxyType(entries))
     _check_unique_file_names(manifest, source)
     return manifest
@@ -280,14 +353,25 @@ def read_manifest(path: str | Path) -> Manifest:
     return parse_manifest(text, source=str(path))
 
 
-def merge(base: Manifest, override: Manifest) -> Manifest:
-    """Entries of `override` add to or replace those of `base`, per tag."""
+def merge(base: Manifest, override: Manifest, source: str = "<merged>") -> Manifest:
+    """Entries of `override` add to or replace those of `base`, per tag.
+
+    A default tag in `override` takes over from the one in `base`. The
+    result must still give each cached file name one hash, because the
+    name is the file's place in the cache.
+    """
     merged = {model: dict(tags) for model, tags in base.entries.items()}
     for model, tags in override.entries.items():
-        merged.setdefault(model, {}).update(tags)
+        target = merged.setdefault(model, {})
+        if any(entry.default for entry in tags.values()):
+            target.update(
+                {t: dataclasses.replace(e, default=False) for t, e in target.items()}
+            )
+        target.update(tags)
     manifest = Manifest(
         MappingProxyType({m: MappingProxyType(t) for m, t in merged.items()})
     )
+    _check_unique_file_names(manifest, source)
     return manifest
 
 

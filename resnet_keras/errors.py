@@ -41,3 +41,7 @@ class WeightsFormatError(ResNetKerasError, ValueError):
 
 class WeightsMismatchError(ResNetKerasError, ValueError):
     """A weights file does not fit the model (names, counts, shapes)."""
+
+
+class CacheError(ResNetKerasError, OSError):
+    """The cache folder cannot be created or written, or holds a non-file."""
