@@ -5,12 +5,28 @@ Swap `from keras.applications import ResNet50` for
 are the same, and the official Keras weight files load as they are.
 """
 
-from . import errors, resnet, resnet_v2
+from . import cifar, errors, resnet, resnet_small, resnet_v2
 from ._h5 import load_weights
 from ._imagenet import decode_predictions
 from .errors import ResNetKerasError
 from .resnet import ResNet50, ResNet101, ResNet152
 from .resnet_v2 import ResNet50V2, ResNet101V2, ResNet152V2
+from .resnet_small import ResNet18, ResNet34
+from .cifar import (
+    PlainNet20,
+    PlainNet32,
+    PlainNet44,
+    PlainNet56,
+    PlainNet110,
+    ResNet20,
+    ResNet32,
+    ResNet44,
+    ResNet56,
+    ResNet110,
+    ResNet1202,
+)
+from ._features import FeatureInfo, feature_info, feature_model
+from ._registry import ModelInfo, get_model, list_models, model_info
 
 __version__ = "0.1.0"
 
@@ -27,4 +43,27 @@ __all__ = [
     "load_weights",
     "resnet",
     "resnet_v2",
+    # beyond keras.applications
+    "ResNet18",
+    "ResNet34",
+    "ResNet20",
+    "ResNet32",
+    "ResNet44",
+    "ResNet56",
+    "ResNet110",
+    "ResNet1202",
+    "PlainNet20",
+    "PlainNet32",
+    "PlainNet44",
+    "PlainNet56",
+    "PlainNet110",
+    "FeatureInfo",
+    "ModelInfo",
+    "cifar",
+    "feature_info",
+    "feature_model",
+    "get_model",
+    "list_models",
+    "model_info",
+    "resnet_small",
 ]

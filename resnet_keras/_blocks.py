@@ -11,9 +11,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-# keras.applications uses 1.001e-5 (not 1e-5) in every ResNet BatchNorm; the
-# official weights were converted with it, so outputs match only with it.
-BN_EPSILON = 1.001e-5
+from ._specs import BN_EPSILON, ResNetSpec
+
 EXPANSION = 4  # bottleneck output channels = EXPANSION * width
 
 
@@ -21,9 +20,9 @@ def _bn_axis() -> int:
     return 1 if keras.config.image_data_format() == "channels_first" else -1
 
 
-def batch_norm(x, name: str):
+def batch_norm(x, name: str, epsilon: float = BN_EPSILON):
     return layers.BatchNormalization(
-        axis=_bn_axis(), epsilon=BN_EPSILON, name=name
+        axis=_bn_axis(), epsilon=epsilon, name=name
     )(x)
 
 
@@ -113,4 +112,145 @@ def stage_v2(x, width: int, depth: int, *, stride: int, name: str):
             projection=i == 1,
             name=f"{name}_block{i}",
         )
+    return x
+
+
+def _conv3x3(x, filters: int, *, stride: int, use_bias: bool, name: str):
+    """3x3 conv; with a stride, an explicit symmetric pad then a valid conv.
+
+    keras' "same" padding pads a strided conv on the bottom/right only,
+    torch pads all sides; the explicit pad keeps a converted torchvision
+    checkpoint numerically exact. (`{name}` ends in `_1` or `_2`.)
+    """
+    if stride == 1:
+        return layers.Conv2D(
+            filters, 3, padding="same", use_bias=use_bias, name=f"{name}_conv"
+        )(x)
+    x = layers.ZeroPadding2D(padding=1, name=f"{name}_pad")(x)
+    return layers.Conv2D(
+        filters, 3, strides=stride, use_bias=use_bias, name=f"{name}_conv"
+    )(x)
+
+
+def _zero_pad_shortcut(x, *, stride: int, name: str):
+    """Option A: subsample by `stride`, double the channels with zeros.
+
+    Built from stock layers (no Lambda), so saved models load without
+    custom objects: a 1x1 max pool subsamples, a zero rescaling makes the
+    zero channels.
+    """
+    if stride > 1:
+        x = layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
+    zeros = layers.Rescaling(0.0, name=f"{name}_0_zeros")(x)
+    return layers.Concatenate(axis=_bn_axis(), name=f"{name}_0_pad")([x, zeros])
+
+
+def basic_block(
+    x,
+    filters: int,
+    *,
+    stride: int,
+    shortcut: str | None,
+    epsilon: float,
+    use_bias: bool,
+    name: str,
+):
+    """Two 3x3 convs, post-activation (ResNet-18/34, the CIFAR ResNets).
+
+    `shortcut`: "identity", "projection" (1x1 conv + BN, option B),
+    "zero_pad" (option A) or None (a plain block: no shortcut, no add).
+    The stride sits on the first 3x3 conv, as in torchvision.
+    """
+    if shortcut == "projection":
+        residual = layers.Conv2D(
+            filters, 1, strides=stride, use_bias=use_bias, name=f"{name}_0_conv"
+        )(x)
+        residual = batch_norm(residual, f"{name}_0_bn", epsilon)
+    elif shortcut == "zero_pad":
+        residual = _zero_pad_shortcut(x, stride=stride, name=name)
+    else:
+        residual = x
+
+    x = _conv3x3(x, filters, stride=stride, use_bias=use_bias, name=f"{name}_1")
+    x = batch_norm(x, f"{name}_1_bn", epsilon)
+    x = layers.Activation("relu", name=f"{name}_1_relu")(x)
+    x = _conv3x3(x, filters, stride=1, use_bias=use_bias, name=f"{name}_2")
+    x = batch_norm(x, f"{name}_2_bn", epsilon)
+
+    if shortcut is not None:
+        x = layers.Add(name=f"{name}_add")([residual, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def stage_basic(
+    x,
+    filters: int,
+    depth: int,
+    *,
+    stride: int,
+    in_filters: int,
+    spec: ResNetSpec,
+    name: str,
+):
+    """A stage of basic (or plain) blocks; only the first may change shape."""
+    for i in range(1, depth + 1):
+        first = i == 1
+        block_stride = stride if first else 1
+        if spec.block == "plain":
+            shortcut = None
+        elif block_stride == 1 and (not first or in_filters == filters):
+            shortcut = "identity"
+        else:
+            shortcut = "zero_pad" if spec.shortcut == "A" else "projection"
+        x = basic_block(
+            x,
+            filters,
+            stride=block_stride,
+            shortcut=shortcut,
+            epsilon=spec.bn_epsilon,
+            use_bias=spec.conv_bias,
+            name=f"{name}_block{i}",
+        )
+    return x
+
+
+def stem(x, spec: ResNetSpec):
+    """conv1 (and pool1 for ImageNet-style models)."""
+    if spec.stem == "cifar":
+        x = layers.Conv2D(
+            spec.stem_width, 3, padding="same", use_bias=spec.conv_bias, name="conv1_conv"
+        )(x)
+        x = batch_norm(x, "conv1_bn", spec.bn_epsilon)
+        return layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.ZeroPadding2D(padding=3, name="conv1_pad")(x)
+    x = layers.Conv2D(
+        spec.stem_width, 7, strides=2, use_bias=spec.conv_bias, name="conv1_conv"
+    )(x)
+    if not spec.preact:
+        x = batch_norm(x, "conv1_bn", spec.bn_epsilon)
+        x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+
+
+def body(x, spec: ResNetSpec):
+    """Stem, stages conv2, conv3, ... and (V2) the final BN + ReLU."""
+    x = stem(x, spec)
+    channels = spec.stem_width
+    for index, (width, depth, stride) in enumerate(
+        zip(spec.widths, spec.depths, spec.stage_strides), start=2
+    ):
+        name = f"conv{index}"
+        if spec.block == "bottleneck":
+            x = stage_v1(x, width, depth, stride=stride, name=name)
+        elif spec.block == "preact_bottleneck":
+            x = stage_v2(x, width, depth, stride=stride, name=name)
+        else:
+            x = stage_basic(
+                x, width, depth, stride=stride, in_filters=channels, spec=spec, name=name
+            )
+        channels = width * spec.expansion
+    if spec.preact:
+        x = batch_norm(x, "post_bn", spec.bn_epsilon)
+        x = layers.Activation("relu", name="post_relu")(x)
     return x

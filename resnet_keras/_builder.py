@@ -6,14 +6,14 @@ head -> load weights. Validation never touches the network or the disk.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 from keras import layers
 
 from . import _blocks, _h5, _validation, _weights
 from ._specs import ResNetSpec
 from .errors import InvalidArgumentError
-
-_STAGES = {"bottleneck": _blocks.stage_v1, "preact_bottleneck": _blocks.stage_v2}
 
 
 def build(
@@ -29,9 +29,12 @@ def build(
     name: str,
     manifest=None,
     offline: bool | None = None,
+    shortcut: str | None = None,
 ) -> keras.Model:
     data_format = keras.config.image_data_format()
     _validation.check_flag("include_top", include_top)
+    if shortcut is not None:  # CIFAR ResNets choose option A or B
+        spec = dataclasses.replace(spec, shortcut=_validation.check_shortcut(shortcut))
     if not isinstance(name, str) or not name:
         raise InvalidArgumentError(
             f"`name` must be a non-empty string. Received: name={name!r}"
@@ -65,23 +68,7 @@ def build(
         weights_path = _weights.materialize(source)
 
     inputs = input_tensor if input_tensor is not None else layers.Input(shape=input_shape)
-    x = layers.ZeroPadding2D(padding=3, name="conv1_pad")(inputs)
-    x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
-    if not spec.preact:
-        x = _blocks.batch_norm(x, "conv1_bn")
-        x = layers.Activation("relu", name="conv1_relu")(x)
-    x = layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-
-    stage = _STAGES[spec.block]
-    for index, (width, depth, stride) in enumerate(
-        zip(spec.widths, spec.depths, spec.stage_strides), start=2
-    ):
-        x = stage(x, width, depth, stride=stride, name=f"conv{index}")
-
-    if spec.preact:
-        x = _blocks.batch_norm(x, "post_bn")
-        x = layers.Activation("relu", name="post_relu")(x)
+    x = _blocks.body(inputs, spec)
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -9,7 +9,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-BlockKind = Literal["bottleneck", "preact_bottleneck"]
+BlockKind = Literal["bottleneck", "preact_bottleneck", "basic", "plain"]
+StemKind = Literal["imagenet", "cifar"]
+ShortcutOption = Literal["A", "B"]
+
+BLOCK_KINDS = ("bottleneck", "preact_bottleneck", "basic", "plain")
+STEM_KINDS = ("imagenet", "cifar")
+SHORTCUT_OPTIONS = ("A", "B")
+
+# keras.applications uses 1.001e-5 (not 1e-5) in every ResNet BatchNorm; the
+# official weights were converted with it, so outputs match only with it.
+BN_EPSILON = 1.001e-5
+# torchvision (and the paper's CIFAR nets, built with torch defaults) use
+# 1e-5; with it a converted torchvision checkpoint gives torchvision's outputs.
+TORCH_BN_EPSILON = 1e-5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,48 +31,136 @@ class ResNetSpec:
 
     Attributes:
         name: Default model name; also the registry key and manifest key.
-        block: `"bottleneck"` (V1, post-activation) or `"preact_bottleneck"`
-            (V2, pre-activation as in TF-slim).
-        depths: Number of blocks in each of the stages conv2..conv5.
-        widths: Bottleneck width of each stage; a block outputs 4x this.
-        preprocessing: The `preprocess_input` mode the pretrained weights use.
+        block: `"bottleneck"` (V1, post-activation), `"preact_bottleneck"`
+            (V2, pre-activation as in TF-slim), `"basic"` (two 3x3 convs,
+            post-activation: ResNet-18/34 and the CIFAR ResNets) or
+            `"plain"` (a basic block without its shortcut).
+        depths: Number of blocks in each stage (conv2, conv3, ...).
+        widths: Width of each stage; a block outputs `expansion` x this.
+        stem: `"imagenet"` (7x7/2 conv, 3x3/2 max pool: stride 4) or
+            `"cifar"` (one 3x3 conv, stride 1).
+        stem_width: Filters of the stem convolution.
+        bn_epsilon: Epsilon of every BatchNormalization layer.
+        conv_bias: Whether the convolutions of the stem and of V1/basic
+            blocks have biases (V2 blocks follow TF-slim, fixed).
+        shortcut: Where a block changes shape: `"B"` projects with a strided
+            1x1 conv + BN; `"A"` subsamples and pads channels with zeros
+            (no parameters; basic blocks only).
+        preprocessing: The `preprocess_input` mode the model expects, or
+            None where no pretrained weights define one.
         default_size: Default (and pretrained) input height and width.
-        min_size: Smallest input height and width the stem accepts.
+        min_size: Smallest input height and width (the total stride, so the
+            last feature map is at least 1x1).
+        classes: Default number of classes of the builder.
     """
 
     name: str
     block: BlockKind
     depths: tuple[int, ...]
     widths: tuple[int, ...] = (64, 128, 256, 512)
-    preprocessing: str = "caffe"
+    stem: StemKind = "imagenet"
+    stem_width: int = 64
+    bn_epsilon: float = BN_EPSILON
+    conv_bias: bool = True
+    shortcut: ShortcutOption = "B"
+    preprocessing: str | None = "caffe"
     default_size: int = 224
     min_size: int = 32
+    classes: int = 1000
+
+    def __post_init__(self):
+        problems = []
+        if self.block not in BLOCK_KINDS:
+            problems.append(f"block must be one of {BLOCK_KINDS}")
+        if self.stem not in STEM_KINDS:
+            problems.append(f"stem must be one of {STEM_KINDS}")
+        if self.shortcut not in SHORTCUT_OPTIONS:
+            problems.append(f"shortcut must be one of {SHORTCUT_OPTIONS}")
+        if not self.depths or len(self.depths) != len(self.widths):
+            problems.append("depths and widths must have the same, non-zero length")
+        if self.expansion == 4 and (self.bn_epsilon != BN_EPSILON or not self.conv_bias):
+            # The bottleneck blocks are keras' layout, fixed by its weights.
+            problems.append("bottleneck blocks use keras' BN epsilon and conv biases")
+        if self.shortcut == "A" and self.block not in ("basic", "plain"):
+            problems.append("shortcut 'A' exists for basic blocks only")
+        if self.shortcut == "A" and any(
+            b != 2 * a for a, b in zip((self.stem_width,) + self.widths, self.widths)
+            if a != b
+        ):
+            problems.append("shortcut 'A' needs each width change to double")
+        if problems:
+            raise ValueError(f"Invalid ResNetSpec {self.name!r}: {'; '.join(problems)}.")
 
     @property
     def preact(self) -> bool:
         return self.block == "preact_bottleneck"
 
     @property
+    def expansion(self) -> int:
+        """Output channels of a block per unit of stage width."""
+        return 4 if self.block in ("bottleneck", "preact_bottleneck") else 1
+
+    @property
     def stage_strides(self) -> tuple[int, ...]:
-        # V1 downsamples at the start of stages 3..5 (stage 2 follows the
-        # max pool); TF-slim V2 downsamples at the end of stages 2..4.
+        # V1 and basic nets downsample at the start of every stage but the
+        # first (the ImageNet stem already strides by 4); TF-slim V2
+        # downsamples at the end of every stage but the last.
         n = len(self.depths)
         if self.preact:
             return (2,) * (n - 1) + (1,)
         return (1,) + (2,) * (n - 1)
 
+    @property
+    def num_layers(self) -> int:
+        """Weighted layers counted as in the paper (convs of the main path + fc)."""
+        per_block = 3 if self.expansion == 4 else 2
+        return 1 + per_block * sum(self.depths) + 1
+
 
 _V1 = dict(block="bottleneck", preprocessing="caffe")
 _V2 = dict(block="preact_bottleneck", preprocessing="tf")
+# torchvision's layout: no conv bias, BN epsilon 1e-5, projection only where
+# the shape changes; torchvision weights expect "torch" preprocessing.
+_TORCHVISION = dict(
+    block="basic", conv_bias=False, bn_epsilon=TORCH_BN_EPSILON, preprocessing="torch"
+)
+# The paper's section 4.2: 3x3/16 stem, three stages of 16/32/64 filters.
+_CIFAR = dict(
+    widths=(16, 32, 64),
+    stem="cifar",
+    stem_width=16,
+    conv_bias=False,
+    bn_epsilon=TORCH_BN_EPSILON,
+    shortcut="A",
+    preprocessing=None,
+    default_size=32,
+    min_size=4,
+    classes=10,
+)
+# 6n + 2 layers -> n blocks per stage (paper Table 6).
+CIFAR_DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
+PLAIN_DEPTHS = (20, 32, 44, 56, 110)
 
 SPECS: dict[str, ResNetSpec] = {
     spec.name: spec
     for spec in (
+        ResNetSpec("resnet18", depths=(2, 2, 2, 2), **_TORCHVISION),
+        ResNetSpec("resnet34", depths=(3, 4, 6, 3), **_TORCHVISION),
         ResNetSpec("resnet50", depths=(3, 4, 6, 3), **_V1),
         ResNetSpec("resnet101", depths=(3, 4, 23, 3), **_V1),
         ResNetSpec("resnet152", depths=(3, 8, 36, 3), **_V1),
         ResNetSpec("resnet50v2", depths=(3, 4, 6, 3), **_V2),
         ResNetSpec("resnet101v2", depths=(3, 4, 23, 3), **_V2),
         ResNetSpec("resnet152v2", depths=(3, 8, 36, 3), **_V2),
+        *(
+            ResNetSpec(f"resnet{layers}", block="basic", depths=(n,) * 3, **_CIFAR)
+            for layers, n in CIFAR_DEPTHS.items()
+        ),
+        *(
+            ResNetSpec(
+                f"plain{layers}", block="plain", depths=(CIFAR_DEPTHS[layers],) * 3, **_CIFAR
+            )
+            for layers in PLAIN_DEPTHS
+        ),
     )
 }

@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 
+from ._specs import SHORTCUT_OPTIONS
 from .errors import InvalidArgumentError
 
 POOLING_MODES = (None, "avg", "max")
@@ -199,3 +200,14 @@ def check_input_tensor(input_tensor: Any, input_shape: Any) -> tuple:
                 "Pass only one of them.",
             )
     return tensor_shape
+
+
+def check_shortcut(shortcut: Any) -> str:
+    """The CIFAR ResNets' shortcut option of the paper (section 4.2)."""
+    if shortcut not in SHORTCUT_OPTIONS:
+        raise _fail(
+            "`shortcut` must be 'A' (identity with zero-padded channels, no "
+            "parameters) or 'B' (1x1 projection where the shape changes).",
+            f"shortcut={shortcut!r}",
+        )
+    return shortcut
