@@ -161,7 +161,7 @@ def not_a_file(path: Path) -> str | None:
     """What sits at `path` if it is neither missing nor a regular file."""
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     if stat.S_ISLNK(mode):
         try:

@@ -13,7 +13,6 @@ model is left unchanged when there is any.
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 
 import numpy as np
@@ -139,12 +138,11 @@ def check_signature(path: Path) -> None:
 
 
 def missing_file_error(path: Path, hint: str = "") -> FileNotFoundError:
-    error = FileNotFoundError(
+    # One argument only: with errno/filename set, str() would drop the hint.
+    return FileNotFoundError(
         f"Weights file not found: {path}.{hint} Check the path, or pass a "
         "weights tag such as 'imagenet'."
     )
-    error.errno, error.filename = errno.ENOENT, str(path)
-    return error
 
 
 def describe_non_hdf5(head: bytes) -> str:
