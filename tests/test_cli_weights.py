@@ -1,0 +1,162 @@
+"""`resnet-keras fetch / verify / weights`: exit codes, one-line errors, cache states."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cache_checks import assert_clean_cache, entry, fast_network, md5, payload, user_manifest  # noqa: F401
+from http_mirror import Reply
+from resnet_keras import cli
+
+pytestmark = pytest.mark.usefixtures("fast_network")
+
+REPO = Path(__file__).resolve().parents[1]
+TOP, NOTOP = payload(3000, seed=1), payload(2000, seed=2)
+
+
+@pytest.fixture
+def catalog(mirror, tmp_path, monkeypatch):
+    """A user manifest with resnet50 'imagenet' (top + notop) and 'extra' (notop) on the mirror."""
+    top_url, notop_url = mirror.add("top.h5", TOP), mirror.add("notop.h5", NOTOP)
+    path = user_manifest(tmp_path / "m.json", {
+        "resnet50": {
+            "imagenet": entry({"top": ("top.h5", [top_url], md5(TOP), 123), "notop": ("notop.h5", [notop_url], md5(NOTOP))}),
+            "extra": entry({"notop": ("extra.h5", [mirror.add("extra.h5", NOTOP + b"x")], md5(NOTOP + b"x"))}),
+        },
+    })
+    monkeypatch.setenv("RESNET_KERAS_MANIFEST", str(path))
+    return path
+
+
+def run(capsys, *argv):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_fetch_defaults_to_the_file_with_the_head(catalog, capsys, isolated_env):
+    status, out, err = run(capsys, "fetch", "resnet50", "--quiet")
+    assert status == 0 and err == ""
+    assert f"resnet50 weights 'imagenet' (top): {isolated_env / 'top.h5'}" in out
+    assert_clean_cache(isolated_env, {"top.h5": TOP})
+
+
+def test_fetch_both_notop_and_tag(catalog, capsys, isolated_env, mirror):
+    assert run(capsys, "fetch", "resnet50", "--both", "--quiet")[0] == 0
+    assert run(capsys, "fetch", "resnet50", "--notop", "--quiet")[0] == 0  # cached: no new request
+    assert run(capsys, "fetch", "resnet50", "--tag", "extra", "--notop", "--quiet")[0] == 0
+    assert mirror.count("notop.h5") == 1
+    assert_clean_cache(isolated_env, {"top.h5": TOP, "notop.h5": NOTOP, "extra.h5": NOTOP + b"x"})
+
+
+def test_fetch_all_with_a_tag_only_takes_models_that_have_it(catalog, capsys, isolated_env, mirror):
+    status, out, _ = run(capsys, "fetch", "--all", "--tag", "extra", "--both", "--quiet")
+    assert status == 0 and out.count("\n") == 1
+    assert mirror.requests == ["/extra.h5"]
+
+
+def test_fetch_force_downloads_again(catalog, capsys, isolated_env, mirror):
+    run(capsys, "fetch", "resnet50", "--quiet")
+    assert run(capsys, "fetch", "resnet50", "--quiet", "--force")[0] == 0
+    assert mirror.count("top.h5") == 2
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["fetch", "resnet5"], "Did you mean 'resnet50'?"),
+    (["fetch", "resnet50", "--tag", "imagenett"], "Did you mean 'imagenet'?"),
+    (["fetch", "resnet50", "--tag", "extra", "--top"], "have no file for include_top=True"),
+    (["fetch"], "fetch needs model names or --all"),
+    (["fetch", "resnet50", "--all"], "fetch needs model names or --all"),
+    (["fetch", "--all", "--tag", "nothing"], "No model of the manifest has weights tagged 'nothing'"),
+])
+def test_fetch_errors_are_one_line_and_exit_1(catalog, capsys, isolated_env, mirror, argv, phrase):
+    status, out, err = run(capsys, *argv, "--quiet")
+    assert status == 1 and out == ""
+    assert err.startswith("resnet-keras: error: ") and err.count("\n") == 1 and phrase in err
+    assert mirror.requests == [] and not isolated_env.exists()
+
+
+def test_fetch_download_failure_is_one_line_per_file(catalog, capsys, isolated_env, mirror):
+    mirror.script("top.h5", [Reply(404)])
+    status, out, err = run(capsys, "fetch", "resnet50", "--both", "--quiet")
+    assert status == 1
+    assert err.count("\n") == 1 and "top.h5" in err and "HTTP 404" in err
+    assert "notop.h5" in out
+    assert_clean_cache(isolated_env, {"notop.h5": NOTOP})
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["fetch", "resnet50", "--top", "--notop"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        cli.main([])
+    assert info.value.code == 2
+
+
+def test_verify_ok_then_corrupt(catalog, capsys, isolated_env):
+    run(capsys, "fetch", "resnet50", "--both", "--quiet")
+    status, out, err = run(capsys, "verify")
+    assert status == 0 and "2 verified, 0 bad" in out and err == ""
+    (isolated_env / "notop.h5").write_bytes(NOTOP[:-1])
+    stale = isolated_env / ".top.h5.00000000-1-x.part"
+    stale.write_bytes(b"")
+    os.utime(stale, (0, 0))
+    status, out, err = run(capsys, "verify")
+    assert status == 1
+    assert f"CORRUPT    {isolated_env / 'notop.h5'}" in out and "1 verified, 1 bad" in out
+    assert f"STALE      {stale}" in out
+    assert err.startswith("resnet-keras: error: ") and err.count("\n") == 1
+    assert (isolated_env / "notop.h5").read_bytes() == NOTOP[:-1]  # verify only reports
+
+
+def test_verify_with_an_empty_cache(catalog, capsys, isolated_env):
+    status, out, _ = run(capsys, "verify")
+    assert status == 0 and "0 verified, 0 bad" in out and not isolated_env.exists()
+
+
+def test_weights_table_shows_cached_missing_corrupt(catalog, capsys, isolated_env):
+    run(capsys, "fetch", "resnet50", "--quiet")
+    isolated_env.joinpath("notop.h5").write_bytes(b"junk")
+    status, out, _ = run(capsys, "weights")
+    assert status == 0
+    lines = {tuple(line.split()[:3]): line.split() for line in out.splitlines()}
+    assert lines[("resnet50", "imagenet", "top")][3:5] == ["123", "cached"]
+    assert lines[("resnet50", "imagenet", "notop")][3:5] == ["-", "corrupt"]
+    assert lines[("resnet50", "extra", "notop")][4] == "missing"
+    assert lines[("resnet101", "imagenet*", "top")][3:5] == ["44,707,176", "missing"]
+    assert f"cache: {isolated_env}" in out
+
+
+def test_manifest_option(tmp_path, capsys, mirror, isolated_env):
+    path = user_manifest(tmp_path / "own.json", {"mynet": {"v1": entry({"top": ("mynet.h5", [mirror.add("mynet.h5", TOP)], md5(TOP))}, default=True)}})
+    status, out, _ = run(capsys, "fetch", "mynet", "--manifest", str(path), "--quiet")
+    assert status == 0 and "mynet weights 'v1' (top)" in out
+
+
+def test_subcommands_are_registered_and_duplicates_refused():
+    assert {"fetch", "verify", "weights"} <= set(cli.COMMANDS)
+    with pytest.raises(ValueError, match="registered twice"):
+        cli.command("fetch", help="again")(lambda args: 0)
+
+
+def test_console_script_is_declared():
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    assert "resnet-keras = resnet_keras.cli:main" in config["options.entry_points"]["console_scripts"]
+    assert "filelock" in config["options"]["install_requires"]
+
+
+def test_python_dash_m_runs_the_cli(catalog, isolated_env):
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-m", "resnet_keras", "fetch", "resnet5"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    error_lines = [line for line in done.stderr.splitlines() if line.startswith("resnet-keras:")]
+    assert len(error_lines) == 1 and "Did you mean 'resnet50'?" in error_lines[0]
