@@ -22,6 +22,7 @@ from typing import Any
 
 from . import _download, _h5
 from ._manifest import Manifest, WeightsEntry, WeightsFile, merge, read_manifest, shipped_manifest
+from ._validation import check_weights_argument
 from .errors import InvalidArgumentError, WeightsFormatError
 
 # Strings that are meant as paths even when the file is missing.
@@ -118,8 +119,6 @@ def classify(
     offline: bool | None = None,
 ) -> WeightsSource:
     """Check `weights=` (and `manifest=`, `offline=`) without network or writes."""
-    from ._validation import check_weights_argument
-
     check_weights_argument(weights)
     offline = _download.check_offline(offline)
     base = dict(model=model, include_top=include_top, offline=offline)
