@@ -16,26 +16,6 @@ stage's resolution.
   activated).
 The ImageNet models give C2..C5 at strides 4, 8, 16 and 32; the CIFAR
 models C2..C4 at strides 1, 2 and 4.
-
-Example: a small FPN head on C3..C5 (runnable as is):
-
-    >>> import keras
-    >>> from keras import layers
-    >>> import resnet_keras
-    >>> backbone = resnet_keras.ResNet18(include_top=False,
-    ...     input_shape=(128, 128, 3))
-    >>> features = resnet_keras.feature_model(backbone, stages=["C3", "C4", "C5"])
-    >>> c = features(features.inputs[0])
-    >>> p5 = layers.Conv2D(64, 1, name="fpn_lat5")(c["C5"])
-    >>> p4 = layers.Add()([layers.UpSampling2D()(p5),
-    ...     layers.Conv2D(64, 1, name="fpn_lat4")(c["C4"])])
-    >>> p3 = layers.Add()([layers.UpSampling2D()(p4),
-    ...     layers.Conv2D(64, 1, name="fpn_lat3")(c["C3"])])
-    >>> outputs = {f"P{i}": layers.Conv2D(64, 3, padding="same", name=f"fpn_out{i}")(p)
-    ...     for i, p in ((3, p3), (4, p4), (5, p5))}
-    >>> fpn = keras.Model(features.inputs, outputs)
-    >>> {k: tuple(v.shape) for k, v in fpn.output.items()}
-    {'P3': (None, 16, 16, 64), 'P4': (None, 8, 8, 64), 'P5': (None, 4, 4, 64)}
 """
 
 from __future__ import annotations
@@ -178,6 +158,26 @@ def feature_model(
     Raises:
         InvalidArgumentError: `model` is not a zoo ResNet, or `stages` names
             an unknown stage (close matches are suggested).
+
+    Example: a small FPN head on C3..C5.
+
+        >>> import keras
+        >>> from keras import layers
+        >>> import resnet_keras
+        >>> backbone = resnet_keras.ResNet18(include_top=False,
+        ...     input_shape=(128, 128, 3))
+        >>> features = resnet_keras.feature_model(backbone, stages=["C3", "C4", "C5"])
+        >>> c = features.output  # {"C3": tensor, "C4": ..., "C5": ...}
+        >>> p5 = layers.Conv2D(64, 1, name="fpn_lat5")(c["C5"])
+        >>> p4 = layers.Add()([layers.UpSampling2D()(p5),
+        ...     layers.Conv2D(64, 1, name="fpn_lat4")(c["C4"])])
+        >>> p3 = layers.Add()([layers.UpSampling2D()(p4),
+        ...     layers.Conv2D(64, 1, name="fpn_lat3")(c["C3"])])
+        >>> outputs = {f"P{i}": layers.Conv2D(64, 3, padding="same", name=f"fpn_out{i}")(p)
+        ...     for i, p in ((3, p3), (4, p4), (5, p5))}
+        >>> fpn = keras.Model(features.input, outputs)
+        >>> {k: tuple(v.shape) for k, v in fpn.output.items()}
+        {'P3': (None, 16, 16, 64), 'P4': (None, 8, 8, 64), 'P5': (None, 4, 4, 64)}
     """
     found = {key: tensor for key, _, tensor in _stage_tensors(model)}
     if stages is None:

@@ -85,6 +85,7 @@ def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]
         Names such as `["resnet18", "resnet34", "resnet50", ...]`.
 
     Example:
+        >>> from resnet_keras import list_models
         >>> list_models("plain*")
         ['plain20', 'plain32', 'plain44', 'plain56', 'plain110']
     """
@@ -109,6 +110,7 @@ def get_model(name: str, /, **kwargs) -> keras.Model:
     `get_model("resnet20", name="my_net")`.
 
     Example:
+        >>> from resnet_keras import get_model
         >>> model = get_model("resnet20", input_shape=(32, 32, 3))
         >>> model.output_shape
         (None, 10)
@@ -200,6 +202,7 @@ def model_info(name: str) -> ModelInfo:
     cached per process. ResNet152 takes about 2 s, ResNet1202 longer.
 
     Example:
+        >>> from resnet_keras import model_info
         >>> info = model_info("resnet20")
         >>> info.trainable_params, round(info.macs / 1e6, 1)
         (269722, 40.6)

@@ -122,6 +122,7 @@ def torchvision_key(layer_name: str, weight_name: str) -> str:
         E.g. `"layer2.0.downsample.0.weight"`.
 
     Example:
+        >>> from resnet_keras.resnet_small import torchvision_key
         >>> torchvision_key("conv2_block2_1_bn", "moving_variance")
         'layer1.1.bn1.running_var'
     """

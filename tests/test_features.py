@@ -91,6 +91,6 @@ def test_models_without_resnet_layers_are_refused():
 
 
 def test_documented_fpn_example_runs():
-    """The module docstring builds a small FPN head on ResNet18's C3..C5."""
+    """feature_model's docstring builds a small FPN head on ResNet18's C3..C5."""
     result = doctest.testmod(_features, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 10 and result.failed == 0

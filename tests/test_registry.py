@@ -1,0 +1,164 @@
+"""The registry: list_models, get_model, model_info, and the README table."""
+
+from __future__ import annotations
+
+import doctest
+import types
+from pathlib import Path
+
+import pytest
+
+import resnet_keras
+from conftest import write_manifest
+from resnet_keras import _registry, errors, resnet_small
+
+README = Path(__file__).parents[1] / "README.md"
+KERAS_KEYS = ["resnet50", "resnet50v2", "resnet101", "resnet101v2", "resnet152", "resnet152v2"]
+
+
+def test_every_builder_is_registered_under_its_default_name():
+    names = resnet_keras.list_models()
+    assert len(names) == len(set(names)) == 19
+    builders = {_registry.BUILDERS[n].__name__ for n in names}
+    assert builders == {
+        "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152",
+        "ResNet50V2", "ResNet101V2", "ResNet152V2",
+        "ResNet20", "ResNet32", "ResNet44", "ResNet56", "ResNet110", "ResNet1202",
+        "PlainNet20", "PlainNet32", "PlainNet44", "PlainNet56", "PlainNet110",
+    }
+
+
+def test_list_models_natural_order_and_patterns():
+    assert resnet_keras.list_models("resnet1*") == [
+        "resnet18", "resnet101", "resnet101v2", "resnet110", "resnet152", "resnet152v2", "resnet1202",
+    ]
+    assert resnet_keras.list_models("plain*") == ["plain20", "plain32", "plain44", "plain56", "plain110"]
+    assert resnet_keras.list_models("ResNet*V2") == ["resnet50v2", "resnet101v2", "resnet152v2"]
+    assert resnet_keras.list_models("vgg*") == []
+
+
+def test_list_models_pretrained_follows_the_active_manifest(tmp_path, monkeypatch):
+    assert resnet_keras.list_models(pretrained=True) == KERAS_KEYS
+    assert "resnet18" in resnet_keras.list_models(pretrained=False)
+    assert not set(resnet_keras.list_models(pretrained=False)) & set(KERAS_KEYS)
+    user = write_manifest(
+        tmp_path / "mine.json",
+        "resnet18",
+        {"notop": ("r18_mine.h5", ["https://example.org/r18_mine.h5"], "md5:" + "0" * 32)},
+        tag="mine",
+    )
+    monkeypatch.setenv("RESNET_KERAS_MANIFEST", str(user))
+    assert resnet_keras.list_models("resnet1?", pretrained=True) == ["resnet18"]
+    assert resnet_keras.model_info("resnet18").weights == ("mine",)
+
+
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        (dict(pattern=3), "`pattern` must be an fnmatch string"),
+        (dict(pretrained="yes"), "`pretrained` must be None, True or False"),
+    ],
+)
+def test_list_models_rejects_bad_arguments(kwargs, phrase):
+    with pytest.raises(errors.InvalidArgumentError, match="Received:") as info:
+        resnet_keras.list_models(**kwargs)
+    assert phrase in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name, hint",
+    [("resnet51", "'resnet50'"), ("plainnet20", "'plain20'"), ("resnet50_v2", "'resnet50v2'")],
+)
+def test_unknown_names_suggest_close_matches(name, hint):
+    for call in (resnet_keras.get_model, resnet_keras.model_info):
+        with pytest.raises(errors.InvalidArgumentError, match=f"Received: name='{name}'") as info:
+            call(name)
+        suggestions = str(info.value).split("Did you mean ", 1)[1].split("?")[0]
+        assert hint in suggestions
+    with pytest.raises(errors.InvalidArgumentError, match="Received: name=None"):
+        resnet_keras.get_model(None)
+
+
+def test_get_model_builds_with_kwargs_and_is_case_insensitive():
+    model = resnet_keras.get_model("ResNet20", classes=7, shortcut="B", name="mine")
+    assert model.name == "mine" and model.output_shape == (None, 7)
+    assert "conv3_block1_0_conv" in {layer.name for layer in model.layers}
+    with pytest.raises(errors.InvalidArgumentError, match="Did you mean 'classes'") as info:
+        resnet_keras.get_model("resnet20", clases=7)
+    assert "Received: clases=7" in str(info.value)
+
+
+def test_model_info_fields_for_a_cifar_and_a_keras_model():
+    info = resnet_keras.model_info("resnet56")
+    assert (info.trainable_params, info.default_size, info.classes) == (853_018, 32, 10)
+    assert info.preprocessing is None and info.weights == ()
+    info = resnet_keras.model_info("RESNET50")
+    assert info.name == "resnet50" and info.builder is resnet_keras.ResNet50
+    assert (info.preprocessing, info.weights, info.default_size) == ("caffe", ("imagenet",), 224)
+    assert resnet_keras.model_info("resnet18").preprocessing == "torch"
+
+
+def test_duplicate_registration_raises():
+    def Twin(name="resnet20"):  # noqa: N802 - a builder-like function
+        return name
+
+    module = types.SimpleNamespace(__all__=["Twin"], Twin=Twin)
+    with pytest.raises(RuntimeError, match="'resnet20' is registered twice"):
+        _registry._table(resnet_keras.cifar, module)
+
+
+def test_count_macs_needs_a_static_size():
+    model = resnet_keras.ResNet20(include_top=False)
+    with pytest.raises(errors.InvalidArgumentError, match="static input size"):
+        _registry.count_macs(model)
+
+
+def readme_models_table() -> dict[str, dict[str, str]]:
+    """{model key: {column header: cell}} from the README's "## Models" table."""
+    section = README.read_text(encoding="utf-8").split("## Models", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]  # noqa: E731
+    header = split(lines[0])
+    return {
+        cells[0].strip("`"): dict(zip(header, cells))
+        for cells in map(split, lines[2:])
+    }
+
+
+def format_macs(macs: int) -> str:
+    return f"{macs / 1e9:.3f} G" if macs >= 1e9 else f"{macs / 1e6:.1f} M"
+
+
+@pytest.mark.skipif(not README.exists(), reason="README.md not written yet")
+def test_readme_lists_every_model_with_graph_counts():
+    rows = readme_models_table()
+    assert set(rows) == set(resnet_keras.list_models())
+    for key in ("resnet18", "resnet34", "resnet20", "resnet56", "plain20", "resnet50", "resnet50v2"):
+        info, row = resnet_keras.model_info(key), rows[key]
+        assert row["builder"] == f"`{info.builder.__name__}`"
+        assert row["params (top)"] == f"{info.params:,}"
+        assert row["trainable"] == f"{info.trainable_params:,}"
+        assert row["MACs"] == format_macs(info.macs)
+        assert row["input"] == str(info.default_size)
+        assert row["weights"] == (", ".join(info.weights) or "none")
+        assert row["preprocessing"] == (info.preprocessing or "-")
+
+
+def run_examples(obj, name):
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in doctest.DocTestFinder().find(obj, name, globs={}):
+        runner.run(test)
+    return runner.summarize(verbose=False)
+
+
+def test_docstring_examples_run():
+    """The examples of the registry and of one builder per new module."""
+    for obj, name in [
+        (_registry, "_registry"),
+        (resnet_small.ResNet18, "ResNet18"),
+        (resnet_small.torchvision_key, "torchvision_key"),
+        (resnet_keras.cifar.ResNet20, "ResNet20"),
+        (resnet_keras.cifar.PlainNet20, "PlainNet20"),
+    ]:
+        result = run_examples(obj, name)
+        assert result.attempted > 0 and result.failed == 0, name
