@@ -27,6 +27,7 @@ from .cifar import (
 )
 from ._features import FeatureInfo, feature_info, feature_model
 from ._registry import ModelInfo, get_model, list_models, model_info
+from ._inference import optimize_for_inference
 
 __version__ = "0.1.0"
 
@@ -66,4 +67,5 @@ __all__ = [
     "list_models",
     "model_info",
     "resnet_small",
+    "optimize_for_inference",
 ]
