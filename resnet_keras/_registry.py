@@ -99,7 +99,10 @@ def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]
         )
     names = fnmatch.filter(BUILDERS, pattern.lower())
     if pretrained is not None:
-        names = [n for n in names if bool(_weight_tags(n)) is pretrained]
+        from ._weights import active_manifest  # shipped + RESNET_KERAS_MANIFEST
+
+        manifest = active_manifest()
+        names = [n for n in names if bool(manifest.tags(n)) is pretrained]
     return sorted(names, key=_natural_key)
 
 
