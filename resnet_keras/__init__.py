@@ -28,6 +28,7 @@ from .cifar import (
 from ._features import FeatureInfo, feature_info, feature_model
 from ._registry import ModelInfo, get_model, list_models, model_info
 from ._inference import optimize_for_inference
+from ._export import ExportReport, export_for_inference
 
 __version__ = "0.1.0"
 
@@ -68,4 +69,6 @@ __all__ = [
     "model_info",
     "resnet_small",
     "optimize_for_inference",
+    "export_for_inference",
+    "ExportReport",
 ]

@@ -1,0 +1,89 @@
+"""export_for_inference: the exported artifact computes what the Keras model computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import resnet_keras
+from resnet_keras._export import ExportParityError, export_for_inference
+from resnet_keras.errors import InvalidArgumentError
+from test_inference import images, rel_error, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    # V2: folded BNs, ChannelAffine layers, pads, max-pool shortcuts, softmax head.
+    return tiny_model("resnet50v2", activation="softmax", classes=5)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_saved_model_parity(model, tmp_path, precision):
+    report = export_for_inference(model, tmp_path / "saved", precision=precision)
+    print(f"PARITY tf_saved_model {precision}: {report.max_error:.2e}")
+    assert report.path.is_dir() and (report.path / "saved_model.pb").is_file()
+    limit = 1e-5 if precision == "float32" else 2e-2
+    assert report.max_error < limit
+    # and against the original (unfused, float32) model
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(report.path))
+    x = images()
+    assert rel_error(loaded.serve(tf.constant(x)), model(x)) < (1e-4 if precision == "float32" else 5e-2)
+
+
+def test_onnx_parity(model, tmp_path):
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    report = export_for_inference(model, tmp_path / "model", format="onnx")
+    print(f"PARITY onnx float32: {report.max_error:.2e}")
+    assert report.path.name == "model.onnx" and report.max_error < 1e-5
+
+
+@pytest.mark.slow
+def test_onnx_float16_parity(model, tmp_path):
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    report = export_for_inference(model, tmp_path / "m.onnx", format="onnx", precision="float16")
+    print(f"PARITY onnx float16: {report.max_error:.2e}")
+    assert report.max_error < 5e-3
+
+
+@pytest.mark.slow
+def test_litert_parity(model, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    report = export_for_inference(model, tmp_path / "m", format="litert", check_inputs=images(3))
+    print(f"PARITY litert float32: {report.max_error:.2e}")
+    assert report.path.suffix == ".tflite" and report.max_error < 1e-5
+
+
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        (dict(format="coreml"), "`format` must be one of .*Received: format='coreml'"),
+        (dict(format="onnx", precision="bfloat16"), "Received: precision='bfloat16'"),
+        (dict(format="litert", precision="float16"), "Export a SavedModel"),
+        (dict(precision="half"), "Received: precision='half'"),
+    ],
+)
+def test_bad_arguments_fail_before_writing(model, tmp_path, kwargs, phrase):
+    with pytest.raises(InvalidArgumentError, match=phrase):
+        export_for_inference(model, tmp_path / "x", **kwargs)
+    assert not any(tmp_path.iterdir())
+
+
+def test_dynamic_input_size_needs_check_inputs(tmp_path):
+    dynamic = resnet_keras.ResNet18(weights=None, include_top=False, input_shape=(None, None, 3))
+    with pytest.raises(InvalidArgumentError, match="check_inputs.*Received: check_inputs=None"):
+        export_for_inference(dynamic, tmp_path / "x")
+
+
+def test_parity_failure_is_an_error(model, tmp_path, monkeypatch):
+    from resnet_keras import _export
+
+    real = _export._RUNNERS["tf_saved_model"]
+    monkeypatch.setitem(
+        _export._RUNNERS, "tf_saved_model", lambda path, x: real(path, x) * 1.01
+    )
+    with pytest.raises(ExportParityError, match="must match the Keras model within 0.0001"):
+        export_for_inference(model, tmp_path / "x")
