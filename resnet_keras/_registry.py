@@ -124,7 +124,8 @@ def get_model(name: str, /, **kwargs) -> keras.Model:
     if unknown:
         hints = difflib.get_close_matches(unknown[0], list(parameters), n=1)
         suggestion = f" Did you mean {hints[0]!r}?" if hints else ""
-        raise InvalidArgumentError(
+        # a TypeError, as Python raises for the builder itself
+        raise TypeError(
             f"{builder.__name__} takes the arguments {list(parameters)}."
             f"{suggestion} Received: {unknown[0]}={kwargs[unknown[0]]!r}"
         )

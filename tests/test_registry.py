@@ -83,7 +83,7 @@ def test_get_model_builds_with_kwargs_and_is_case_insensitive():
     model = resnet_keras.get_model("ResNet20", classes=7, shortcut="B", name="mine")
     assert model.name == "mine" and model.output_shape == (None, 7)
     assert "conv3_block1_0_conv" in {layer.name for layer in model.layers}
-    with pytest.raises(errors.InvalidArgumentError, match="Did you mean 'classes'") as info:
+    with pytest.raises(TypeError, match="Did you mean 'classes'") as info:
         resnet_keras.get_model("resnet20", clases=7)
     assert "Received: clases=7" in str(info.value)
 
