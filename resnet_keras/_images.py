@@ -1,0 +1,145 @@
+"""Image files in, model-ready batches out: what `classify` and `features` share.
+
+One rule each, in one place:
+
+- which files are images (`collect_images`: files as given, folders walked
+  for image suffixes, sorted), checked before any model is built;
+- how a file becomes pixels (`load_batch`: `keras.utils.load_img` with the
+  model's input size, as keras resizes, converted to RGB so that grey and
+  RGBA files work);
+- how pixels are scaled for a model (`preprocess`: the model's
+  `preprocess_input` mode; models without one, the CIFAR nets, get pixels
+  / 255 as their examples train them);
+- how scores become labels (`top_labels`: ImageNet names for 1000-class
+  heads, `class_<index>` otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import keras
+import numpy as np
+
+from ._imagenet import NUM_CLASSES, decode_predictions, preprocess_input
+from .errors import InvalidArgumentError, ResNetKerasError
+
+# Suffixes picked up when a folder is walked (case-insensitive). A file named
+# on the command line is read whatever its suffix.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+PREPROCESSING_TEXT = {
+    "caffe": "RGB->BGR, minus the ImageNet channel means (preprocess_input mode 'caffe')",
+    "tf": "pixels / 127.5 - 1 (preprocess_input mode 'tf')",
+    "torch": "pixels / 255, then ImageNet mean/std (preprocess_input mode 'torch')",
+    None: "pixels / 255 (no pretrained weights define a preprocessing)",
+}
+
+
+class ImageError(ResNetKerasError, OSError):
+    """An image file is missing, is not a file, or cannot be decoded."""
+
+
+def _image_error(path: Path, problem: str) -> ImageError:
+    return ImageError(
+        f"{problem}: {path}. Every IMAGE must be a readable image file (JPEG, PNG, ...) "
+        f"or a folder of them. Received: {os.fspath(path)!r}"
+    )
+
+
+def _check_header(path: Path) -> None:
+    """Open the file's header with Pillow (cheap: no pixels are decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except UnidentifiedImageError as error:
+        raise _image_error(path, "Not an image Pillow can read") from error
+    except (OSError, SyntaxError, ValueError) as error:  # Pillow's errors for broken headers
+        raise _image_error(path, f"Unreadable image ({' '.join(str(error).split())})") from error
+
+
+def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """The image files that `inputs` name, every one's header checked.
+
+    Files are taken as given, in the given order; a folder contributes the
+    files below it (recursively) whose suffix is in `IMAGE_SUFFIXES`, sorted
+    by path.
+
+    Raises:
+        ImageError: a path is missing, or a file is not a readable image.
+        InvalidArgumentError: no image at all (empty folders).
+    """
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            paths.extend(
+                sorted(
+                    p for p in path.rglob("*")
+                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                )
+            )
+        elif path.is_file():
+            paths.append(path)
+        elif path.exists():
+            raise _image_error(path, "Not a file or folder")
+        else:
+            raise _image_error(path, "No such file")
+    if not paths:
+        raise InvalidArgumentError(
+            "The inputs must name at least one image file (folders are searched for "
+            f"{', '.join(IMAGE_SUFFIXES)}). Received: {[os.fspath(p) for p in inputs]}"
+        )
+    for path in paths:
+        _check_header(path)
+    return paths
+
+
+def spatial_size(model: keras.Model) -> tuple[int, int]:
+    """(height, width) of the model's input."""
+    shape = model.input_shape
+    size = shape[2:4] if keras.config.image_data_format() == "channels_first" else shape[1:3]
+    if None in size:
+        raise InvalidArgumentError(
+            f"The model needs a fixed input size to read images. Received: input_shape={shape}"
+        )
+    return tuple(size)
+
+
+def load_batch(paths: Iterable[Path], size: tuple[int, int]) -> np.ndarray:
+    """Decode, convert to RGB and resize images as keras does; float32 pixels in [0, 255]."""
+    arrays = []
+    for path in paths:
+        try:
+            image = keras.utils.load_img(path, color_mode="rgb", target_size=tuple(size))
+        except OSError as error:  # truncated or corrupt pixel data
+            raise _image_error(path, f"Unreadable image ({' '.join(str(error).split())})") from error
+        arrays.append(keras.utils.img_to_array(image, dtype="float32"))
+    return np.stack(arrays)
+
+
+def preprocess(batch: np.ndarray, mode: str | None) -> np.ndarray:
+    """Scale a batch of RGB pixels for a model whose preprocessing is `mode`."""
+    if mode is None:
+        return batch / 255.0
+    return preprocess_input(batch, mode=mode)
+
+
+def top_labels(scores: np.ndarray, top: int) -> list[list[tuple[str, float]]]:
+    """Best `top` (label, score) per row: ImageNet names for 1000 classes, else class_<i>."""
+    if scores.shape[-1] == NUM_CLASSES:
+        return [[(label, float(score)) for _, label, score in row]
+                for row in decode_predictions(scores, top=top)]
+    best = np.argsort(-scores, axis=-1, kind="stable")[:, :top]
+    return [[(f"class_{i}", float(row[i])) for i in order] for row, order in zip(scores, best)]
+
+
+def format_top(path: str | os.PathLike, labels: Sequence[tuple[str, float]]) -> str:
+    """The path on one line, then `  1. label   0.1234` per label."""
+    lines = [os.fspath(path)]
+    lines += [f"  {rank}. {label:<24} {score:.4f}" for rank, (label, score) in enumerate(labels, 1)]
+    return "\n".join(lines)

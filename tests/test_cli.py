@@ -1,0 +1,366 @@
+"""`resnet-keras list / info / classify / features / export`, end to end.
+
+Subprocesses for `classify` on the sample photos (weights from a local
+official-format file, and through a manifest on the loopback mirror); the
+rest runs in-process (`cli.main`) on a CIFAR ResNet-20 with a seeded weights
+file, so every number can be checked against the Keras model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import official_format
+import resnet_keras
+from conftest import write_manifest
+from resnet_keras import cli
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = sorted(str(p) for p in (REPO / "examples" / "images").glob("*.jpg"))
+COMMANDS = ("fetch", "verify", "weights", "list", "info", "classify", "features", "export")
+
+
+def run(capsys, *argv):
+    status = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status, out, err, phrase):
+    errors = [line for line in err.splitlines() if line.startswith("resnet-keras: error: ")]
+    assert status == 1 and out == "", (status, out, err)
+    assert len(errors) == 1 and phrase in errors[0], err
+
+
+def cli_env(**extra) -> dict:
+    return dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", **extra)
+
+
+def parse_classify(stdout: str) -> dict[str, list[tuple[str, float]]]:
+    """{path: [(label, score), ...]} from classify's output."""
+    result, path = {}, None
+    for line in stdout.splitlines():
+        if line.startswith("  "):
+            rank, label, score = line.split()
+            assert rank == f"{len(result[path]) + 1}."
+            result[path].append((label, float(score)))
+        else:
+            path = line
+            result[path] = []
+    return result
+
+
+# --------------------------------------------------------------------------
+# Fixtures: a seeded ResNet-20 (top and notop files), a folder of odd images
+
+
+@pytest.fixture(scope="module")
+def resnet20_files(tmp_path_factory):
+    """{'top': path, 'notop': path}: seeded ResNet-20 weights, Keras 2 layout."""
+    folder = tmp_path_factory.mktemp("resnet20")
+    files = {}
+    for kind, include_top in (("top", True), ("notop", False)):
+        model = resnet_keras.ResNet20(weights=None, include_top=include_top, input_shape=(32, 32, 3))
+        official_format.randomize(model, seed=3)
+        files[kind] = official_format.write_keras2_weights(model, folder / f"resnet20_{kind}.h5")
+    return files
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """A JPEG, a grey PNG and an RGBA PNG of odd sizes (one in a subfolder), and a text file."""
+    root = tmp_path / "images"
+    (root / "sub").mkdir(parents=True)
+    shutil.copy(PHOTOS[0], root / "b_photo.JPG")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (37, 50), dtype=np.uint8), "L").save(root / "a_grey.png")
+    Image.fromarray(rng.integers(0, 255, (61, 23, 4), dtype=np.uint8), "RGBA").save(root / "sub" / "c_rgba.png")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def keras_outputs(paths, weights, *, include_top, size=32, pooling=None):
+    """What ResNet-20 computes on the files: keras' load_img, RGB, pixels / 255."""
+    model = resnet_keras.ResNet20(weights=str(weights), include_top=include_top, pooling=pooling,
+                                  input_shape=(size, size, 3))
+    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(size, size))) for p in paths])
+    return np.asarray(model.predict_on_batch(x / 255.0))
+
+
+# --------------------------------------------------------------------------
+# classify: subprocesses on the sample photos (ResNet50, official-format file)
+
+
+def expected_resnet50_top3(path) -> dict[str, list[tuple[str, float]]]:
+    from resnet_keras.resnet import decode_predictions, preprocess_input
+
+    model = resnet_keras.ResNet50(weights=str(path))
+    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(224, 224))) for p in PHOTOS])
+    scores = model.predict_on_batch(preprocess_input(x))
+    return {p: [(label, float(s)) for _, label, s in top] for p, top in zip(PHOTOS, decode_predictions(scores, top=3))}
+
+
+def assert_same_predictions(actual, expected):
+    assert list(actual) == list(expected)
+    for path in expected:
+        assert actual[path][0][0] == expected[path][0][0], path  # top-1 label
+        np.testing.assert_allclose([s for _, s in actual[path]], [s for _, s in expected[path]], atol=2e-4)
+
+
+def test_classify_subprocess_with_a_local_weights_file_and_through_the_mirror(
+    official_file, mirror, tmp_path, isolated_env
+):
+    path = official_file("resnet50", include_top=True)
+    expected = expected_resnet50_top3(path)
+
+    # 1. python -m resnet_keras, --weights PATH
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet_keras", "classify", *PHOTOS, "--weights", str(path), "--top", "3"],
+        env=cli_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert_same_predictions(parse_classify(done.stdout), expected)
+
+    # 2. the console script, default weights from a manifest on the mirror
+    script = Path(sys.executable).with_name("resnet-keras")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "resnet_keras"]
+    url = mirror.add(path.name, path.read_bytes())
+    manifest = write_manifest(tmp_path / "m.json", "resnet50",
+                              {"top": (path.name, [url], "md5:" + official_format.md5(path))})
+    done = subprocess.run(
+        [*command, "classify", *PHOTOS, "--top", "3"],
+        env=cli_env(RESNET_KERAS_MANIFEST=str(manifest)), cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert_same_predictions(parse_classify(done.stdout), expected)
+    assert mirror.count(path.name) == 1 and (isolated_env / path.name).is_file()
+
+
+def test_classify_any_size_grey_and_rgba(resnet20_files, image_dir, capsys):
+    status, out, err = run(capsys, "classify", image_dir, "--model", "resnet20",
+                           "--weights", resnet20_files["top"], "--top", "4", "--batch-size", "2")
+    assert status == 0 and err == ""
+    result = parse_classify(out)
+    paths = [str(image_dir / "a_grey.png"), str(image_dir / "b_photo.JPG"), str(image_dir / "sub" / "c_rgba.png")]
+    assert list(result) == paths  # folder walked, sorted, notes.txt skipped
+    expected = keras_outputs(paths, resnet20_files["top"], include_top=True)
+    for path, scores in zip(paths, expected):
+        best = np.argsort(-scores)[:4]
+        assert [label for label, _ in result[path]] == [f"class_{i}" for i in best]
+        np.testing.assert_allclose([s for _, s in result[path]], scores[best], atol=1e-4)
+
+
+# --------------------------------------------------------------------------
+# features
+
+
+def test_features_npz_matches_the_keras_model(resnet20_files, image_dir, tmp_path, capsys):
+    out_path = tmp_path / "features.npz"
+    status, out, err = run(capsys, "features", image_dir / "sub", image_dir, "--out", out_path,
+                           "--model", "resnet20", "--weights", resnet20_files["notop"],
+                           "--pooling", "max", "--batch-size", "2", "--size", "40")
+    assert status == 0
+    assert "4/4" in err and "100%" in err  # the progress bar, on stderr
+    assert "4 images x 64 features (resnet20, max pooling" in out and str(out_path) in out
+    with np.load(out_path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    assert arrays["paths"].dtype.kind == "U"
+    paths = [str(image_dir / "sub" / "c_rgba.png"), str(image_dir / "a_grey.png"),
+             str(image_dir / "b_photo.JPG"), str(image_dir / "sub" / "c_rgba.png")]
+    assert arrays["paths"].tolist() == paths
+    assert str(arrays["model"]) == "resnet20" and str(arrays["pooling"]) == "max"
+    assert arrays["image_size"].tolist() == [40, 40]
+    expected = keras_outputs(paths, resnet20_files["notop"], include_top=False, size=40, pooling="max")
+    assert arrays["features"].shape == (4, 64) and arrays["features"].dtype == np.float32
+    np.testing.assert_allclose(arrays["features"], expected, rtol=1e-4, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.npz", "images"]  # no temp file left
+
+
+def test_features_with_random_weights_and_quiet(image_dir, tmp_path, capsys):
+    status, out, err = run(capsys, "features", image_dir / "a_grey.png", "--out", tmp_path / "f.npz",
+                           "--model", "plain20", "--weights", "none", "--quiet")
+    assert status == 0 and err == ""
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as data:
+        assert data["features"].shape == (1, 64) and str(data["weights"]) == "none"
+
+
+# --------------------------------------------------------------------------
+# export
+
+
+def test_export_savedmodel_reloads_with_the_same_outputs(resnet20_files, image_dir, tmp_path, capsys):
+    import tensorflow as tf
+
+    out_path = tmp_path / "resnet20_saved"
+    status, out, err = run(capsys, "export", "resnet20", "--format", "savedmodel", "--out", out_path,
+                           "--weights", resnet20_files["top"])
+    assert status == 0, err
+    assert f"exported resnet20 (weights: {resnet20_files['top']}) as savedmodel to {out_path}" in out
+    assert "input: float32 (batch, 32, 32, 3), preprocessed: pixels / 255" in out
+    paths = [str(image_dir / "a_grey.png"), str(image_dir / "b_photo.JPG")]
+    expected = keras_outputs(paths, resnet20_files["top"], include_top=True)
+    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(32, 32))) for p in paths]) / 255.0
+    loaded = tf.saved_model.load(str(out_path))
+    np.testing.assert_allclose(loaded.serve(tf.constant(x, tf.float32)).numpy(), expected, atol=1e-5)
+
+    # an existing path is refused, unless --overwrite
+    assert_one_line_error(*run(capsys, "export", "resnet20", "--format", "savedmodel", "--out", out_path,
+                               "--weights", "none"), "--out must not exist yet")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, suffix, module", [("onnx", ".onnx", "onnxruntime"), ("tflite", ".tflite", "ai_edge_litert")])
+def test_export_onnx_and_tflite(resnet20_files, tmp_path, capsys, fmt, suffix, module):
+    pytest.importorskip(module)
+    out_path = tmp_path / f"resnet20{suffix}"
+    status, out, err = run(capsys, "export", "resnet20", "--format", fmt, "--out", out_path,
+                           "--weights", resnet20_files["notop"], "--pooling", "avg", "--size", "48")
+    assert status == 0, err
+    assert out_path.is_file() and "input: float32 (batch, 48, 48, 3)" in out
+    x = np.random.default_rng(1).uniform(0, 1, (2, 48, 48, 3)).astype("float32")
+    model = resnet_keras.ResNet20(weights=str(resnet20_files["notop"]), include_top=False, pooling="avg",
+                                  input_shape=(48, 48, 3))
+    from resnet_keras._export import _RUNNERS  # the runtimes export_for_inference checks with
+
+    actual = _RUNNERS[{"onnx": "onnx", "tflite": "litert"}[fmt]](out_path, x)
+    np.testing.assert_allclose(actual, model.predict_on_batch(x), rtol=1e-4, atol=1e-5)
+
+
+def test_export_without_the_toolchain_names_the_package(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a))
+    status, out, err = run(capsys, "export", "resnet20", "--format", "onnx", "--out", tmp_path / "m.onnx",
+                           "--weights", "none")
+    assert_one_line_error(status, out, err, "tf2onnx is not installed")
+    assert 'pip install "resnet-keras[export]"' in err and not (tmp_path / "m.onnx").exists()
+
+
+# --------------------------------------------------------------------------
+# list and info
+
+
+def test_list_all_and_patterns(capsys):
+    status, out, err = run(capsys, "list")
+    lines = out.splitlines()
+    assert status == 0 and err == ""
+    assert lines[0].split() == ["MODEL", "BUILDER", "BLOCK", "DEPTHS", "INPUT", "CLASSES", "PREPROCESSING", "WEIGHTS"]
+    assert [line.split()[0] for line in lines[1:]] == resnet_keras.list_models()
+    row = next(line.split() for line in lines if line.startswith("resnet50 "))
+    assert row == ["resnet50", "ResNet50", "bottleneck", "3-4-6-3", "224x224", "1000", "caffe", "imagenet"]
+
+    def names(*argv):
+        return [line.split()[0] for line in run(capsys, "list", *argv)[1].splitlines()[1:]]
+
+    assert names("resnet*v2") == ["resnet50v2", "resnet101v2", "resnet152v2"]
+    assert names("plain") == ["plain20", "plain32", "plain44", "plain56", "plain110"]  # a word: substring
+    assert names("--pretrained") == resnet_keras.list_models(pretrained=True)
+    assert_one_line_error(*run(capsys, "list", "vgg*"), "PATTERN must match a registered model")
+
+
+def test_list_counts_and_info(capsys):
+    status, out, _ = run(capsys, "list", "resnet20", "--counts")
+    header, row = out.splitlines()
+    assert status == 0 and "PARAMS" in header and "271,098" in row and "40.6 M" in row
+
+    status, out, _ = run(capsys, "info", "resnet20")
+    assert status == 0
+    assert "271,098 with the top (269,722 trainable)" in out and "40.6 M per image at 32x32" in out
+    assert "pixels / 255" in out and "weights        none" in out
+
+
+def test_info_resnet50_shows_weights_and_cache_state(capsys):
+    status, out, _ = run(capsys, "info", "resnet50")
+    assert status == 0
+    for phrase in ("25,636,712 with the top", "3.858 G per image at 224x224", "mode 'caffe'",
+                   "imagenet (default): source keras-applications; top1 74.9",
+                   "top   resnet50_weights_tf_dim_ordering_tf_kernels.h5 (missing)"):
+        assert phrase in out
+
+
+# --------------------------------------------------------------------------
+# Errors: one line, exit 1, before any model is built or file downloaded
+
+
+@pytest.fixture
+def mirrored_resnet50(mirror, tmp_path, monkeypatch):
+    """resnet50's default weights point at the mirror (which must see no request)."""
+    url = mirror.add("r50.h5", b"never served")
+    manifest = write_manifest(tmp_path / "m.json", "resnet50", {"top": ("r50.h5", [url], "md5:" + "0" * 32)})
+    monkeypatch.setenv("RESNET_KERAS_MANIFEST", str(manifest))
+    return mirror
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["classify", "missing.jpg"], "No such file: missing.jpg"),
+    (["classify", "{junk}"], "Not an image Pillow can read"),
+    (["classify", "{empty}"], "must name at least one image file"),
+    (["classify", "{photo}", "--model", "resnet5"], "'resnet50', 'resnet152'? Received: name='resnet5'"),
+    (["classify", "{photo}", "--model", "resnet18"], "Pass --weights PATH (an .h5 weights file) or --weights none"),
+    (["classify", "{photo}", "--weights", "missing.h5"], "Weights file not found: missing.h5"),
+    (["classify", "{photo}", "--weights", "imagenett"], "Did you mean 'imagenet'?"),
+    (["classify", "{photo}", "--top", "1001"], "--top must be at most the number of classes (1000)"),
+    (["classify", "{photo}", "--offline"], "Offline mode is on"),
+    (["features", "{photo}", "--out", "no/such/folder/f.npz"], "--out must be a file path in an existing folder"),
+    (["features", "missing", "--out", "f.npz", "--model", "resnt20"], "Did you mean 'resnet20'"),
+    (["export", "resnet50", "--format", "tflite", "--out", "model.onnx"], "--out must end with .tflite"),
+    (["export", "resnet50", "--format", "savedmodel", "--out", "m", "--size", "64"], "--size needs --pooling"),
+    (["info", "resnet51"], "Did you mean"),
+])
+def test_errors_are_one_line_and_exit_1(argv, phrase, mirrored_resnet50, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.jpg").write_text("not a JPEG")
+    (tmp_path / "empty").mkdir()
+    values = dict(junk="junk.jpg", empty="empty", photo=PHOTOS[0])
+    assert_one_line_error(*run(capsys, *[a.format(**values) for a in argv]), phrase)
+    assert mirrored_resnet50.requests == []
+
+
+def test_offline_from_the_environment(image_dir, capsys, monkeypatch, isolated_env):
+    monkeypatch.setenv("RESNET_KERAS_OFFLINE", "1")
+    assert_one_line_error(*run(capsys, "classify", image_dir / "a_grey.png"), "is not in the cache")
+
+
+def test_truncated_image_is_one_line(resnet20_files, tmp_path, capsys):
+    data = Path(PHOTOS[0]).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 3])
+    assert_one_line_error(*run(capsys, "classify", tmp_path / "cut.jpg", "--model", "resnet20",
+                               "--weights", resnet20_files["top"]), "Unreadable image (image file is truncated")
+
+
+@pytest.mark.parametrize("argv", [
+    ["classify", "x.jpg", "--top", "0"],
+    ["features", "x.jpg", "--out", "f.npz", "--pooling", "mean"],
+    ["features", "x.jpg"],
+    ["export", "resnet50", "--out", "x"],
+    ["export", "resnet50", "--format", "coreml", "--out", "x"],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert "usage: resnet-keras" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_for_every_command(name, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([name, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: resnet-keras {name}") and "--help" in out
+
+
+def test_every_command_is_registered():
+    assert set(COMMANDS) == set(cli.COMMANDS)
