@@ -43,18 +43,17 @@ import tensorflow as tf  # noqa: E402
 
 import official_format  # noqa: E402
 import resnet_keras  # noqa: E402
-from resnet_keras._registry import count_macs  # noqa: E402
+from resnet_keras._registry import BUILDERS, count_macs  # noqa: E402
+from resnet_keras._specs import SPECS  # noqa: E402
 
+# keras.applications counterparts: the builder of the same name (ResNet50 ...).
 KERAS = {
-    "resnet50": keras.applications.ResNet50,
-    "resnet101": keras.applications.ResNet101,
-    "resnet152": keras.applications.ResNet152,
-    "resnet50v2": keras.applications.ResNet50V2,
-    "resnet101v2": keras.applications.ResNet101V2,
-    "resnet152v2": keras.applications.ResNet152V2,
+    name: getattr(keras.applications, builder.__name__)
+    for name, builder in BUILDERS.items()
+    if hasattr(keras.applications, builder.__name__)
 }
-# ImageNet models of the registry that keras.applications does not have.
-EXTRA = [n for n in ("resnet18", "resnet34") if n in resnet_keras.list_models()]
+# ImageNet-size models of the registry that keras.applications does not have.
+EXTRA = [n for n in resnet_keras.list_models() if n not in KERAS and SPECS[n].stem == "imagenet"]
 OURS, THEIRS = "resnet_keras", "keras"
 
 
@@ -101,6 +100,19 @@ def throughput(call, x, calls: int) -> float:
     for _ in range(calls):
         call(x).numpy()
     return calls * int(x.shape[0]) / (time.perf_counter() - start)
+
+
+def throughputs(calls: dict, shape, args):
+    """{batch: {name: [images/s per repeat]}}, and the last batch of inputs."""
+    table = {}
+    for batch in args.batches:
+        x = tf.random.uniform((batch,) + shape, -1.0, 1.0)
+        for call in calls.values():  # trace, then one untimed run
+            call(x).numpy()
+            call(x).numpy()
+        n = args.calls[batch]
+        table[batch] = alternate(args.repeats, calls, lambda call: throughput(call, x, n))
+    return table, x
 
 
 def alternate(repeats: int, contenders: dict, measure) -> dict:
@@ -160,15 +172,7 @@ def bench_model(name: str, args, folder: Path) -> dict:
         "throughput": {},
     }
     calls = {lib: compiled(m) for lib, m in models.items()}
-    for batch in args.batches:
-        x = tf.random.uniform((batch,) + shape, -1.0, 1.0)
-        for call in calls.values():
-            call(x).numpy()
-            call(x).numpy()
-        n = args.calls[batch]
-        result["throughput"][batch] = alternate(
-            args.repeats, calls, lambda call: throughput(call, x, n)
-        )
+    result["throughput"], x = throughputs(calls, shape, args)
     if THEIRS in models:
         parity = np.abs(calls[OURS](x).numpy() - calls[THEIRS](x).numpy()).max()
         result["max_output_difference"] = float(parity)
@@ -194,16 +198,8 @@ def bench_fused(args) -> dict:
         "resnet_keras fused bfloat16": fused16,
     }
     calls = {label: compiled(m) for label, m in models.items()}
-    result = {"macs": count_macs(base), "optimize_s": optimize_s, "throughput": {}, "error": {}}
-    for batch in args.batches:
-        x = tf.random.uniform((batch,) + shape, -1.0, 1.0)
-        for call in calls.values():
-            call(x).numpy()
-            call(x).numpy()
-        n = args.calls[batch]
-        result["throughput"][batch] = alternate(
-            args.repeats, calls, lambda call: throughput(call, x, n)
-        )
+    result = {"macs": count_macs(base), "optimize_s": optimize_s, "error": {}}
+    result["throughput"], x = throughputs(calls, shape, args)
     reference = calls["keras float32"](x).numpy()
     for label in list(models)[1:]:
         out = calls[label](x).numpy()

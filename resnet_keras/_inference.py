@@ -297,8 +297,8 @@ def optimize_for_inference(model: keras.Model, precision: str = "float32") -> ke
         >>> import resnet_keras
         >>> model = resnet_keras.ResNet20(weights=None)
         >>> fast = resnet_keras.optimize_for_inference(model, precision="bfloat16")
-        >>> [l.name for l in fast.layers][:3]
-        ['input_layer', 'conv1_conv', 'conv1_relu']
+        >>> [layer.name for layer in fast.layers][1:4]  # conv1_bn is folded away
+        ['conv1_conv', 'conv1_relu', 'conv2_block1_1_conv']
     """
     precision = _check_precision(precision)
     model = _functional(model)

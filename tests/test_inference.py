@@ -319,6 +319,13 @@ def test_full_size_fused_float32_matches_original(name):
     size = SPECS[name].default_size
     model = resnet_keras.get_model(name, weights=None, classifier_activation=None)
     official_format.randomize(model, seed=1)
+    if sum(SPECS[name].depths) > 100:
+        # 600 random residual branches overflow float32 (ResNet1202): damp the
+        # last BN of each branch, as a trained deep net's small residuals are.
+        for layer in model.layers:
+            if layer.name.endswith("_2_bn"):
+                layer.gamma.assign(layer.gamma * 0.05)
+                layer.beta.assign(layer.beta * 0.05)
     x = images(n=2, size=size)
     fused = resnet_keras.optimize_for_inference(model)
     error = rel_error(fused.predict_on_batch(x), model.predict_on_batch(x))
