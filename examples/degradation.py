@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--quick", action="store_true", help="digits at 16x16, fits a 2-core CPU in < 10 min")
     source.add_argument("--cifar10", type=Path, metavar="DIR", help="folder with the CIFAR-10 binary batches")
-    parser.add_argument("--epochs", type=int, help="default: 12 quick, 160 CIFAR-10")
+    parser.add_argument("--epochs", type=int, help="default: 10 quick, 160 CIFAR-10")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
 
     if args.quick:
         x, y = load_digits(size=16)
-        epochs, title = args.epochs or 12, "digits 16x16 (--quick)"
+        epochs, title = args.epochs or 10, "digits 16x16 (--quick)"
     else:
         x, y = load_cifar10(args.cifar10)
         epochs, title = args.epochs or 160, "CIFAR-10"
