@@ -285,10 +285,13 @@ def optimize_for_inference(model: keras.Model, precision: str = "float32") -> ke
         model: A functional Keras model (any resnet_keras model, with or
             without top, any pooling) or a built Sequential model.
         precision: `"float32"`; `"bfloat16"` (fast on CPUs with AVX-512 BF16
-            or AMX, and on recent GPUs/TPUs); or `"float16"` (GPUs; slow on
-            most CPUs). The body computes (and stores weights) in that dtype;
-            global pooling, the classifier and its softmax run in float32 and
-            every output is float32.
+            or AMX, and on recent GPUs/TPUs; float32's range, ~3 significant
+            digits); or `"float16"` (GPUs; slow on most CPUs; largest value
+            65504, so a deep net whose residual stream grows beyond that
+            overflows to inf: check that outputs are finite). The body
+            computes (and stores weights) in that dtype; global pooling, the
+            classifier and its softmax run in float32 and every output is
+            float32.
 
     Returns:
         A new `keras.Model` with the same inputs, output shapes and name.

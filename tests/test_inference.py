@@ -24,6 +24,7 @@ from resnet_keras._inference import ChannelAffine
 from resnet_keras._specs import SPECS
 from resnet_keras.errors import InvalidArgumentError
 
+FLOAT16_MAX = 65504.0
 IMAGES = sorted((Path(__file__).parents[1] / "examples" / "images").glob("*.jpg"))
 
 
@@ -354,8 +355,21 @@ def test_full_size_reduced_precision_cosine_on_photos(name, official_file):
         name, weights=str(official_file(name, True)), classifier_activation=None
     )
     logits = model.predict_on_batch(x)
+    # The residual stream, where activations grow with depth.
+    adds = [l.output for l in model.layers if isinstance(l, keras.layers.Add)]
+    stream = max(np.abs(a).max() for a in keras.Model(model.input, adds).predict_on_batch(x))
     for precision in ("bfloat16", "float16"):
         fused = resnet_keras.optimize_for_inference(model, precision)
-        similarity = cosine(fused.predict_on_batch(x), logits)
-        print(f"COSINE {name} {precision}: min {similarity.min():.6f} over {len(x)} photos")
+        outputs = fused.predict_on_batch(x)
+        if precision == "float16" and stream > FLOAT16_MAX:
+            # Random weights (with caffe-range inputs) grow ResNet152's stream to
+            # ~1.5e5; float16 cannot hold it. bfloat16 has float32's range.
+            print(f"COSINE {name} {precision}: skipped, residual stream reaches {stream:.3g}")
+            assert not np.isfinite(outputs).all()
+            continue
+        similarity = cosine(outputs, logits)
+        print(
+            f"COSINE {name} {precision}: min {similarity.min():.6f} over {len(x)} photos "
+            f"(residual stream max {stream:.3g})"
+        )
         assert similarity.min() >= 0.999
