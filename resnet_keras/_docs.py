@@ -1,35 +1,42 @@
-"""The builders' shared docstring, written once and filled per model."""
+"""Builder docstrings, written once and filled per model.
 
-BUILDER_DOC = '''Instantiate {title}, a drop-in for `keras.applications.{fn}`.
+The keras-compatible builders and the zoo builders (ResNet18/34, CIFAR
+nets) share the argument text; they differ in defaults and pretrained
+weights, which are filled from the spec.
+"""
+
+from __future__ import annotations
+
+from ._specs import SPECS
+
+_TEMPLATE = '''Instantiate {title}{dropin}.
 
 {about}
 
 Args:
     include_top: Whether to include the classifier (`avg_pool` +
         `predictions`).
-    weights: None (random initialization), a weights tag from the
-        manifest (`"imagenet"`), or the path to an HDF5 weights file.
+    weights: {weights}
     input_tensor: Optional Keras tensor (output of `keras.Input`) to use
         as the model input.
-    input_shape: Optional shape tuple (or list), e.g. `(224, 224, 3)`
-        (`(3, 224, 224)` with channels_first). Height and width at least
-        32; exactly (224, 224, 3) with `include_top=True` and pretrained
-        weights; 3 channels with pretrained weights.
+    input_shape: Optional shape tuple (or list). None means
+        ({size}, {size}, 3) with the top (`(3, {size}, {size})` with
+        channels_first), any height and width without it. Height and
+        width at least {min_size}; 3 channels with pretrained weights.{exact}
     pooling: Only with `include_top=False`: None (4D feature map), `"avg"`
         or `"max"` (global pooling to a 2D tensor).
-    classes: Number of classes of the classifier; 1000 with pretrained
-        weights and `include_top=True`.
-    classifier_activation: Activation of the `predictions` layer; None or
-        `"softmax"` with pretrained weights. None returns logits.
+    classes: Number of classes of the classifier (default {classes}).{classes_rule}
+    classifier_activation: Activation of the `predictions` layer; None
+        returns logits.{activation_rule}
     name: Name of the model.
-    manifest: Keyword-only. A manifest JSON path (or `Manifest`) merged
-        over the shipped one, e.g. to point at a mirror.
+{extra}    manifest: Keyword-only. A manifest JSON path (or `Manifest`) merged
+        over the shipped one, e.g. to point at a mirror or list your own
+        weights.
     offline: Keyword-only. True forbids network access (default: the
         `RESNET_KERAS_OFFLINE` environment variable).
 
 Returns:
-    A `keras.Model`. Preprocess its inputs with
-    `resnet_keras.{module}.preprocess_input`.
+    A `keras.Model`.{preprocess}
 
 Raises:
     InvalidArgumentError (a ValueError): an argument breaks a rule; raised
@@ -45,18 +52,58 @@ Example:
     >>> import numpy as np
     >>> from resnet_keras.{module} import {fn}
     >>> model = {fn}(weights=None, include_top=False, pooling="avg",
-    ...     input_shape=(64, 64, 3))
-    >>> model.predict(np.zeros((1, 64, 64, 3)), verbose=0).shape
-    (1, 2048)
+    ...     input_shape=({example_size}, {example_size}, 3))
+    >>> model.predict(np.zeros((1, {example_size}, {example_size}, 3)), verbose=0).shape
+    (1, {features})
+'''
+
+_PRETRAINED = dict(
+    weights='None (random initialization), a weights tag from the\n'
+    '        manifest (`"imagenet"`), or the path to an HDF5 weights file.',
+    exact="\n        Exactly the default shape with `include_top=True` and pretrained\n"
+    "        weights.",
+    classes_rule=" 1000 with\n        pretrained weights and `include_top=True`.",
+    activation_rule=' None or `"softmax"` with\n        pretrained weights.',
+)
+_NO_PRETRAINED = dict(
+    weights="None (random initialization; no pretrained Keras weights\n"
+    "        exist for this model), a weights tag of a manifest passed with\n"
+    "        `manifest=`, or the path to an HDF5 weights file.",
+    exact="",
+    classes_rule="",
+    activation_rule="",
+)
+
+SHORTCUT_DOC = '''    shortcut: Keyword-only. Where a block changes shape, `"A"` (the
+        default, as in the paper's CIFAR experiments) subsamples the input
+        and pads the new channels with zeros: no parameters; `"B"` uses a
+        1x1 convolution with stride and BatchNorm (`_0_conv`, `_0_bn`).
 '''
 
 
-def document(title: str, about: str, module: str):
-    """Decorator that gives a builder the shared docstring."""
+def document(key: str, title: str, about: str, module: str, *, keras_name: bool = False, shortcut: bool = False):
+    """Decorator that gives a builder its docstring, filled from its spec.
+
+    `keras_name`: the builder is a drop-in for `keras.applications.<fn>`
+    and has pretrained weights in the shipped manifest.
+    """
+    spec = SPECS[key]
 
     def apply(fn):
-        fn.__doc__ = BUILDER_DOC.format(
-            title=title, fn=fn.__name__, about=about, module=module
+        fn.__doc__ = _TEMPLATE.format(
+            title=title,
+            dropin=f", a drop-in for `keras.applications.{fn.__name__}`" if keras_name else "",
+            about=about,
+            fn=fn.__name__,
+            module=module,
+            size=spec.default_size,
+            min_size=spec.min_size,
+            classes=spec.classes,
+            extra=SHORTCUT_DOC if shortcut else "",
+            preprocess=f" Preprocess its inputs with\n    `resnet_keras.{module}.preprocess_input`." if keras_name else "",
+            example_size=max(spec.min_size, 64 if keras_name else 32),
+            features=spec.widths[-1] * spec.expansion,
+            **(_PRETRAINED if keras_name else _NO_PRETRAINED),
         )
         return fn
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from ._builder import build
 from ._specs import SPECS
-from ._zoo_docs import document
+from ._docs import document
 
 _RESNET_ABOUT = (
     "CIFAR ResNet: 3x3/16 stem, three stages of basic blocks (16/32/64 "

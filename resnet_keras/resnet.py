@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-@document("ResNet-50", _ABOUT, "resnet")
+@document("resnet50", "ResNet-50", _ABOUT, "resnet", keras_name=True)
 def ResNet50(
     include_top=True,
     weights="imagenet",
@@ -45,7 +45,7 @@ def ResNet50(
     return build(SPECS["resnet50"], **locals())
 
 
-@document("ResNet-101", _ABOUT, "resnet")
+@document("resnet101", "ResNet-101", _ABOUT, "resnet", keras_name=True)
 def ResNet101(
     include_top=True,
     weights="imagenet",
@@ -62,7 +62,7 @@ def ResNet101(
     return build(SPECS["resnet101"], **locals())
 
 
-@document("ResNet-152", _ABOUT, "resnet")
+@document("resnet152", "ResNet-152", _ABOUT, "resnet", keras_name=True)
 def ResNet152(
     include_top=True,
     weights="imagenet",

@@ -39,7 +39,7 @@ from . import _imagenet
 from ._builder import build
 from ._imagenet import decode_predictions
 from ._specs import SPECS
-from ._zoo_docs import document
+from ._docs import document
 from .errors import InvalidArgumentError
 
 _ABOUT = (

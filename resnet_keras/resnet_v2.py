@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-@document("ResNet-50 V2", _ABOUT, "resnet_v2")
+@document("resnet50v2", "ResNet-50 V2", _ABOUT, "resnet_v2", keras_name=True)
 def ResNet50V2(
     include_top=True,
     weights="imagenet",
@@ -45,7 +45,7 @@ def ResNet50V2(
     return build(SPECS["resnet50v2"], **locals())
 
 
-@document("ResNet-101 V2", _ABOUT, "resnet_v2")
+@document("resnet101v2", "ResNet-101 V2", _ABOUT, "resnet_v2", keras_name=True)
 def ResNet101V2(
     include_top=True,
     weights="imagenet",
@@ -62,7 +62,7 @@ def ResNet101V2(
     return build(SPECS["resnet101v2"], **locals())
 
 
-@document("ResNet-152 V2", _ABOUT, "resnet_v2")
+@document("resnet152v2", "ResNet-152 V2", _ABOUT, "resnet_v2", keras_name=True)
 def ResNet152V2(
     include_top=True,
     weights="imagenet",

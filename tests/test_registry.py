@@ -152,13 +152,15 @@ def run_examples(obj, name):
 
 
 def test_docstring_examples_run():
-    """The examples of the registry and of one builder per new module."""
+    """The examples of the registry and of one builder per module."""
     for obj, name in [
         (_registry, "_registry"),
         (resnet_small.ResNet18, "ResNet18"),
         (resnet_small.torchvision_key, "torchvision_key"),
         (resnet_keras.cifar.ResNet20, "ResNet20"),
         (resnet_keras.cifar.PlainNet20, "PlainNet20"),
+        (resnet_keras.ResNet50, "ResNet50"),
+        (resnet_keras.ResNet50V2, "ResNet50V2"),
     ]:
         result = run_examples(obj, name)
         assert result.attempted > 0 and result.failed == 0, name
