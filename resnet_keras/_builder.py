@@ -72,7 +72,12 @@ def build(
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = layers.Dense(
+            classes,
+            activation=classifier_activation,
+            name="predictions",
+            dtype=_head_dtype(),
+        )(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
@@ -85,3 +90,15 @@ def build(
     if weights_path is not None:
         _h5.load_weights(model, weights_path)
     return model
+
+
+def _head_dtype() -> str | None:
+    """float32 for the classifier under a mixed policy, else the global policy.
+
+    A float16 softmax loses precision and can overflow (keras' mixed
+    precision guide keeps the last layer float32; keras.applications does
+    not). The variables are float32 under a mixed policy either way, so
+    weight files load the same.
+    """
+    policy = keras.config.dtype_policy()
+    return "float32" if policy.compute_dtype != policy.variable_dtype else None
