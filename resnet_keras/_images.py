@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from ._imagenet import NUM_CLASSES, decode_predictions, preprocess_input
-from .errors import InvalidArgumentError, ResNetKerasError
+from .errors import ImageError, InvalidArgumentError
 
 # Suffixes picked up when a folder is walked (case-insensitive). A file named
 # on the command line is read whatever its suffix.
@@ -36,10 +36,6 @@ PREPROCESSING_TEXT = {
     "torch": "pixels / 255, then ImageNet mean/std (preprocess_input mode 'torch')",
     None: "pixels / 255 (no pretrained weights define a preprocessing)",
 }
-
-
-class ImageError(ResNetKerasError, OSError):
-    """An image file is missing, is not a file, or cannot be decoded."""
 
 
 def _image_error(path: Path, problem: str) -> ImageError:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import ResNetKerasError
+from .errors import MissingDependencyError, ResNetKerasError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -585,10 +585,6 @@ _LOAD_HINT = {
     "onnx": "onnxruntime.InferenceSession(PATH).run(None, {input_name: x})",
     "tflite": "ai_edge_litert.interpreter.Interpreter(model_path=PATH)",
 }
-
-
-class MissingDependencyError(ResNetKerasError, ImportError):
-    """A command needs a Python package that is not installed."""
 
 
 def _configure_export(parser: argparse.ArgumentParser) -> None:

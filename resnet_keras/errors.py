@@ -45,3 +45,11 @@ class WeightsMismatchError(ResNetKerasError, ValueError):
 
 class CacheError(ResNetKerasError, OSError):
     """The cache folder cannot be created or written, or holds a non-file."""
+
+
+class ImageError(ResNetKerasError, OSError):
+    """An image file is missing, is not a file, or cannot be decoded."""
+
+
+class MissingDependencyError(ResNetKerasError, ImportError):
+    """A command needs an optional Python package that is not installed."""
