@@ -102,7 +102,7 @@ def throughput(call, x, calls: int) -> float:
     return calls * int(x.shape[0]) / (time.perf_counter() - start)
 
 
-def throughputs(calls: dict, shape, args):
+def throughputs(calls: dict, shape, args, repeats=None):
     """{batch: {name: [images/s per repeat]}}, and the last batch of inputs."""
     table = {}
     for batch in args.batches:
@@ -111,7 +111,9 @@ def throughputs(calls: dict, shape, args):
             call(x).numpy()
             call(x).numpy()
         n = args.calls[batch]
-        table[batch] = alternate(args.repeats, calls, lambda call: throughput(call, x, n))
+        table[batch] = alternate(
+            repeats or args.repeats, calls, lambda call: throughput(call, x, n)
+        )
     return table, x
 
 
@@ -199,7 +201,7 @@ def bench_fused(args) -> dict:
     }
     calls = {label: compiled(m) for label, m in models.items()}
     result = {"macs": count_macs(base), "optimize_s": optimize_s, "error": {}}
-    result["throughput"], x = throughputs(calls, shape, args)
+    result["throughput"], x = throughputs(calls, shape, args, args.repeats * 2)
     reference = calls["keras float32"](x).numpy()
     for label in list(models)[1:]:
         out = calls[label](x).numpy()
@@ -274,6 +276,7 @@ def plot(results: dict, path: Path) -> bool:
 def write_report(results: dict, out: Path, plotted: bool) -> None:
     peak = results["peak_gflops"]
     env = results["environment"]
+    loads = [sample[0] for sample in results["load_during"]]
     lines = [
         "# Performance",
         "",
@@ -283,14 +286,17 @@ def write_report(results: dict, out: Path, plotted: bool) -> None:
         "",
         f"- Machine: {env['cpu']}, {env['cores']} cores; TensorFlow {env['tensorflow']}, "
         f"Keras {env['keras']}, Python {env['python']}.",
-        f"- Load average (1 min) before / after the run: {results['load_before'][0]:.2f} / "
-        f"{results['load_after'][0]:.2f} (5 min: {results['load_before'][1]:.2f} / "
-        f"{results['load_after'][1]:.2f}). Other processes were "
-        f"{'idle' if results['load_before'][0] < 1.0 else 'running'}: with load above ~1 on "
-        "2 cores, absolute numbers drop; ratios suffer less because the libraries alternate.",
-        f"- Input {results['size']}x{results['size']}x3, {results['repeats']} repeats per "
-        f"measurement; throughput calls per repeat: "
-        + ", ".join(f"batch {b}: {n}" for b, n in results["calls"].items()) + ".",
+        f"- Load average (1 min; this run itself adds about 1): {results['load_before'][0]:.2f} "
+        f"before the run, {min(loads):.2f}-{max(loads):.2f} during it (sampled after each "
+        f"model), {results['load_after'][0]:.2f} after. "
+        + ("Other processes shared the machine at times. "
+           if max(loads) > 1.5 else "The machine was otherwise quiet. ")
+        + f"With load above ~1 on {env['cores']} cores absolute numbers drop; ratios suffer "
+        "less because the libraries alternate within each repeat.",
+        f"- Input {results['size']}x{results['size']}x3; {results['repeats']} repeats per "
+        f"measurement ({2 * results['repeats']} for the fused ResNet50 comparison); a repeat "
+        "times each contender for "
+        + ", ".join(f"{n} call(s) at batch {b}" for b, n in results["calls"].items()) + ".",
         f"- Measured matmul peak (TF, {results['peak_size']}x{results['peak_size']}): "
         f"float32 {peak['float32']:.0f} GFLOP/s, bfloat16 {peak['bfloat16']:.0f} GFLOP/s.",
         "",
@@ -390,13 +396,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="ResNet50 + ResNet18, 2 repeats, few calls")
     parser.add_argument("--models", nargs="+", help="registry names (default: the six keras variants and 18/34)")
-    parser.add_argument("--repeats", type=int, help="repeats per measurement (default 5, quick 2)")
+    parser.add_argument(
+        "--repeats", type=int,
+        help="repeats per measurement (default 6, quick 2; the fused comparison runs twice as many)",
+    )
     parser.add_argument("--size", type=int, default=224, help="input size (default 224; below it, no top)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (2 if args.quick else 5)
+    args.repeats = args.repeats or (2 if args.quick else 6)
     args.batches = (1, 16)
-    args.calls = {1: 4, 16: 1} if args.quick else {1: 8, 16: 2}
+    # Short blocks, many repeats: each pair of blocks runs close in time.
+    args.calls = {1: 4, 16: 1}
     names = args.models or (["resnet50"] + EXTRA[:1] if args.quick else list(KERAS) + EXTRA)
     unknown = [n for n in names if n not in resnet_keras.list_models()]
     if unknown:
@@ -409,6 +419,7 @@ def main(argv=None) -> int:
     log(f"matmul peak: float32 {peak['float32']:.0f} GFLOP/s, bfloat16 {peak['bfloat16']:.0f} GFLOP/s")
 
     started = time.perf_counter()
+    load_during = []
     models = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -423,7 +434,9 @@ def main(argv=None) -> int:
                 + f"  [{time.perf_counter() - started:.0f}s]")
             keras.backend.clear_session()
             gc.collect()
+            load_during.append(os.getloadavg())
     fused = bench_fused(args)
+    load_during.append(os.getloadavg())
     for label, values in fused["throughput"][max(args.batches)].items():
         log(f"ResNet50 {label}: {med(values):.1f} img/s")
     load_after = os.getloadavg()
@@ -442,6 +455,7 @@ def main(argv=None) -> int:
         },
         "load_before": load_before,
         "load_after": load_after,
+        "load_during": load_during,
         "size": args.size,
         "repeats": args.repeats,
         "batches": list(args.batches),
