@@ -102,6 +102,16 @@ def test_feature_model_stages_pool_to_golden_features(key, golden, record):
     assert error < GOLDEN_TOLERANCE
 
 
+@pytest.mark.parametrize("key", ["resnet50", "resnet50v2", "resnet20"])
+def test_optimize_for_inference_keeps_golden_logits(key, golden, record):
+    """BatchNorm folded into the convs (float32): the same function."""
+    fused = resnet_keras.optimize_for_inference(golden_lib.build(key))
+    logits = _call(fused, golden_lib.preprocess(key, golden["images"]))
+    error = relative_error(logits, golden[f"{key}.logits"])
+    record("fused BN", key, "logits", error)
+    assert error < GOLDEN_TOLERANCE
+
+
 PREPROCESSORS = [
     resnet_keras.resnet.preprocess_input,
     resnet_keras.resnet_v2.preprocess_input,
