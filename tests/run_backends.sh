@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The backend tests (tests/backends, marker `backend`) once per Keras backend:
 # golden outputs, weight files, channels_first, mixed precision, feature
-# models, and two-device training (MirroredStrategy in the TensorFlow pass,
-# keras.distribution.DataParallel in the JAX pass).
+# models, optimize_for_inference, the README classify example (JAX, torch),
+# and two-device training (MirroredStrategy in the TensorFlow pass,
+# keras.distribution.DataParallel in the JAX pass). About 7 min on 2 cores.
 #
 #   tests/run_backends.sh                 # tensorflow, jax, torch
 #   tests/run_backends.sh jax torch       # some of them
