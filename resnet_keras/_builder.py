@@ -7,6 +7,7 @@ head -> load weights. Validation never touches the network or the disk.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import keras
 from keras import layers
@@ -14,6 +15,20 @@ from keras import layers
 from . import _blocks, _h5, _validation, _weights
 from ._specs import ResNetSpec
 from .errors import InvalidArgumentError
+
+
+# Keras walks a functional graph recursively, one Python frame per layer on
+# the path; ResNet1202's ~4,200 layers exceed Python's default limit of
+# 1,000 (it passes only where another import happened to raise it). Later
+# walks (predict, clone_model, save) need the same depth, so it stays raised.
+_FRAMES_PER_BLOCK = 12  # generous: a bottleneck block has 10 layers
+_BASE_RECURSION_LIMIT = 2_000
+
+
+def _allow_graph_depth(spec: ResNetSpec) -> None:
+    needed = _BASE_RECURSION_LIMIT + _FRAMES_PER_BLOCK * sum(spec.depths)
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
 
 
 def build(
@@ -67,6 +82,7 @@ def build(
     if tagged:
         weights_path = _weights.materialize(source)
 
+    _allow_graph_depth(spec)
     inputs = input_tensor if input_tensor is not None else layers.Input(shape=input_shape)
     x = _blocks.body(inputs, spec)
 
