@@ -27,6 +27,19 @@ from ._inference import PRECISIONS, _check_precision, optimize_for_inference
 from .errors import InvalidArgumentError, ResNetKerasError
 
 FORMATS = ("tf_saved_model", "onnx", "litert")
+# Python modules each format needs to export and to check the result.
+REQUIRED_MODULES = {
+    "tf_saved_model": (),
+    "onnx": ("tf2onnx", "onnxruntime"),
+    "litert": ("ai_edge_litert",),
+}
+
+
+def missing_modules(format: str) -> list[str]:
+    """The modules `format` needs that are not installed."""
+    import importlib.util
+
+    return [m for m in REQUIRED_MODULES[format] if importlib.util.find_spec(m) is None]
 _LOADABLE = {
     "tf_saved_model": PRECISIONS,
     "onnx": ("float32", "float16"),

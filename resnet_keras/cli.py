@@ -575,10 +575,11 @@ def run_features(args: argparse.Namespace) -> int:
 
 # Our format names -> (format= of export_for_inference / keras, modules it
 # needs for the export and its parity check, the file suffix).
+# CLI format name -> (export_for_inference format, file suffix).
 _EXPORT_FORMATS = {
-    "savedmodel": ("tf_saved_model", (), ""),
-    "onnx": ("onnx", ("tf2onnx", "onnxruntime"), ".onnx"),
-    "tflite": ("litert", ("ai_edge_litert",), ".tflite"),
+    "savedmodel": ("tf_saved_model", ""),
+    "onnx": ("onnx", ".onnx"),
+    "tflite": ("litert", ".tflite"),
 }
 _LOAD_HINT = {
     "savedmodel": "tf.saved_model.load(PATH).serve(x)",
@@ -616,14 +617,14 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
     configure=_configure_export,
 )
 def run_export(args: argparse.Namespace) -> int:
-    import importlib.util
-
+    from . import _export
     from ._export import export_for_inference
     from ._images import PREPROCESSING_TEXT
     from .errors import InvalidArgumentError
 
-    keras_format, modules, suffix = _EXPORT_FORMATS[args.format]
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    keras_format, suffix = _EXPORT_FORMATS[args.format]
+    modules = _export.REQUIRED_MODULES[keras_format]
+    missing = _export.missing_modules(keras_format)
     if missing:
         raise MissingDependencyError(
             f"--format {args.format} needs the Python packages {', '.join(modules)}; "
