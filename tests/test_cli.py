@@ -22,6 +22,7 @@ from PIL import Image
 import official_format
 import resnet_keras
 from conftest import write_manifest
+from optional import require
 from resnet_keras import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,7 +222,7 @@ def test_export_savedmodel_reloads_with_the_same_outputs(resnet20_files, image_d
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt, suffix, module", [("onnx", ".onnx", "onnxruntime"), ("tflite", ".tflite", "ai_edge_litert")])
 def test_export_onnx_and_tflite(resnet20_files, tmp_path, capsys, fmt, suffix, module):
-    pytest.importorskip(module)
+    require(module)
     out_path = tmp_path / f"resnet20{suffix}"
     status, out, err = run(capsys, "export", "resnet20", "--format", fmt, "--out", out_path,
                            "--weights", resnet20_files["notop"], "--pooling", "avg", "--size", "48")

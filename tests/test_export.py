@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import resnet_keras
+from optional import require
 from resnet_keras._export import ExportParityError, export_for_inference
 from resnet_keras.errors import InvalidArgumentError
 from test_inference import images, rel_error, tiny_model
@@ -33,8 +34,8 @@ def test_saved_model_parity(model, tmp_path, precision):
 
 
 def test_onnx_parity(model, tmp_path):
-    pytest.importorskip("tf2onnx")
-    pytest.importorskip("onnxruntime")
+    require("tf2onnx")
+    require("onnxruntime")
     report = export_for_inference(model, tmp_path / "model", format="onnx")
     print(f"PARITY onnx float32: {report.max_error:.2e}")
     assert report.path.name == "model.onnx" and report.max_error < 1e-5
@@ -42,8 +43,8 @@ def test_onnx_parity(model, tmp_path):
 
 @pytest.mark.slow
 def test_onnx_float16_parity(model, tmp_path):
-    pytest.importorskip("tf2onnx")
-    pytest.importorskip("onnxruntime")
+    require("tf2onnx")
+    require("onnxruntime")
     report = export_for_inference(model, tmp_path / "m.onnx", format="onnx", precision="float16")
     print(f"PARITY onnx float16: {report.max_error:.2e}")
     assert report.max_error < 5e-3
@@ -51,7 +52,7 @@ def test_onnx_float16_parity(model, tmp_path):
 
 @pytest.mark.slow
 def test_litert_parity(model, tmp_path):
-    pytest.importorskip("ai_edge_litert")
+    require("ai_edge_litert")
     report = export_for_inference(model, tmp_path / "m", format="litert", check_inputs=images(3))
     print(f"PARITY litert float32: {report.max_error:.2e}")
     assert report.path.suffix == ".tflite" and report.max_error < 1e-5

@@ -19,6 +19,7 @@ import pytest
 
 import official_format
 import resnet_keras
+from optional import require
 from resnet_keras import _builder
 from resnet_keras._inference import ChannelAffine
 from resnet_keras._specs import SPECS
@@ -267,7 +268,7 @@ def digits_24():
 
     (24 rather than CIFAR's 32: the same accuracy, ~40% less training time.)
     """
-    datasets = pytest.importorskip("sklearn.datasets")
+    datasets = require("sklearn.datasets")
     data = datasets.load_digits()
     x = np.kron(data.images / 16.0, np.ones((3, 3)))[..., None].repeat(3, axis=-1)
     rng = np.random.default_rng(0)
