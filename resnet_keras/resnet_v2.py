@@ -83,8 +83,10 @@ def preprocess_input(x, data_format=None):
     """Preprocess RGB images in [0, 255] for these models ("tf" mode:
     scaled to [-1, 1]).
 
-    Same numbers as `keras.applications.resnet_v2.preprocess_input`; a NumPy
-    input is returned as a new array instead of being written over.
+    Same numbers and the same in-place behaviour as
+    `keras.applications.resnet_v2.preprocess_input`: a writable float NumPy array is
+    written over and returned; integer arrays and tensors are left as they
+    are. Inputs without exactly 3 channels raise `InvalidArgumentError`.
     """
     return _imagenet.preprocess_input(x, data_format=data_format, mode="tf")
 
