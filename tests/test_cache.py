@@ -190,7 +190,8 @@ _WORKER = textwrap.dedent(
     from resnet_keras._manifest import WeightsFile
 
     name, url, digest, lock, barrier, me = sys.argv[1:]
-    _download.USE_FILE_LOCK = lock == "lock"
+    if lock == "nolock":  # as where file locks do not work; "shipped": the module's own setting
+        _download.USE_FILE_LOCK = False
     Path(barrier, me).touch()
     while len(list(Path(barrier).iterdir())) < 2:  # start both fetches together
         time.sleep(0.01)
@@ -219,16 +220,19 @@ def _finish(procs):
 
 
 def test_two_processes_fetch_once_with_the_lock(mirror, tmp_path, isolated_env):
+    """The shipped settings (the workers leave USE_FILE_LOCK as it is): one download."""
     url = mirror.script(NAME, [Reply(body=DATA, delay=0.5)])
-    outputs = _finish(_two_fetchers(tmp_path, isolated_env, url, "lock"))
+    outputs = _finish(_two_fetchers(tmp_path, isolated_env, url, "shipped"))
     assert outputs == [str(isolated_env / NAME)] * 2
-    assert mirror.count(NAME) == 1  # the second waited for the first
+    assert mirror.count(NAME) == 1  # the second waited for the first, then found the file
     assert_clean_cache(isolated_env, {NAME: DATA})
 
 
 def test_two_processes_without_working_locks_stay_correct(mirror, tmp_path, isolated_env):
     """As on NFS without locks: both download, readers only ever see whole files."""
-    url = mirror.script(NAME, [Reply(body=DATA, delay=0.5)])
+    # The second answer comes a second later: the reader has time to look at
+    # the first renamed file while the second download is still going on.
+    url = mirror.script(NAME, [Reply(body=DATA, delay=0.5), Reply(body=DATA, delay=1.5)])
     procs = _two_fetchers(tmp_path, isolated_env, url, "nolock")
     final, seen = isolated_env / NAME, 0
     while any(p.poll() is None for p in procs):
@@ -241,6 +245,7 @@ def test_two_processes_without_working_locks_stay_correct(mirror, tmp_path, isol
             seen += 1
         time.sleep(0.005)
     outputs = _finish(procs)
+    assert seen > 0, "the reader never saw the file while the downloads ran"
     assert outputs == [str(final)] * 2
     assert mirror.count(NAME) == 2  # both fetched: no lock, and still one whole file
     assert_clean_cache(isolated_env, {NAME: DATA})
