@@ -1,0 +1,43 @@
+"""Fixtures that watch for something must see it when it happens.
+
+A watcher that records nothing passes every "nothing happened" assertion, so
+each one here is shown, once, the thing it watches for (the positive case).
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+
+import official_format
+from cache_checks import build_tiny
+from test_loading import no_data_read  # noqa: F401 (the fixture under test)
+
+
+def _datasets(path) -> list[str]:
+    names = []
+    with h5py.File(path, "r") as root:
+        root.visititems(lambda name, item: names.append("/" + name) if isinstance(item, h5py.Dataset) else None)
+    return names
+
+
+def test_no_data_read_records_every_read_of_a_real_load(tmp_path, no_data_read):  # noqa: F811
+    """The weights loader's own reads, whatever way it reads, are recorded."""
+    source = build_tiny(include_top=False)
+    official_format.randomize(source, seed=11)
+    path = official_format.write_keras2_weights(source, tmp_path / "tiny_notop.h5")
+    assert no_data_read == []
+    model = build_tiny(include_top=False, weights=str(path))
+    for got, want in zip(model.weights, source.weights):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert sorted(set(no_data_read)) == sorted(_datasets(path))
+
+
+def test_no_data_read_records_a_direct_read(tmp_path, no_data_read):  # noqa: F811
+    path = tmp_path / "one.h5"
+    with h5py.File(path, "w") as root:
+        root["group/values"] = np.arange(6, dtype="float32")
+    with h5py.File(path, "r") as root:
+        assert no_data_read == []
+        root["group/values"][()]
+        assert no_data_read == ["/group/values"]
