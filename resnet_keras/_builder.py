@@ -6,6 +6,7 @@ head -> load weights. Validation never touches the network or the disk.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 
@@ -79,9 +80,21 @@ def build(
             input_shape, include_top=include_top, **shape_rules
         )
 
-    if tagged:
-        weights_path = _weights.materialize(source)
+    with contextlib.ExitStack() as stack:
+        # Opened (and, for a tag, fetched and hashed) before the slow build,
+        # so a bad file fails fast; read from the same open file after it.
+        opened = None
+        if weights_path is not None or tagged:
+            opened = stack.enter_context(_weights.open_weights(source))
+        model = _graph(spec, input_tensor, input_shape, include_top, pooling,
+                       classes, classifier_activation, name)
+        if opened is not None:
+            _h5.load_from_file(model, *opened)
+    return model
 
+
+def _graph(spec, input_tensor, input_shape, include_top, pooling, classes,
+           classifier_activation, name) -> keras.Model:
     _allow_graph_depth(spec)
     inputs = input_tensor if input_tensor is not None else layers.Input(shape=input_shape)
     x = _blocks.body(inputs, spec)
@@ -102,10 +115,7 @@ def build(
     if input_tensor is not None:
         # Like keras: the model starts at the tensor's own source inputs.
         inputs = keras.utils.get_source_inputs(input_tensor)
-    model = keras.Model(inputs, x, name=name)
-    if weights_path is not None:
-        _h5.load_weights(model, weights_path)
-    return model
+    return keras.Model(inputs, x, name=name)
 
 
 def _head_dtype() -> str | None:

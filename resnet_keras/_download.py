@@ -1,13 +1,17 @@
-"""Cache location, URL policy, verified downloads.
+"""The verified cache: where weights files live, how they get there.
 
 A weights file reaches its final name in the cache only once its hash is
-verified: pooch's HTTP downloader (requests, timeouts, tqdm progress bar)
-streams it into a temp file of our own in the cache folder, the hash is
-checked, and `os.replace` moves it into place in one atomic step. Readers
-therefore never see a partial file, whether or not file locks work (NFS);
-the lock (filelock) only saves a second process from fetching the same
-100 MB again. Cached files are re-hashed on every use, before h5py opens
-them.
+verified: `_http.transfer` streams it (bounded, hashed on the way) into a
+temp file of our own in the cache folder, the hash is checked, and
+`os.replace` moves it into place in one atomic step. Readers therefore
+never see a partial file, whether or not file locks work (NFS); the lock
+(filelock) only saves a second process from fetching the same 100 MB again.
+
+`open_verified` hands back an open file whose bytes were hashed: a cached
+file is hashed through the descriptor that h5py then reads, and a download
+through the temp file it was written to. Whatever replaces the path in the
+meantime (another process writing the shared keras cache), what loads is
+what was verified.
 
 Cache layout, for a file `NAME` of the manifest:
     NAME                       the verified file (keras uses the same name)
@@ -22,24 +26,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import ipaddress
 import os
 import secrets
-import shutil
 import socket
 import stat
 import time
-import urllib.parse
-import urllib.request
 import warnings
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
+from . import _h5, _http
 from .errors import (
     CacheError,
     DownloadError,
     IntegrityError,
     InvalidArgumentError,
-    ManifestError,
     OfflineError,
 )
 from ._manifest import WeightsFile
@@ -76,9 +77,21 @@ def cache_dir() -> Path:
     /tmp/.keras when its cache is not writable; we raise CacheError).
     """
     if os.environ.get("RESNET_KERAS_HOME"):
-        return Path(os.environ["RESNET_KERAS_HOME"]).expanduser()
-    keras_home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
-    return Path(keras_home).expanduser() / "models"
+        return _expand("RESNET_KERAS_HOME", os.environ["RESNET_KERAS_HOME"])
+    if os.environ.get("KERAS_HOME"):
+        return _expand("KERAS_HOME", os.environ["KERAS_HOME"]) / "models"
+    return _expand("HOME", os.path.join("~", ".keras")) / "models"
+
+
+def _expand(variable: str, value: str) -> Path:
+    try:
+        return Path(value).expanduser()
+    except RuntimeError as error:  # '~nosuchuser/c': no such home folder
+        raise CacheError(
+            f"{variable} must name a folder, and {value!r} starts with a home "
+            f"folder that cannot be found ({error}). Received: {variable}="
+            f"{value!r}. Use an absolute path or an existing user's ~."
+        ) from None
 
 
 def offline_from_env() -> bool:
@@ -120,40 +133,16 @@ def timeout_seconds() -> float:
     return value
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _allowed_url(url, *, allow_file: bool) -> bool:
-    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-    return parts is not None and not parts.username and not parts.password and bool(
-        (parts.scheme == "https" and parts.hostname)
-        or (parts.scheme == "http" and _is_loopback(parts.hostname or ""))
-        or (allow_file and parts.scheme == "file" and parts.path)
-    )
-
-
-def check_url(url, where: str = "url") -> str:
-    """https anywhere; http only to a loopback host; file:// for local mirrors."""
-    if not _allowed_url(url, allow_file=True):
-        raise ManifestError(
-            f"{where} must be an https:// URL without credentials (http:// "
-            f"only to 127.0.0.1, ::1 or localhost; file:// for local mirrors)."
-            f" Received: {url!r}"
-        )
-    return url
-
-
 def file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+        return _digest(f, algorithm)
+
+
+def _digest(file: BinaryIO, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    file.seek(0)
+    for chunk in iter(lambda: file.read(1 << 20), b""):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -179,15 +168,29 @@ def not_a_file(path: Path) -> str | None:
     return "a device or other special file"
 
 
+def _open_if_verified(path: Path, wfile: WeightsFile) -> BinaryIO | None:
+    """The open file at `path` if it is regular and has the declared size and hash."""
+    if not_a_file(path) is not None:
+        return None
+    try:
+        file = _h5.open_regular(path)  # checks the descriptor: no FIFO, no swap
+    except (OSError, ValueError):
+        return None
+    size = os.fstat(file.fileno()).st_size
+    if (wfile.size is None or size == wfile.size) and _digest(file, wfile.hash_algorithm) == wfile.hash_hex:
+        file.seek(0)
+        return file
+    file.close()
+    return None
+
+
 def is_verified(path: Path, wfile: WeightsFile) -> bool:
     """True if `path` is a regular file whose hash is the declared one."""
-    # is_file() first: hashing a FIFO would block forever.
-    return (
-        not_a_file(path) is None
-        and path.is_file()
-        and (wfile.size is None or path.stat().st_size == wfile.size)
-        and file_digest(path, wfile.hash_algorithm) == wfile.hash_hex
-    )
+    file = _open_if_verified(path, wfile)
+    if file is None:
+        return False
+    file.close()
+    return True
 
 
 def cache_state(wfile: WeightsFile, folder: Path | None = None) -> str:
@@ -204,85 +207,6 @@ def cache_state(wfile: WeightsFile, folder: Path | None = None) -> str:
 # Transfers
 
 
-class _Refused(Exception):
-    """A redirect that the URL policy does not allow."""
-
-
-def _redirect_guard(response, *args, **kwargs):
-    """requests hook: refuse, before following it, a redirect off https."""
-    if response.is_redirect:
-        target = urllib.parse.urljoin(response.url, response.headers["location"])
-        if not _allowed_url(target, allow_file=False):
-            raise _Refused(
-                f"redirected to {target}, which is not https (or http to a "
-                "loopback host); refused"
-            )
-    return response
-
-
-def _copy_local(url: str, output_file: str, _pooch) -> None:
-    """pooch-style downloader for file:// URLs (pooch itself has none)."""
-    source = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
-    if not os.path.isfile(source):
-        raise FileNotFoundError(errno.ENOENT, "no such file", source)
-    shutil.copyfile(source, output_file)
-
-
-def _downloader(url: str, progressbar: bool):
-    if url.startswith("file:"):
-        return _copy_local
-    import pooch
-
-    from . import __version__
-
-    timeout = timeout_seconds()
-    return pooch.HTTPDownloader(
-        progressbar=progressbar,
-        timeout=(timeout, timeout),  # connect, read: no request can hang
-        hooks={"response": [_redirect_guard]},
-        headers={"User-Agent": f"resnet-keras/{__version__}"},
-    )
-
-
-def _describe(url: str, error: BaseException) -> tuple[str, bool]:
-    """(one-line reason, retryable) for a failed transfer."""
-    import requests
-
-    if isinstance(error, _Refused):
-        return str(error), False
-    if isinstance(error, requests.HTTPError) and error.response is not None:
-        status = error.response.status_code
-        reason = error.response.reason or ""
-        return f"HTTP {status} {reason}".strip(), status >= 500
-    if isinstance(error, requests.TooManyRedirects):
-        return "too many redirects (a redirect loop?)", False
-    if isinstance(error, requests.Timeout):
-        return f"no answer within {timeout_seconds():g} s (timeout)", True
-    if isinstance(error, requests.exceptions.ChunkedEncodingError):
-        return "the connection closed before the whole file arrived (truncated)", True
-    if isinstance(error, requests.ConnectionError):
-        return f"cannot connect ({_first_line(error)})", True
-    if isinstance(error, requests.RequestException):
-        return f"{type(error).__name__}: {_first_line(error)}", False
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return "no space left on the device holding the cache", False
-    if isinstance(error, OSError):
-        return f"{error.strerror or error}", False
-    return f"{type(error).__name__}: {_first_line(error)}", False
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    line = text[0] if text else type(error).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
-def _looks_like_html(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(512).lstrip().lower()
-    return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body"))
-
-
 class _Failure(Exception):
     def __init__(self, reason: str, *, integrity: bool = False):
         super().__init__(reason)
@@ -294,62 +218,88 @@ def _temp_path(folder: Path, file_name: str) -> Path:
     return folder / f".{file_name}.{token}{TEMP_SUFFIX}"
 
 
-def _open_temp(folder: Path, file_name: str) -> Path:
-    """Create an empty temp file; mode 0o666 & ~umask, like any new file."""
+def _open_temp(folder: Path, file_name: str) -> tuple[Path, BinaryIO]:
+    """Create a new temp file for reading and writing; mode 0o666 & ~umask."""
     path = _temp_path(folder, file_name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    os.close(fd)
-    return path
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    return path, os.fdopen(fd, "w+b")
 
 
-def _download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: bool) -> None:
-    """Download `url` to a temp file, verify it, move it to `path`; or raise _Failure."""
+# The one call that moves bytes (tests replace it to simulate faults).
+_transfer = _http.transfer
+
+
+def _attempts(url: str, wfile: WeightsFile, temp: BinaryIO, progressbar: bool) -> _http.Transferred:
+    """Transfer with bounded retries; raise _Failure saying what went wrong and for how long."""
+    timeout = timeout_seconds()
+    started = time.monotonic()
+    for attempt in range(MAX_RETRIES + 1):
+        temp.seek(0)
+        temp.truncate()
+        try:
+            return _transfer(
+                url, temp, algorithm=wfile.hash_algorithm, limit=wfile.max_bytes,
+                timeout=timeout, name=wfile.file_name, progressbar=progressbar,
+            )
+        except (_http.TransferError, OSError) as error:  # requests' errors are OSErrors
+            reason, retryable = _http.describe(error, timeout)
+            integrity = getattr(error, "integrity", False)
+            if not retryable or attempt == MAX_RETRIES:
+                if attempt:
+                    waited = time.monotonic() - started
+                    reason += f" ({attempt + 1} tries, {waited:.0f} s in all)"
+                raise _Failure(reason, integrity=integrity) from error
+            time.sleep(RETRY_WAIT_SECONDS * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: bool) -> BinaryIO:
+    """Download `url` into a temp file, verify, move it to `path`; return it open, or raise _Failure."""
     folder = path.parent
     try:
-        temp = _open_temp(folder, wfile.file_name)
+        temp_path, temp = _open_temp(folder, wfile.file_name)
     except OSError as error:
         raise _not_writable(folder, error) from error
+    keep = False
     try:
-        for attempt in range(MAX_RETRIES + 1):
-            try:
-                _downloader(url, progressbar)(url, str(temp), None)
-                break
-            except (_Refused, OSError) as error:  # requests' errors are OSErrors
-                reason, retryable = _describe(url, error)
-                if not retryable or attempt == MAX_RETRIES:
-                    raise _Failure(reason) from error
-                time.sleep(RETRY_WAIT_SECONDS * (attempt + 1))
-        size = temp.stat().st_size
-        digest = file_digest(temp, wfile.hash_algorithm)
-        if digest != wfile.hash_hex or (wfile.size is not None and size != wfile.size):
+        _http.announce(url, path, progressbar)
+        got = _attempts(url, wfile, temp, progressbar)
+        if got.digest != wfile.hash_hex or (wfile.size is not None and got.size != wfile.size):
+            temp.seek(0)
+            html = "html" in got.content_type.lower() or _h5.looks_like_html(temp.read(512))
             what = (
                 "an HTML page (an error or login page?), not the weights file"
-                if _looks_like_html(temp)
+                if html
                 else "other bytes than the manifest declares"
             )
             raise _Failure(
-                f"sent {what}: {size} bytes with {wfile.hash_algorithm} "
-                f"{digest}, expected {wfile.hash}",
+                f"sent {what}: {got.size} bytes with {wfile.hash_algorithm} "
+                f"{got.digest}, expected {wfile.hash}",
                 integrity=True,
             )
         try:
-            with open(temp, "rb") as f:  # durable before it gets the trusted name
-                os.fsync(f.fileno())
-            os.replace(temp, path)
+            temp.flush()
+            os.fsync(temp.fileno())  # durable before it gets the trusted name
+            os.replace(temp_path, path)
         except OSError as error:
             raise _not_writable(folder, error) from error
+        keep = True
+        temp.seek(0)
+        return temp  # the verified inode itself, now at `path`
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+        if not keep:
+            temp.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp_path)
 
 
 # --------------------------------------------------------------------------
 # Cache housekeeping
 
 
-def _not_writable(folder: Path, error: OSError) -> CacheError:
+def _not_writable(folder: Path, error: OSError, why: str = "") -> CacheError:
     return CacheError(
-        f"The weights cache {folder} cannot be written ({error.strerror or error}). "
+        f"The weights cache {folder} cannot be written ({error.strerror or error}).{why} "
         "Make it writable, or set RESNET_KERAS_HOME to a writable folder "
         "(resnet_keras never falls back to another folder by itself)."
     )
@@ -462,28 +412,44 @@ def _locked(folder: Path, file_name: str):
 
 
 # --------------------------------------------------------------------------
-# The one entry point
+# The entry points
 
 
-def fetch(
+def fetch(wfile: WeightsFile, **kwargs) -> Path:
+    """Path of the verified local copy of `wfile`, downloading it if needed.
+
+    Takes the arguments of `open_verified`.
+    """
+    with open_verified(wfile, **kwargs):
+        return cache_dir() / wfile.file_name
+
+
+@contextlib.contextmanager
+def open_verified(
     wfile: WeightsFile,
     *,
     offline: bool | None = None,
     progressbar: bool = True,
     force: bool = False,
     label: str | None = None,
-) -> Path:
-    """Path of the verified local copy of `wfile`, downloading it if needed.
+) -> Iterator[BinaryIO]:
+    """An open file holding the verified bytes of `wfile`, fetched if needed.
 
     Args:
         wfile: The manifest record of the file.
         offline: No network at all; None reads `RESNET_KERAS_OFFLINE`.
-        progressbar: Show a tqdm progress bar while downloading.
+        progressbar: Say what is downloaded where and show a progress bar.
         force: Download again even if a verified copy is cached; the cached
             copy stays in place, usable, until the new one is verified.
         label: What the file is for (e.g. "resnet50 'imagenet' (top)"),
             used in error messages.
     """
+    file = _obtain(wfile, offline=offline, progressbar=progressbar, force=force, label=label)
+    with file:
+        yield file
+
+
+def _obtain(wfile: WeightsFile, *, offline, progressbar, force, label) -> BinaryIO:
     folder = cache_dir()
     path = folder / wfile.file_name
     what = f"{label}: {wfile.file_name}" if label else wfile.file_name
@@ -493,16 +459,18 @@ def fetch(
             f"{path} is {blocker}, not a weights file ({what}). Remove it and "
             "try again; resnet_keras never deletes what it did not write."
         )
-    if not force and is_verified(path, wfile):
-        return path  # also in a read-only cache: no write, no lock
+    if not force:
+        cached = _open_if_verified(path, wfile)
+        if cached is not None:
+            return cached  # also in a read-only cache: no write, no lock
+    corrupt = path.exists()  # and not verified (or force)
     offline = check_offline(offline)
     if offline:
-        corrupt = path.exists()
         moved = False
         if corrupt and folder.is_dir():
             with contextlib.suppress(CacheError), _locked(folder, wfile.file_name):
                 moved = _set_aside_if_corrupt(path, wfile)
-        state = "is corrupt" if corrupt else "is not in the cache"
+        state = "is corrupt (it fails its hash)" if corrupt else "is not in the cache"
         aside = f" (moved to {path.name}{CORRUPT_SUFFIX})" if moved else ""
         raise OfflineError(
             f"Offline mode is on and {what} {state}{aside} ({folder}). "
@@ -510,20 +478,35 @@ def fetch(
             f"{wfile.hash}), or turn offline mode off (RESNET_KERAS_OFFLINE, "
             "offline=)."
         )
+    why = (
+        f" The cached {wfile.file_name} is corrupt (it fails its {wfile.hash_algorithm} "
+        "hash) and must be replaced."
+        if corrupt and not force
+        else ""
+    )
     _make_folder(folder)
-    with _locked(folder, wfile.file_name):
-        _remove_stale_temps(folder, wfile.file_name)
-        if not force and is_verified(path, wfile):
-            return path  # another process fetched it while we waited
-        _set_aside_if_corrupt(path, wfile)
-        failures: list[tuple[str, _Failure]] = []
-        for url in wfile.urls:
-            try:
-                _download_verified(url, wfile, path, progressbar)
-            except _Failure as failure:
-                failures.append((url, failure))
-            else:
-                return path
+    try:
+        with _locked(folder, wfile.file_name):
+            _remove_stale_temps(folder, wfile.file_name)
+            if not force:
+                cached = _open_if_verified(path, wfile)
+                if cached is not None:
+                    return cached  # another process fetched it while we waited
+            _set_aside_if_corrupt(path, wfile)
+            failures: list[tuple[str, _Failure]] = []
+            for url in wfile.urls:
+                try:
+                    return _download_verified(url, wfile, path, progressbar)
+                except _Failure as failure:
+                    failures.append((url, failure))
+    except CacheError as error:
+        if why and why not in str(error):
+            raise CacheError(f"{error}{why}") from error
+        raise
+    raise _all_failed(wfile, path, what, failures, force)
+
+
+def _all_failed(wfile, path: Path, what: str, failures, force: bool) -> Exception:
     integrity = any(f.integrity for _, f in failures)
     detail = "; ".join(f"{url}: {f}" for url, f in failures)
     kept = (
@@ -533,9 +516,10 @@ def fetch(
     )
     if integrity:
         remedy = (
-            "A server sent a file that does not match the manifest hash. "
+            "A server sent a file that does not match the manifest. "
             "If the file changed upstream, fix the hash in your manifest "
-            "(RESNET_KERAS_MANIFEST or manifest=); otherwise try another mirror."
+            "(and its size, if given: RESNET_KERAS_MANIFEST or manifest=); otherwise try "
+            "another mirror."
         )
     else:
         remedy = (
@@ -543,7 +527,9 @@ def fetch(
             f"or manifest=), or download the file yourself and put it at {path}."
         )
     error_type = IntegrityError if integrity else DownloadError
-    raise error_type(
+    error = error_type(
         f"Could not get a verified {what} (expected {wfile.hash}) into "
-        f"{folder}. Tried {len(failures)} URL(s): {detail}.{kept} {remedy}"
-    ) from failures[-1][1]
+        f"{path.parent}. Tried {len(failures)} URL(s): {detail}.{kept} {remedy}"
+    )
+    error.__cause__ = failures[-1][1]
+    return error

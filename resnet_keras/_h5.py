@@ -1,4 +1,4 @@
-"""Safe, transactional loading of Keras HDF5 weight files.
+"""Safe, transactional loading of Keras HDF5 weights files.
 
 Reads the legacy layout that Keras 2's `save_weights` writes (the format of
 the official keras.applications files): root attribute `layer_names`, one
@@ -6,14 +6,25 @@ group per layer with attribute `weight_names`. A full-model `.h5` (from
 `model.save`) keeps the same layout under `model_weights`; only that part is
 read, never the model config, so no code from a file can run.
 
-Everything is read and checked (names, counts, shapes, dtypes, finiteness)
-before the first assignment; all problems are reported at once and the
-model is left unchanged when there is any.
+Layers are matched as keras matches them: in order, weighted layers only.
+The names in the file are used for messages, never for matching, because
+the official files were written by another program with other names (the
+classifier is `probs` there, `predictions` in Keras 3).
+
+The file is opened once: the bytes that are hashed (when a hash is known),
+checked and read are those of one open file, whatever happens to its path
+meanwhile. Everything is read and checked (counts, shapes, dtypes,
+finiteness, and bounds on structure, chunk and declared sizes) before the
+first assignment; all problems are reported at once and the model is left
+unchanged when there is any.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -33,89 +44,149 @@ MAX_REPORTED = 20
 MAX_DATASET_BYTES = 1 << 32
 BOMB_MIN_BYTES = 16 << 20
 BOMB_RATIO = 100
+# HDF5 inflates a whole chunk at a time, whatever part of it is read: one
+# chunk far larger than its dataset (3x3x3x2^23 for a 3x3x3x16 kernel) makes
+# a 2 MB file cost gigabytes. A chunk may not exceed its dataset's own size
+# (or a small allowance for tiny datasets).
+CHUNK_ALLOWANCE_BYTES = 1 << 20
+# Keras writes root/layer/weight (root/model_weights/... in a full-model file,
+# a level more for nested models): anything much deeper, or a file with more
+# objects than the largest ResNet has weights, is not a weights file.
+MAX_DEPTH = 8
+MAX_OBJECTS = 100_000
 
 
-def _format_error(path: Path, problem: str) -> WeightsFormatError:
+def _format_error(where, problem: str) -> WeightsFormatError:
     return WeightsFormatError(
-        f"{path} is not a usable Keras HDF5 weights file: {problem}. "
+        f"{where} is not a usable Keras HDF5 weights file: {problem}. "
         "Pass a .h5 file written by `save_weights` (Keras 2 layout), such as "
         "the official keras.applications files."
     )
 
 
-def _decode(values) -> list[str]:
-    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+def _attr_list(group, name: str, where) -> list[str]:
+    """A list-of-strings attribute, possibly chunked as name0, name1, ... by Keras."""
+    import h5py
 
-
-def _attr_list(group, name: str) -> list[str]:
-    """Read a list attribute, possibly chunked as name0, name1, ... by Keras."""
     if name in group.attrs:
-        return _decode(group.attrs[name])
-    values, i = [], 0
-    while f"{name}{i}" in group.attrs:
-        values.extend(_decode(group.attrs[f"{name}{i}"]))
-        i += 1
+        parts = [group.attrs[name]]
+    else:
+        parts, i = [], 0
+        while f"{name}{i}" in group.attrs:
+            parts.append(group.attrs[f"{name}{i}"])
+            i += 1
+    values = []
+    for part in parts:
+        if isinstance(part, h5py.Empty) or not isinstance(part, np.ndarray) or part.ndim != 1:
+            raise _format_error(
+                where, f"attribute {name!r} of {group.name} is not a list of names"
+            )
+        for value in part:
+            if isinstance(value, (bytes, np.bytes_)):
+                try:
+                    value = bytes(value).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _format_error(
+                        where, f"attribute {name!r} of {group.name} is not UTF-8 text"
+                    ) from None
+            if not isinstance(value, str):
+                raise _format_error(
+                    where, f"attribute {name!r} of {group.name} holds {value!r}, not a name"
+                )
+            values.append(value)
     return values
 
 
-def _check_structure(root, path: Path) -> None:
-    """Refuse links, external storage and unknown filters before reading data."""
+def _dataset_problems(obj, name: str) -> list[str]:
+    plist = obj.id.get_create_plist()
+    problems = []
+    if plist.get_external_count() > 0:
+        problems.append(f"external dataset /{name}")
+    if obj.is_virtual:
+        problems.append(f"virtual dataset /{name}")
+    filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
+    if filters - SAFE_FILTERS:
+        problems.append(
+            f"unsupported compression filter {sorted(filters - SAFE_FILTERS)} at /{name}"
+        )
+    itemsize = obj.dtype.itemsize
+    declared = int(np.prod(obj.shape or (), dtype=np.float64) * itemsize)
+    stored = obj.id.get_storage_size()
+    if declared > MAX_DATASET_BYTES or (
+        declared > BOMB_MIN_BYTES and declared > BOMB_RATIO * stored
+    ):
+        problems.append(
+            f"dataset /{name} declares shape {obj.shape} ({declared:,} "
+            f"bytes) but stores {stored:,} bytes (a shape bomb?)"
+        )
+    if obj.chunks:
+        chunk = int(np.prod(obj.chunks, dtype=np.float64) * itemsize)
+        if chunk > max(declared, CHUNK_ALLOWANCE_BYTES):
+            problems.append(
+                f"dataset /{name} of {declared:,} bytes is stored in chunks of "
+                f"{chunk:,} bytes {obj.chunks} (a decompression bomb?)"
+            )
+    return problems
+
+
+def _check_structure(root, where) -> None:
+    """Refuse links, external storage, unknown filters and bombs before reading data."""
     import h5py
 
     problems = []
+    count = 0
 
     def visit(name, link):
+        nonlocal count
+        count += 1
+        if count > MAX_OBJECTS or name.count("/") >= MAX_DEPTH:
+            what = f"more than {MAX_OBJECTS:,} objects" if count > MAX_OBJECTS else (
+                f"groups nested more than {MAX_DEPTH} deep"
+            )
+            problems.append(what)
+            return True  # stop the walk here: bounded work
         if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
             problems.append(f"{type(link).__name__} at /{name}")
-            return
+            return None
         obj = root.get(name)
         if isinstance(obj, h5py.Dataset):
-            plist = obj.id.get_create_plist()
-            if plist.get_external_count() > 0:
-                problems.append(f"external dataset /{name}")
-            if obj.is_virtual:
-                problems.append(f"virtual dataset /{name}")
-            filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
-            if filters - SAFE_FILTERS:
-                problems.append(
-                    f"unsupported compression filter {sorted(filters - SAFE_FILTERS)} at /{name}"
-                )
-            declared = int(np.prod(obj.shape, dtype=np.float64) * obj.dtype.itemsize)
-            stored = obj.id.get_storage_size()
-            if declared > MAX_DATASET_BYTES or (
-                declared > BOMB_MIN_BYTES and declared > BOMB_RATIO * stored
-            ):
-                problems.append(
-                    f"dataset /{name} declares shape {obj.shape} ({declared:,} "
-                    f"bytes) but stores {stored:,} bytes (a shape bomb?)"
-                )
+            problems.extend(_dataset_problems(obj, name))
+        return None
 
     root.visititems_links(visit)
     if problems:
-        raise _format_error(path, "it contains " + ", ".join(problems[:MAX_REPORTED]))
+        raise _format_error(where, "it contains " + ", ".join(problems[:MAX_REPORTED]))
 
 
-def _weight_groups(root, path: Path):
+def _has_layer_names(group) -> bool:
+    return any(key == "layer_names" or key.startswith("layer_names") for key in group.attrs)
+
+
+def _weight_groups(root, where):
     """(layer name, [(weight name, dataset)]) for each layer that has weights."""
     import h5py
 
-    if "layer_names" not in root.attrs and not any(
-        k.startswith("layer_names") for k in root.attrs
-    ):
-        if "model_weights" in root:
-            return _weight_groups(root["model_weights"], path)
-        raise _format_error(path, "it has no `layer_names` attribute")
+    if not _has_layer_names(root):
+        weights_root = root.get("model_weights")  # a full-model .h5 (model.save)
+        if not isinstance(weights_root, h5py.Group) or not _has_layer_names(weights_root):
+            problem = (
+                "its `model_weights` is not a group with `layer_names`"
+                if "model_weights" in root
+                else "it has no `layer_names` attribute"
+            )
+            raise _format_error(where, problem)
+        root = weights_root
     layers = []
-    for layer_name in _attr_list(root, "layer_names"):
-        group = root.get(layer_name)
+    for layer_name in _attr_list(root, "layer_names", where):
+        group = root.get(layer_name) if layer_name else None
         if not isinstance(group, h5py.Group):
-            raise _format_error(path, f"layer {layer_name!r} has no group")
+            raise _format_error(where, f"layer {layer_name!r} has no group")
         weights = []
-        for weight_name in _attr_list(group, "weight_names"):
-            dataset = group.get(weight_name)
+        for weight_name in _attr_list(group, "weight_names", where):
+            dataset = group.get(weight_name) if weight_name else None
             if not isinstance(dataset, h5py.Dataset):
                 raise _format_error(
-                    path, f"weight {weight_name!r} of layer {layer_name!r} is missing"
+                    where, f"weight {weight_name!r} of layer {layer_name!r} is missing"
                 )
             weights.append((weight_name, dataset))
         if weights:
@@ -132,9 +203,12 @@ def check_signature(path: Path) -> None:
     if not path.is_file():
         raise _format_error(path, "it is not a regular file")
     with open(path, "rb") as f:
-        head = f.read(512)
+        _check_head(f.read(512), path)
+
+
+def _check_head(head: bytes, where) -> None:
     if not head.startswith(HDF5_SIGNATURE):
-        raise _format_error(path, describe_non_hdf5(head))
+        raise _format_error(where, describe_non_hdf5(head))
 
 
 def missing_file_error(path: Path, hint: str = "") -> FileNotFoundError:
@@ -145,9 +219,16 @@ def missing_file_error(path: Path, hint: str = "") -> FileNotFoundError:
     )
 
 
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
+
+
+def looks_like_html(head: bytes) -> bool:
+    """True for the start of an HTML or XML page (with or without a UTF-8 BOM)."""
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip().lower().startswith(_HTML_STARTS)
+
+
 def describe_non_hdf5(head: bytes) -> str:
     """Why the first bytes of a file are not those of an HDF5 file."""
-    text = head.lstrip().lower()
     if not head:
         return "it is empty"
     if head.startswith(b"PK"):
@@ -157,7 +238,7 @@ def describe_non_hdf5(head: bytes) -> str:
         )
     if head.startswith(b"\x80") or head.startswith(b"\x93NUMPY"):
         return "it is a pickle or NumPy file; those are never loaded (pickle can run code)"
-    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")):
+    if looks_like_html(head):
         return "it is an HTML page (a download error or login page?)"
     if HDF5_SIGNATURE[1:4] in head[:8]:
         return "its HDF5 signature is damaged"
@@ -173,77 +254,135 @@ def weighted_layers(model):
     return [layer for layer in model.layers if layer.weights]
 
 
-def load_weights(model, path: str | Path) -> None:
-    """Load an HDF5 weights file into `model`, all or nothing."""
+def _keras_weight_order(layer):
+    # keras' legacy HDF5 reader pairs a layer's arrays with its trainable
+    # weights first, then the non-trainable ones (BN moving statistics).
+    return list(layer.trainable_weights) + list(layer.non_trainable_weights)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open `path` for reading, refusing anything but a regular file.
+
+    O_NONBLOCK: opening a FIFO must not wait for a writer; the check on the
+    open descriptor (not the path) is what the rest of the load relies on.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise missing_file_error(path) from None
+    except IsADirectoryError:
+        raise _format_error(path, "it is a directory") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _format_error(path, "it is not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def load_weights(model, path: str | os.PathLike) -> None:
+    """Load an HDF5 weights file into `model`, all or nothing.
+
+    Args:
+        model: A Keras model whose weighted layers match the file's, in order.
+        path: A legacy Keras HDF5 weights file (`save_weights` of Keras 2,
+            such as the official keras.applications files, or a full-model
+            `.h5`, of which only the weights are read).
+    """
+    path = Path(path)
+    with open_regular(path) as file:
+        load_from_file(model, file, path)
+
+
+def load_from_file(model, file: BinaryIO, where, verify: Callable[[BinaryIO], None] | None = None) -> None:
+    """Load from an open file: `verify(file)` (a hash check) sees the same bytes h5py reads."""
     import h5py
 
-    path = Path(path)
-    check_signature(path)
+    if verify is not None:
+        verify(file)
+    file.seek(0)
+    _check_head(file.read(512), where)
+    file.seek(0)
     try:
-        with h5py.File(path, "r") as root:
-            _check_structure(root, path)
-            file_layers = _weight_groups(root, path)
-            plan = _plan(model, file_layers, path)
-    except OSError as error:
-        raise _format_error(path, f"HDF5 could not read it ({error})") from error
+        with h5py.File(file, "r") as root:
+            _check_structure(root, where)
+            plan = _plan(model, _weight_groups(root, where), where)
+    except (WeightsFormatError, WeightsMismatchError):
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        # h5py reports damaged files as any of these; all are "unreadable".
+        raise _format_error(where, f"HDF5 could not read it ({_first_line(error)})") from error
     for variable, value in plan:
         variable.assign(value)
 
 
-def _plan(model, file_layers, path: Path):
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else type(error).__name__
+
+
+def _looks_like_head(datasets) -> bool:
+    """A classifier layer: a 2-D kernel and a bias."""
+    return len(datasets) == 2 and len(datasets[0][1].shape) == 2
+
+
+def _count_mismatch(model, model_layers, file_layers, where) -> WeightsMismatchError:
+    file_names = [name for name, _ in file_layers]
+    model_names = [layer.name for layer in model_layers]
+    extra = [n for n in file_names if n not in model_names]
+    missing = [n for n in model_names if n not in file_names]
+    hint = ""
+    surplus = len(file_layers) - len(model_layers)
+    if surplus == 1 and _looks_like_head(file_layers[-1][1]):
+        hint = " The file has a classifier head: build with include_top=True."
+    elif surplus == -1 and _looks_like_head([(w.name, w) for w in model_layers[-1].weights]):
+        hint = " The file has no classifier head: build with include_top=False."
+    return WeightsMismatchError(
+        f"{where} holds weights for {len(file_layers)} layers but model "
+        f"{model.name!r} has {len(model_layers)} layers with weights (layers "
+        f"are matched in order, as keras does). Only in the file: "
+        f"{extra[:MAX_REPORTED]}; only in the model: {missing[:MAX_REPORTED]}.{hint}"
+    )
+
+
+def _plan(model, file_layers, where):
     """Read and check every array; return (variable, value) pairs to assign."""
     model_layers = weighted_layers(model)
-    problems = []
     if len(file_layers) != len(model_layers):
-        file_names = [name for name, _ in file_layers]
-        model_names = [layer.name for layer in model_layers]
-        extra = [n for n in file_names if n not in model_names]
-        missing = [n for n in model_names if n not in file_names]
-        hint = ""
-        if extra == ["predictions"]:
-            hint = " The file has a classifier head: build with include_top=True."
-        elif missing == ["predictions"]:
-            hint = " The file has no classifier head: build with include_top=False."
-        raise WeightsMismatchError(
-            f"{path} holds weights for {len(file_layers)} layers but model "
-            f"{model.name!r} has {len(model_layers)} layers with weights. Only "
-            f"in the file: {extra[:MAX_REPORTED]}; only in the model: "
-            f"{missing[:MAX_REPORTED]}.{hint}"
-        )
-    plan = []
+        raise _count_mismatch(model, model_layers, file_layers, where)
+    plan, problems = [], []
     for layer, (file_name, datasets) in zip(model_layers, file_layers):
-        if layer.name != file_name:
-            problems.append(f"layer {layer.name!r}: the file has {file_name!r} here")
-            continue
-        variables = layer.weights
+        label = layer.name if file_name == layer.name else f"{layer.name} (file: {file_name})"
+        variables = _keras_weight_order(layer)
         if len(variables) != len(datasets):
             problems.append(
-                f"layer {layer.name!r}: expects {len(variables)} weights, "
+                f"layer {label!r}: expects {len(variables)} weights, "
                 f"the file has {len(datasets)}"
             )
             continue
         for variable, (weight_name, dataset) in zip(variables, datasets):
-            where = f"{layer.name}/{_short_name(weight_name)}"
-            if _short_name(weight_name) != variable.name:
-                problems.append(f"{where}: expected weight {variable.name!r}")
-            elif tuple(dataset.shape) != tuple(variable.shape):
+            what = f"{label}/{_short_name(weight_name)}"
+            if tuple(dataset.shape) != tuple(variable.shape):
                 problems.append(
-                    f"{where}: shape {tuple(dataset.shape)} in the file, "
+                    f"{what}: shape {tuple(dataset.shape)} in the file, "
                     f"{tuple(variable.shape)} in the model"
                 )
             elif dataset.dtype.kind != "f":
-                problems.append(f"{where}: dtype {dataset.dtype} is not floating point")
+                problems.append(f"{what}: dtype {dataset.dtype} is not floating point")
             else:
                 value = dataset[()]
                 if not np.all(np.isfinite(value)):
-                    problems.append(f"{where}: contains NaN or Inf")
+                    problems.append(f"{what}: contains NaN or Inf")
                 else:
                     plan.append((variable, value))
     if problems:
         listed = "; ".join(problems[:MAX_REPORTED])
         more = len(problems) - MAX_REPORTED
         raise WeightsMismatchError(
-            f"{path} does not fit model {model.name!r} ({len(problems)} "
+            f"{where} does not fit model {model.name!r} ({len(problems)} "
             f"problems, model unchanged): {listed}"
             + (f"; and {more} more" if more > 0 else "")
         )

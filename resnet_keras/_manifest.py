@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
+import os
 import re
+import stat
+import unicodedata
+import urllib.parse
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -24,7 +29,20 @@ FILE_KINDS = ("top", "notop")
 # Names the cache uses for its own files (temp downloads, locks, files
 # set aside because they failed their hash); a manifest may not claim them.
 RESERVED_SUFFIXES = (".part", ".lock", ".corrupt")
-MAX_FILE_NAME = 200  # leaves room for the temp-file suffix under NAME_MAX 255
+# UTF-8 bytes, not characters: file systems limit a name to 255 bytes, and
+# the cache adds a temp-file suffix of up to 40.
+MAX_FILE_NAME = 200
+# Upper bounds that make a hostile manifest cheap to refuse.
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_FILE_SIZE = 1 << 40
+# Without a declared `size`, a float32 HDF5 weights file holds 4 bytes per
+# parameter plus its layout (names, headers: under 1% for any ResNet); the
+# allowance bounds what a download may write before its hash is checked.
+BYTES_PER_PARAM = 4
+LAYOUT_ALLOWANCE = 16 << 20
+# Plain http to a host other than loopback: only a corporate mirror the
+# user names, and only with this switch (the hash is still verified).
+ALLOW_HTTP_ENV = "RESNET_KERAS_ALLOW_HTTP"
 # Model keys and tags are plain identifiers, so they never look like paths.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -47,6 +65,15 @@ class WeightsFile:
     def hash_hex(self) -> str:
         return self.hash.split(":", 1)[1]
 
+    @property
+    def max_bytes(self) -> int | None:
+        """Most bytes a download of this file may bring before it is refused."""
+        if self.size is not None:
+            return self.size
+        if self.num_params is not None:
+            return BYTES_PER_PARAM * self.num_params * 101 // 100 + LAYOUT_ALLOWANCE
+        return None
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightsEntry:
@@ -60,6 +87,8 @@ class WeightsEntry:
     preprocessing: str = ""
     input_size: int | None = None
     metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # Fields the manifest spelled out (a user entry overrides only those).
+    given: frozenset = dataclasses.field(default=frozenset(), compare=False, repr=False)
 
     def file(self, include_top: bool) -> WeightsFile:
         kind = "top" if include_top else "notop"
@@ -138,24 +167,45 @@ def _reject_duplicate_keys(pairs):
     return seen
 
 
+def _utf8_length(text: str) -> int | None:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+
+
+def _invisible_or_control(text: str) -> bool:
+    """Control (C0, C1), format (bidi overrides, zero-width), surrogate,
+    private-use or unassigned characters, and line or paragraph separators:
+    all of them can make a printed name lie about what it is."""
+    return any(unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp")
+               for ch in text)
+
+
 def _check_file_name(value: Any, where: str) -> str:
     # The name becomes a path inside the cache: one plain component only,
     # not hidden (the cache's own temp and lock files start with a dot).
+    length = _utf8_length(value) if isinstance(value, str) else None
     if (
-        not isinstance(value, str)
+        length is None
+        or not isinstance(value, str)
         or value in ("", ".", "..")
         or value.startswith((".", " ", "-"))
         or value != value.strip()
-        or len(value) > MAX_FILE_NAME
-        or re.search(r"[/\\:*?\"<>|\x00-\x1f\x7f]", value)
+        or length > MAX_FILE_NAME
+        or re.search(r"[/\\:*?\"<>|]", value)
+        or _invisible_or_control(value)
         or value.lower().endswith(RESERVED_SUFFIXES)
     ):
+        shown = value if length is not None or not isinstance(value, str) else (
+            value.encode("utf-8", "backslashreplace").decode()
+        )
         raise ManifestError(
             f"{where}.file_name must be a plain file name of at most "
-            f"{MAX_FILE_NAME} characters: no folders, drive letters, control "
-            f"characters or NUL, not starting with '.', '-' or a space, not "
-            f"ending in {', '.join(RESERVED_SUFFIXES)}. Received: "
-            f"file_name={value!r}"
+            f"{MAX_FILE_NAME} bytes in UTF-8: no folders, drive letters, "
+            "control, bidi or other invisible characters, not starting with "
+            f"'.', '-' or a space, not ending in {', '.join(RESERVED_SUFFIXES)}."
+            f" Received: file_name={shown!r}"
         )
     return value
 
@@ -182,9 +232,76 @@ def _check_hash(value: Any, where: str) -> str:
     return text
 
 
-def _check_url(value: Any, where: str) -> str:
-    from ._download import check_url  # the URL policy lives with the downloader
+# --------------------------------------------------------------------------
+# URL policy: which URLs a manifest may name and a server may redirect to
 
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def http_allowed() -> bool:
+    return os.environ.get(ALLOW_HTTP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _parts(url: Any):
+    """(scheme, host) of an acceptable URL, or None (credentials, bad syntax)."""
+    if not isinstance(url, str) or _invisible_or_control(url):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:  # e.g. 'https://[::1/x': an unclosed IPv6 bracket
+        return None
+    if parts.username or parts.password:
+        return None
+    return parts.scheme, host, parts.path
+
+
+def _allowed(url: Any, *, allow_file: bool) -> bool:
+    parts = _parts(url)
+    if parts is None:
+        return False
+    scheme, host, path = parts
+    return bool(
+        (scheme == "https" and host)
+        or (scheme == "http" and host and (_is_loopback(host) or http_allowed()))
+        or (allow_file and scheme == "file" and path)
+    )
+
+
+def check_url(url: Any, where: str = "url") -> str:
+    """https anywhere; http to loopback (or anywhere with the opt-in); file:// for local mirrors."""
+    if not _allowed(url, allow_file=True):
+        raise ManifestError(
+            f"{where} must be an https:// URL without credentials (http:// "
+            "only to 127.0.0.1, ::1 or localhost, or to any host with "
+            f"{ALLOW_HTTP_ENV}=1; file:// for local mirrors). Received: {url!r}"
+        )
+    return url
+
+
+def check_redirect(source: str, target: str) -> None:
+    """A server's redirect: allowed URLs only, and never from https to http."""
+    if not _allowed(target, allow_file=False):
+        raise ManifestError(
+            f"redirected to {target}, which the URL policy does not allow "
+            "(https, or http to a loopback host); refused"
+        )
+    if urllib.parse.urlsplit(source).scheme == "https" and not target.startswith("https:"):
+        raise ManifestError(
+            f"redirected from https to plain http ({target}); refused, loopback "
+            "included, so a mirror cannot reach services on this machine"
+        )
+
+
+def _check_url(value: Any, where: str) -> str:
     return check_url(value, where)
 
 
@@ -202,13 +319,15 @@ def _check_keys(obj: Any, where: str, required: set, optional: set) -> dict:
     return obj
 
 
-def _optional_int(obj: dict, key: str, where: str) -> int | None:
+def _optional_int(obj: dict, key: str, where: str, maximum: int = MAX_FILE_SIZE) -> int | None:
     value = obj.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         raise ManifestError(
-            f"{where}.{key} must be a positive integer. Received: {value!r}"
+            f"{where}.{key} must be a positive integer of at most {maximum:,}. "
+            f"Received: {shown}"
         )
     return value
 
@@ -261,6 +380,7 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
             f"{where}.default must be true or false. Received: {obj['default']!r}"
         )
     return WeightsEntry(
+        given=frozenset(obj),
         model=model,
         tag=tag,
         files=MappingProxyType(
@@ -311,13 +431,13 @@ def parse_manifest(text: str, source: str = "<string>") -> Manifest:
                     f"models.{model} may mark at most one tag as default. "
                     f"Received: default tags {defaults}"
                 )
-    except json.JSONDecodeError as error:
-        raise ManifestError(
-            f"Weights manifest {source} is not valid JSON: {error}. "
-            "Fix or remove the file."
-        ) from error
     except ManifestError as error:
         raise ManifestError(f"Invalid weights manifest {source}: {error}") from error
+    except ValueError as error:  # JSONDecodeError, or an integer of 5,000 digits
+        raise ManifestError(
+            f"Weights manifest {source} is not valid JSON: {_first_line(error)}. "
+            "Fix or remove the file."
+        ) from error
     except RecursionError as error:
         raise ManifestError(
             f"Weights manifest {source} is nested too deeply to be a manifest."
@@ -341,24 +461,61 @@ def _check_unique_file_names(manifest: Manifest, source: str) -> None:
                     )
 
 
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else type(error).__name__
+
+
 def read_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise IsADirectoryError(0, "not a regular file")
+        with open(path, "rb") as f:  # a bounded read: a manifest is small
+            data = f.read(MAX_MANIFEST_BYTES + 1)
     except OSError as error:
         raise ManifestError(
-            f"Cannot read the weights manifest {path}: {error.strerror}. "
-            "Check the path."
+            f"Cannot read the weights manifest {path}: {error.strerror or error}. "
+            "Check the path (it must be a JSON file)."
+        ) from error
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"Weights manifest {path} is larger than {MAX_MANIFEST_BYTES:,} bytes; "
+            "a manifest lists files, it does not hold them. Check the path."
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ManifestError(
+            f"Weights manifest {path} is not UTF-8 text (byte {error.start}); "
+            "save it as UTF-8 JSON."
         ) from error
     return parse_manifest(text, source=str(path))
 
 
-def merge(base: Manifest, override: Manifest, source: str = "<merged>") -> Manifest:
-    """Entries of `override` add to or replace those of `base`, per tag.
+def _merge_entry(base: WeightsEntry | None, override: WeightsEntry) -> WeightsEntry:
+    """`override`'s files replace `base`'s per file (top, notop); its other
+    fields replace `base`'s where the override spells them out."""
+    if base is None:
+        return override
+    fields = {key: getattr(override, key) for key in override.given - {"files", "notes"}}
+    return dataclasses.replace(
+        base,
+        files=MappingProxyType({**base.files, **override.files}),
+        given=base.given | override.given,
+        **fields,
+    )
 
-    A default tag in `override` takes over from the one in `base`. The
-    result must still give each cached file name one hash, because the
-    name is the file's place in the cache.
+
+def merge(base: Manifest, override: Manifest, source: str = "<merged>") -> Manifest:
+    """Entries of `override` add to or update those of `base`.
+
+    Per file: a user entry that names only the `notop` file of
+    resnet50/imagenet (a mirror, say) keeps the shipped `top` file. A
+    default tag in `override` takes over from the one in `base`. The result
+    must still give each cached file name one hash, because the name is the
+    file's place in the cache.
     """
     merged = {model: dict(tags) for model, tags in base.entries.items()}
     for model, tags in override.entries.items():
@@ -367,7 +524,8 @@ def merge(base: Manifest, override: Manifest, source: str = "<merged>") -> Manif
             target.update(
                 {t: dataclasses.replace(e, default=False) for t, e in target.items()}
             )
-        target.update(tags)
+        for tag, entry in tags.items():
+            target[tag] = _merge_entry(target.get(tag), entry)
     manifest = Manifest(
         MappingProxyType({m: MappingProxyType(t) for m, t in merged.items()})
     )

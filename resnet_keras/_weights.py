@@ -7,23 +7,32 @@ cache is touched:
    nothing, no network) turns `weights=` into a `WeightsSource`: nothing, a
    local file, or a manifest entry and the file of it that `include_top`
    needs.
-2. `materialize` returns the local path, fetching a manifest file into the
-   verified cache if needed (`_download.fetch`).
+2. `open_weights` opens the file, fetching a manifest file into the
+   verified cache if needed (`_download.open_verified`): the bytes that
+   were hashed are the bytes h5py reads.
 
-`resolve_weights` does both.
+`resolve_weights` does both and gives the path.
+
+What a string means (one rule, keras' own for "imagenet"): a tag of the
+model wins, whatever the working directory holds; otherwise an existing
+file is a path (as in keras); and a string that names neither is reported
+as a missing file when it looks like a path (a `pathlib.Path`, a folder
+separator, or a weights-file suffix such as `.h5`), else as an unknown tag.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 from . import _download, _h5
 from ._manifest import Manifest, WeightsEntry, WeightsFile, merge, read_manifest, shipped_manifest
 from ._validation import check_weights_argument
-from .errors import InvalidArgumentError, WeightsFormatError
+from .errors import InvalidArgumentError, ManifestError, WeightsFormatError
 
 # Strings that are meant as paths even when the file is missing.
 _PATH_SUFFIXES = (".h5", ".hdf5", ".keras", ".pkl", ".pt", ".pth", ".npz")
@@ -93,7 +102,24 @@ def active_manifest(manifest: Any = None) -> Manifest:
             source = os.fspath(manifest)
             manifest = read_manifest(manifest)
         result = merge(result, manifest, source=source)
+    _check_model_keys(result)
     return result
+
+
+def _check_model_keys(manifest: Manifest) -> None:
+    """A user manifest's model keys must name models of the zoo (exact case)."""
+    from ._specs import SPECS
+
+    for model in manifest.models():
+        if model not in SPECS:
+            close = difflib.get_close_matches(model.lower(), list(SPECS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ManifestError(
+                f"The weights manifest has an entry for model {model!r}, which is "
+                f"not a model of resnet_keras (keys are lower case registry names "
+                f"such as 'resnet50').{hint} Received: model key {model!r}. Fix "
+                "the key in your manifest (RESNET_KERAS_MANIFEST or manifest=)."
+            )
 
 
 def _check_local_file(path: Path, weights: Any) -> Path:
@@ -124,14 +150,14 @@ def classify(
     base = dict(model=model, include_top=include_top, offline=offline)
     if weights is None:
         return WeightsSource(**base)
-    path = Path(weights).expanduser()
-    if path.exists() or os.path.lexists(path):  # an existing path wins
-        return WeightsSource(path=_check_local_file(path, weights), **base)
     text = os.fspath(weights)
     catalog = active_manifest(manifest)
-    if catalog.is_tag(model, text):
-        entry = catalog.entry(model, text)
+    if isinstance(weights, str) and catalog.is_tag(model, text):
+        entry = catalog.entry(model, text)  # a tag wins over a file of that name
         return WeightsSource(entry=entry, file=entry.file(include_top), **base)
+    path = _expand_path(text)
+    if path.exists() or os.path.lexists(path):
+        return WeightsSource(path=_check_local_file(path, weights), **base)
     if (
         isinstance(weights, os.PathLike)
         or os.sep in text
@@ -148,15 +174,32 @@ def classify(
     raise AssertionError("unreachable: entry() raises for unknown tags")
 
 
+def _expand_path(text: str) -> Path:
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # '~nosuchuser/w.h5': keep it literal, then "not found"
+        return Path(text)
+
+
+@contextlib.contextmanager
+def open_weights(source: WeightsSource, *, progressbar: bool = True) -> Iterator[tuple[BinaryIO, Any]]:
+    """(open file, name for messages) of the weights of `source`, verified if tagged."""
+    if source.file is None:
+        with _h5.open_regular(source.path) as file:
+            yield file, source.path
+        return
+    with _download.open_verified(
+        source.file, offline=source.offline, progressbar=progressbar, label=source.label
+    ) as file:
+        yield file, _download.cache_dir() / source.file.file_name
+
+
 def materialize(source: WeightsSource, *, progressbar: bool = True) -> Path | None:
     """Local path of the weights of `source`, fetched and verified if needed."""
     if source.file is None:
         return source.path
     return _download.fetch(
-        source.file,
-        offline=source.offline,
-        progressbar=progressbar,
-        label=source.label,
+        source.file, offline=source.offline, progressbar=progressbar, label=source.label
     )
 
 

@@ -252,26 +252,23 @@ def test_non_file_at_the_final_path_is_named_and_left_alone(mirror, isolated_env
         assert (path / "keep").read_text() == "mine"
 
 
-def _interrupting_downloader(exception):
-    def downloader(url, progressbar):
-        def download(url, output_file, _pooch):
-            with open(output_file, "wb") as f:
-                f.write(DATA[:1000])  # half a file on disk, then the fault
-            raise exception
+def _interrupting_transfer(exception):
+    def transfer(url, out, **kwargs):
+        out.write(DATA[:1000])  # half a file on disk, then the fault
+        out.flush()
+        raise exception
 
-        return download
-
-    return downloader
+    return transfer
 
 
 def test_ctrl_c_mid_download_leaves_no_partial_file(mirror, isolated_env, monkeypatch):
     url = mirror.add(NAME, DATA)
-    real = _download._downloader
-    monkeypatch.setattr(_download, "_downloader", _interrupting_downloader(KeyboardInterrupt()))
+    real = _download._transfer
+    monkeypatch.setattr(_download, "_transfer", _interrupting_transfer(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         fetch(weights_file(NAME, DATA, [url]))
     assert_clean_cache(isolated_env)
-    monkeypatch.setattr(_download, "_downloader", real)
+    monkeypatch.setattr(_download, "_transfer", real)
     fetch(weights_file(NAME, DATA, [url]))  # and the next run works (lock released)
     assert_clean_cache(isolated_env, {NAME: DATA})
 
@@ -279,7 +276,7 @@ def test_ctrl_c_mid_download_leaves_no_partial_file(mirror, isolated_env, monkey
 def test_disk_full_mid_download(mirror, isolated_env, monkeypatch):
     url = mirror.add(NAME, DATA)
     full = OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(_download, "_downloader", _interrupting_downloader(full))
+    monkeypatch.setattr(_download, "_transfer", _interrupting_transfer(full))
     with pytest.raises(DownloadError, match="no space left on the device holding the cache"):
         fetch(weights_file(NAME, DATA, [url]))
     assert_clean_cache(isolated_env)
@@ -312,20 +309,16 @@ def test_stale_temp_files_from_crashed_runs_are_removed(mirror, isolated_env):
 def test_forced_download_keeps_the_good_file_usable_until_verified(mirror, isolated_env, monkeypatch):
     wfile = weights_file(NAME, DATA, [mirror.add(NAME, DATA)])
     path = fetch(wfile)
-    real = _download._downloader
+    real = _download._transfer
     seen = []
 
-    def watching(url, progressbar):
-        download = real(url, progressbar)
+    def watching(url, out, **kwargs):
+        seen.append(_download.is_verified(path, wfile))  # during the transfer
+        result = real(url, out, **kwargs)
+        seen.append(_download.is_verified(path, wfile))  # before the rename
+        return result
 
-        def run(url, output_file, pooch):
-            seen.append(_download.is_verified(path, wfile))  # during the transfer
-            download(url, output_file, pooch)
-            seen.append(_download.is_verified(path, wfile))  # before the rename
-
-        return run
-
-    monkeypatch.setattr(_download, "_downloader", watching)
+    monkeypatch.setattr(_download, "_transfer", watching)
     inode = path.stat().st_ino
     with open(path, "rb") as reader:  # a reader holding the old file keeps it whole
         assert fetch(wfile, force=True) == path

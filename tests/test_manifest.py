@@ -314,19 +314,19 @@ def _write(tmp_path, name, model, tag, file_name, url, digest=GOOD_HASH, **extra
 def test_env_paths_merge_in_order_and_manifest_argument_wins(tmp_path, monkeypatch):
     first = _write(tmp_path, "a.json", "resnet50", "imagenet", "mirror.h5", "https://a.example/x.h5")
     second = _write(tmp_path, "b.json", "resnet50", "imagenet", "mirror.h5", "https://b.example/x.h5")
-    extra = _write(tmp_path, "c.json", "tinynet", "custom", "tiny.h5", "https://c.example/x.h5", default=True)
+    extra = _write(tmp_path, "c.json", "resnet20", "custom", "tiny.h5", "https://c.example/x.h5", default=True)
     monkeypatch.setenv("RESNET_KERAS_MANIFEST", os.pathsep.join([str(first), "", str(second)]))
     merged = _weights.active_manifest()
     assert merged.entry("resnet50", "imagenet").file(True).urls == ("https://b.example/x.h5",)
     assert merged.entry("resnet101", "imagenet").source == "keras-applications"  # shipped entries stay
     merged = _weights.active_manifest(extra)
-    assert merged.default_tag("tinynet") == "custom"
-    assert merged.entry("tinynet", "custom").file(True).file_name == "tiny.h5"
+    assert merged.default_tag("resnet20") == "custom"
+    assert merged.entry("resnet20", "custom").file(True).file_name == "tiny.h5"
     merged = _weights.active_manifest(first)
     assert merged.entry("resnet50", "imagenet").file(True).urls == ("https://a.example/x.h5",)
 
 
-def test_user_manifest_replaces_a_shipped_entry_and_adds_tags(tmp_path):
+def test_user_manifest_updates_a_shipped_entry_per_file_and_adds_tags(tmp_path):
     path = user_manifest(tmp_path / "m.json", {
         "resnet50": {
             "imagenet": entry({"top": ("internal.h5", ["https://mirror.internal/r50.h5"], GOOD_HASH)}),
@@ -335,7 +335,11 @@ def test_user_manifest_replaces_a_shipped_entry_and_adds_tags(tmp_path):
     })
     merged = _weights.active_manifest(path)
     assert merged.tags("resnet50") == ["extra", "imagenet"]
-    assert "notop" not in merged.entry("resnet50", "imagenet").files  # replaced as a whole
+    imagenet = merged.entry("resnet50", "imagenet")
+    assert imagenet.file(True).urls == ("https://mirror.internal/r50.h5",)  # the user's file
+    shipped = _weights.active_manifest().entry("resnet50", "imagenet")
+    assert imagenet.file(False) == shipped.file(False)  # the shipped notop file stays
+    assert (imagenet.preprocessing, imagenet.input_size) == ("caffe", 224)  # fields not given stay
     assert merged.default_tag("resnet50") == "extra"
     assert _weights.active_manifest().default_tag("resnet50") == "imagenet"
 
