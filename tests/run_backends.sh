@@ -9,11 +9,16 @@
 #   tests/run_backends.sh jax torch       # some of them
 #
 # Keras fixes its backend at import, so each backend is its own pytest
-# process. JAX and PyTorch (CPU builds) go into a virtual environment that
-# sees the installed packages (--system-site-packages): torch brings a newer
-# setuptools, which must not replace the one the package and its wheel test
-# are built with. `pip install torch==2.13.0` takes the local CPU build on
-# these machines; never a bare `torch`, which resolves to a multi-GB CUDA build.
+# process. JAX and PyTorch (CPU builds) go into a virtual environment of
+# their own, which also sees the packages of the active environment (the
+# `python` on PATH: a venv, conda or the system Python) through a .pth file
+# that runs site.addsitedir on its site-packages. Not `--system-site-packages`:
+# a venv made from inside another venv would see the base interpreter's
+# packages, not the active venv's (no keras there). Packages installed into
+# the backends venv come first, so torch's newer setuptools stays in it and
+# never replaces the one the package and its wheel test are built with.
+# `pip install torch==2.13.0` takes the local CPU build on these machines;
+# never a bare `torch`, which resolves to a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=3
@@ -22,15 +27,40 @@ backends=("$@")
 [ ${#backends[@]} -gt 0 ] || backends=(tensorflow jax torch)
 venv=${RESNET_KERAS_BACKENDS_VENV:-${TMPDIR:-/tmp}/resnet_keras_backends_venv}
 
+# Point the backends venv at the active environment's site-packages, again
+# on every run (the active environment may have changed since it was made).
+link_active_env() {
+    local own
+    own=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    python - "$own/_resnet_keras_active_env.pth" <<'PY'
+import site, sys
+lines = [f"import site; site.addsitedir({path!r})" for path in site.getsitepackages()]
+with open(sys.argv[1], "w") as pth:
+    pth.write("\n".join(lines) + "\n")
+PY
+}
+
 python_for() {
     if [ "$1" = tensorflow ]; then
         command -v python
         return
     fi
-    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import jax, torch" 2>/dev/null; then
+    if [ ! -x "$venv/bin/python" ] || [ "$("$venv/bin/python" -c 'import sys; print(sys.version_info[:2])')" != \
+        "$(python -c 'import sys; print(sys.version_info[:2])')" ]; then
+        python -m venv --clear "$venv"
+    fi
+    # A venv made by an older version of this script saw the base interpreter.
+    sed -i 's/^include-system-site-packages = true/include-system-site-packages = false/' "$venv/pyvenv.cfg"
+    link_active_env
+    if ! "$venv/bin/python" -c "import jax, torch" 2>/dev/null; then
         echo "-- installing jax and torch (CPU) into $venv" >&2
-        python -m venv --system-site-packages "$venv"
         "$venv/bin/pip" install -q "jax[cpu]" "torch==2.13.0" >&2
+    fi
+    if ! "$venv/bin/python" -c "import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ('keras', 'h5py', 'pytest', 'resnet_keras')))"; then
+        echo "$venv cannot import keras, resnet_keras and pytest from the active environment" \
+            "($(command -v python)); run pip install -e \".[test]\" there first" >&2
+        return 1
     fi
     echo "$venv/bin/python"
 }
