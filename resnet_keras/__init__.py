@@ -5,30 +5,46 @@ Swap `from keras.applications import ResNet50` for
 are the same, and the official Keras weight files load as they are.
 """
 
-from . import cifar, errors, resnet, resnet_small, resnet_v2
-from ._h5 import load_weights
-from ._imagenet import decode_predictions
-from .errors import ResNetKerasError
-from .resnet import ResNet50, ResNet101, ResNet152
-from .resnet_v2 import ResNet50V2, ResNet101V2, ResNet152V2
-from .resnet_small import ResNet18, ResNet34
-from .cifar import (
-    PlainNet20,
-    PlainNet32,
-    PlainNet44,
-    PlainNet56,
-    PlainNet110,
-    ResNet20,
-    ResNet32,
-    ResNet44,
-    ResNet56,
-    ResNet110,
-    ResNet1202,
-)
-from ._features import FeatureInfo, feature_info, feature_model
-from ._registry import ModelInfo, get_model, list_models, model_info
-from ._inference import optimize_for_inference
-from ._export import ExportReport, export_for_inference
+import importlib
+
+# Imported on first access (PEP 562), so that `import resnet_keras.cli` or
+# `resnet_keras.list_models` do not load Keras and TensorFlow: name -> module.
+_LAZY = {
+    **dict.fromkeys(("ResNet50", "ResNet101", "ResNet152"), ".resnet"),
+    **dict.fromkeys(("ResNet50V2", "ResNet101V2", "ResNet152V2"), ".resnet_v2"),
+    **dict.fromkeys(("ResNet18", "ResNet34"), ".resnet_small"),
+    **dict.fromkeys(
+        (
+            "PlainNet20", "PlainNet32", "PlainNet44", "PlainNet56", "PlainNet110",
+            "ResNet20", "ResNet32", "ResNet44", "ResNet56", "ResNet110", "ResNet1202",
+        ),
+        ".cifar",
+    ),
+    "ResNetKerasError": ".errors",
+    "decode_predictions": "._imagenet",
+    "load_weights": "._h5",
+    **dict.fromkeys(("FeatureInfo", "feature_info", "feature_model"), "._features"),
+    **dict.fromkeys(("ModelInfo", "get_model", "model_info"), "._registry"),
+    "list_models": "._catalog",
+    "optimize_for_inference": "._inference",
+    **dict.fromkeys(("ExportReport", "export_for_inference"), "._export"),
+}
+_SUBMODULES = ("cifar", "errors", "resnet", "resnet50", "resnet_small", "resnet_v2")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later look-ups skip __getattr__
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 
@@ -44,6 +60,7 @@ __all__ = [
     "errors",
     "load_weights",
     "resnet",
+    "resnet50",
     "resnet_v2",
     # beyond keras.applications
     "ResNet18",

@@ -3,24 +3,25 @@
 Keys are the lower-case default model names (`resnet50v2`, `resnet20`,
 `plain56`); each key is one builder and one `ResNetSpec`. The table is
 built once from the builders themselves (their default `name`), so a key,
-a builder and a spec cannot drift apart, and a duplicate key raises.
+a builder and a spec cannot drift apart, and a duplicate key raises. The
+keras-free part (names, `list_models`, the catalog the command line reads)
+lives in `_catalog`; the table here is checked against it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import fnmatch
 import functools
 import inspect
 import math
-import re
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import keras
 
 from . import cifar, resnet, resnet_small, resnet_v2
+from ._catalog import ENTRIES, list_models, resolve as _resolve
 from ._specs import SPECS, ResNetSpec
 from .errors import InvalidArgumentError
 
@@ -40,70 +41,27 @@ def _table(*modules) -> Mapping[str, Callable[..., keras.Model]]:
                 )
             if key not in SPECS:
                 raise RuntimeError(f"Builder {builder.__name__} has no spec {key!r}.")
+            listed = ENTRIES.get(key)
+            if listed is None or (listed.builder, f"resnet_keras.{listed.module}") != (
+                builder.__name__, builder.__module__
+            ):
+                raise RuntimeError(
+                    f"Builder {builder.__module__}.{builder.__name__} ({key!r}) must be "
+                    f"listed as such in _catalog.ENTRIES. Received: {listed}"
+                )
             table[key] = builder
     return MappingProxyType(table)
 
 
 BUILDERS = _table(resnet_small, resnet, resnet_v2, cifar)
-
-
-def _natural_key(name: str):
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+if set(BUILDERS) != set(SPECS):
+    raise RuntimeError(f"Specs without a builder: {sorted(set(SPECS) - set(BUILDERS))}")
 
 
 def _weight_tags(key: str) -> tuple[str, ...]:
     from ._weights import active_manifest  # shipped + RESNET_KERAS_MANIFEST
 
     return tuple(active_manifest().tags(key))
-
-
-def _unknown(name: Any) -> InvalidArgumentError:
-    hints = difflib.get_close_matches(str(name).lower(), list(BUILDERS), n=3)
-    suggestion = f" Did you mean {', '.join(map(repr, hints))}?" if hints else ""
-    return InvalidArgumentError(
-        "`name` must be a registered model (see resnet_keras.list_models())."
-        f"{suggestion} Received: name={name!r}"
-    )
-
-
-def _resolve(name: Any) -> str:
-    if not isinstance(name, str) or name.lower() not in BUILDERS:
-        raise _unknown(name)
-    return name.lower()
-
-
-def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]:
-    """Registered model names that match a pattern, in natural order.
-
-    Args:
-        pattern: An `fnmatch` pattern, case-insensitive, e.g. `"resnet*v2"`.
-        pretrained: None for all models; True for only those with weights in
-            the active manifest (shipped, plus `RESNET_KERAS_MANIFEST`);
-            False for only those without.
-
-    Returns:
-        Names such as `["resnet18", "resnet34", "resnet50", ...]`.
-
-    Example:
-        >>> from resnet_keras import list_models
-        >>> list_models("plain*")
-        ['plain20', 'plain32', 'plain44', 'plain56', 'plain110']
-    """
-    if not isinstance(pattern, str):
-        raise InvalidArgumentError(
-            f"`pattern` must be an fnmatch string such as 'resnet*'. Received: pattern={pattern!r}"
-        )
-    if pretrained not in (None, True, False):
-        raise InvalidArgumentError(
-            f"`pretrained` must be None, True or False. Received: pretrained={pretrained!r}"
-        )
-    names = fnmatch.filter(BUILDERS, pattern.lower())
-    if pretrained is not None:
-        from ._weights import active_manifest  # shipped + RESNET_KERAS_MANIFEST
-
-        manifest = active_manifest()
-        names = [n for n in names if bool(manifest.tags(n)) is pretrained]
-    return sorted(names, key=_natural_key)
 
 
 def get_model(name: str, /, **kwargs) -> keras.Model:
