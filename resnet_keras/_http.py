@@ -74,7 +74,7 @@ def transfer(
     out: BinaryIO,
     *,
     algorithm: str,
-    limit: int | None,
+    limit: int,
     timeout: float,
     name: str,
     progressbar: bool,
@@ -94,7 +94,7 @@ def _too_big(limit: int) -> TransferError:
     )
 
 
-def _copy_local(url: str, out: BinaryIO, *, algorithm: str, limit: int | None) -> Transferred:
+def _copy_local(url: str, out: BinaryIO, *, algorithm: str, limit: int) -> Transferred:
     source = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
     if not os.path.isfile(source):
         raise TransferError(f"no such file {source}", retryable=False)
@@ -103,7 +103,7 @@ def _copy_local(url: str, out: BinaryIO, *, algorithm: str, limit: int | None) -
     with open(source, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
             size += len(chunk)
-            if limit is not None and size > limit:
+            if size > limit:
                 raise _too_big(limit)
             digest.update(chunk)
             out.write(chunk)
@@ -157,13 +157,12 @@ def _get(url, out, *, algorithm, limit, timeout, name, progressbar) -> Transferr
                     retryable=False,
                 )
             length = _content_length(response)
-            if limit is not None and length is not None and length > limit:
+            if length is not None and length > limit:
                 raise TransferError(
                     f"announced {length:,} bytes (Content-Length), more than the "
                     f"{limit:,} bytes the manifest allows for this file",
                     retryable=False, integrity=True,
                 )
-            cap = limit if limit is not None else length
             window_start, window_bytes = time.monotonic(), 0
             with _progress(length, name, progressbar) as bar:
                 try:
@@ -172,12 +171,8 @@ def _get(url, out, *, algorithm, limit, timeout, name, progressbar) -> Transferr
                         if not chunk:
                             break
                         size += len(chunk)
-                        if cap is not None and size > cap:
-                            raise _too_big(cap) if limit is not None else TransferError(
-                                f"sent more than the {cap:,} bytes its Content-Length "
-                                "announced (stopped reading there)",
-                                retryable=False, integrity=True,
-                            )
+                        if size > limit:
+                            raise _too_big(limit)
                         digest.update(chunk)
                         out.write(chunk)
                         bar.update(len(chunk))

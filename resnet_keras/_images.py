@@ -54,8 +54,15 @@ def _check_header(path: Path) -> None:
             image.verify()
     except UnidentifiedImageError as error:
         raise _image_error(path, "Not an image Pillow can read") from error
+    except Image.DecompressionBombError as error:
+        raise _bomb_error(path, error) from error
     except (OSError, SyntaxError, ValueError) as error:  # Pillow's errors for broken headers
         raise _image_error(path, f"Unreadable image ({' '.join(str(error).split())})") from error
+
+
+def _bomb_error(path: Path, error: Exception) -> ImageError:
+    # A header may declare 30000x30000 pixels in a file of a few hundred bytes.
+    return _image_error(path, f"Refused: too many pixels to decode safely ({' '.join(str(error).split()[:4])})")
 
 
 def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -108,10 +115,14 @@ def spatial_size(model: keras.Model) -> tuple[int, int]:
 
 def load_batch(paths: Iterable[Path], size: tuple[int, int]) -> np.ndarray:
     """Decode, convert to RGB and resize images as keras does; float32 pixels in [0, 255]."""
+    from PIL import Image
+
     arrays = []
     for path in paths:
         try:
             image = keras.utils.load_img(path, color_mode="rgb", target_size=tuple(size))
+        except Image.DecompressionBombError as error:
+            raise _bomb_error(path, error) from error
         except OSError as error:  # truncated or corrupt pixel data
             raise _image_error(path, f"Unreadable image ({' '.join(str(error).split())})") from error
         arrays.append(keras.utils.img_to_array(image, dtype="float32"))

@@ -40,6 +40,9 @@ MAX_FILE_SIZE = 1 << 40
 # allowance bounds what a download may write before its hash is checked.
 BYTES_PER_PARAM = 4
 LAYOUT_ALLOWANCE = 16 << 20
+# With neither a size nor a parameter count, still a bound (the largest
+# ResNet file, ResNet152 with a 21k-class head, is under 1 GB).
+MAX_UNDECLARED_BYTES = 2 << 30
 # Plain http to a host other than loopback: only a corporate mirror the
 # user names, and only with this switch (the hash is still verified).
 ALLOW_HTTP_ENV = "RESNET_KERAS_ALLOW_HTTP"
@@ -66,13 +69,13 @@ class WeightsFile:
         return self.hash.split(":", 1)[1]
 
     @property
-    def max_bytes(self) -> int | None:
+    def max_bytes(self) -> int:
         """Most bytes a download of this file may bring before it is refused."""
         if self.size is not None:
             return self.size
         if self.num_params is not None:
             return BYTES_PER_PARAM * self.num_params * 101 // 100 + LAYOUT_ALLOWANCE
-        return None
+        return MAX_UNDECLARED_BYTES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,9 +8,13 @@ request is logged, so tests can assert how often the network was used.
 from __future__ import annotations
 
 import http.server
+import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+# Bounds that keep a hostile reply from outliving its test.
+ENDLESS_SECONDS = 30.0
 
 
 @dataclass
@@ -22,12 +26,20 @@ class Reply:
     truncate_to: int | None = None  # announce the full length, send less
     delay: float = 0.0  # seconds to wait before answering (a hang)
     location: str | None = None  # for redirects
+    headers: dict = field(default_factory=dict)  # extra headers (Content-Encoding, ...)
+    endless: bool = False  # after the body, repeat it until the client leaves
+    trickle: float = 0.0  # seconds between single bytes of the body
+    pause_after: int | None = None  # send this many bytes, then wait `delay_mid` s
+    delay_mid: float = 0.0
 
 
 class Mirror:
-    def __init__(self):
+    def __init__(self, tls: tuple[str, str] | None = None):
+        """tls: (certificate file, key file) to serve https instead of http."""
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[str] = []
+        self.headers: list[dict] = []  # the request headers, in order
+        self.scheme = "https" if tls else "http"
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -35,6 +47,7 @@ class Mirror:
 
             def do_GET(self):  # noqa: N802 (http.server's naming)
                 mirror.requests.append(self.path)
+                mirror.headers.append(dict(self.headers))
                 replies = mirror.routes.get(self.path) or [Reply(404, b"not found")]
                 reply = replies.pop(0) if len(replies) > 1 else replies[0]
                 if reply.delay:
@@ -45,20 +58,46 @@ class Mirror:
                     self.send_header("Location", reply.location)
                 if reply.send_length:
                     self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 body = reply.body
                 if reply.truncate_to is not None:
                     body = body[: reply.truncate_to]
                 try:
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
+                    self._send(reply, body)
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
                     pass
+
+            def _send(self, reply, body):
+                if reply.pause_after is not None:
+                    self.wfile.write(body[: reply.pause_after])
+                    self.wfile.flush()
+                    time.sleep(reply.delay_mid)
+                    body = body[reply.pause_after:]
+                if reply.trickle:
+                    end = time.monotonic() + ENDLESS_SECONDS
+                    for byte in body:
+                        if time.monotonic() > end:
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(reply.trickle)
+                    return
+                self.wfile.write(body)
+                end = time.monotonic() + ENDLESS_SECONDS
+                while reply.endless and time.monotonic() < end:
+                    self.wfile.write(body)
 
             def log_message(self, *args):  # keep test output clean
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         # A short poll interval: shutdown() waits up to one interval (0.5 s by default).
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -67,7 +106,7 @@ class Mirror:
     @property
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
