@@ -168,7 +168,7 @@ def export_for_inference(
         )
     x = _check_inputs(model, check_inputs)
     path = Path(path)
-    if _SUFFIX[format] and path.suffix != _SUFFIX[format]:
+    if _SUFFIX[format] and path.suffix.lower() != _SUFFIX[format]:  # m.ONNX stays m.ONNX
         path = path.with_name(path.name + _SUFFIX[format])
 
     fused = optimize_for_inference(model, precision)

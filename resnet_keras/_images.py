@@ -18,24 +18,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-import keras
 import numpy as np
 
 from ._imagenet import NUM_CLASSES, decode_predictions, preprocess_input
 from .errors import ImageError, InvalidArgumentError
 
+if TYPE_CHECKING:  # Keras is imported where pixels are read, not to check files
+    import keras
+
 # Suffixes picked up when a folder is walked (case-insensitive). A file named
 # on the command line is read whatever its suffix.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-
-PREPROCESSING_TEXT = {
-    "caffe": "RGB->BGR, minus the ImageNet channel means (preprocess_input mode 'caffe')",
-    "tf": "pixels / 127.5 - 1 (preprocess_input mode 'tf')",
-    "torch": "pixels / 255, then ImageNet mean/std (preprocess_input mode 'torch')",
-    None: "pixels / 255 (no pretrained weights define a preprocessing)",
-}
 
 
 def _image_error(path: Path, problem: str) -> ImageError:
@@ -104,6 +99,8 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 def spatial_size(model: keras.Model) -> tuple[int, int]:
     """(height, width) of the model's input."""
+    import keras
+
     shape = model.input_shape
     size = shape[2:4] if keras.config.image_data_format() == "channels_first" else shape[1:3]
     if None in size:
@@ -115,6 +112,7 @@ def spatial_size(model: keras.Model) -> tuple[int, int]:
 
 def load_batch(paths: Iterable[Path], size: tuple[int, int]) -> np.ndarray:
     """Decode, convert to RGB and resize images as keras does; float32 pixels in [0, 255]."""
+    import keras
     from PIL import Image
 
     arrays = []

@@ -7,13 +7,24 @@ info, classify, ...) is one more registered function; `main` does the rest.
 
 Errors of this package (and OS errors) become one line on stderr,
 `resnet-keras: error: ...`, and exit status 1; usage errors exit with 2.
+Messages that name a builder argument (`weights=`, `input_shape=`) are
+translated to the flag that sets it (`_FLAGS`), and names of files are
+printed with control and bidi characters escaped (`printable`).
+
+Import what the command needs: parsing, `list`, `info` and the checks of
+files and arguments use only the standard library, NumPy and the manifest;
+Keras and TensorFlow are imported (`_import_keras`) only to build a model,
+with TensorFlow's native start-up lines kept off the terminal unless
+`--verbose`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -54,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="keras.applications-compatible ResNets: weights and tools.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="show TensorFlow's start-up and device messages (hidden by default)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
         sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
@@ -70,8 +85,100 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cells).rstrip())
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+def printable(text: str | os.PathLike) -> str:
+    """`text` with control, bidi and other invisible characters escaped.
+
+    A file name can hold a newline (which would forge an output line) or a
+    right-to-left override; such characters are shown as Python escapes
+    (`\\n`, `\\u202e`), everything else as it is.
+    """
+    text = os.fspath(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# Builder arguments -> the flags that set them, for error messages.
+_FLAGS = {
+    "weights": "--weights",
+    "input_shape": "--size",
+    "pooling": "--pooling",
+    "manifest": "--manifest",
+    "offline": "--offline",
+    "top": "--top",
+    "precision": "--precision",
+}
+_API_WORDS = {
+    "resnet_keras.list_models()": "`resnet-keras list`",
+    "RESNET_KERAS_OFFLINE, offline=": "RESNET_KERAS_OFFLINE, --offline",
+    "RESNET_KERAS_MANIFEST or manifest=": "RESNET_KERAS_MANIFEST or --manifest",
+}
+
+
+def _flag_words(message: str, args: argparse.Namespace | None) -> str:
+    """`message` with Python argument names replaced by the command's flags."""
+    flags = dict(_FLAGS, name=getattr(args, "model_flag", "MODEL"))
+    for api, cli_words in _API_WORDS.items():
+        message = message.replace(api, cli_words)
+    names = "|".join(map(re.escape, flags))
+    # `weights` -> `--weights`; weights='x' -> --weights='x' (not num_weights=, x.weights=)
+    message = re.sub(
+        rf"`({names})`",
+        lambda m: f"`{flags[m.group(1)]}`" if flags[m.group(1)].startswith("-") else flags[m.group(1)],
+        message,
+    )
+    return re.sub(rf"(?<![\w.-])({names})=", lambda m: f"{flags[m.group(1)]}=", message)
+
+
+def _one_line(error: BaseException, args: argparse.Namespace | None = None) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return printable(_flag_words(text, args))
+
+
+def _report(error: BaseException, args: argparse.Namespace | None = None) -> None:
+    print(f"resnet-keras: error: {_one_line(error, args)}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _native_stderr_to_devnull():
+    """Send file descriptor 2 to /dev/null: TensorFlow's C++ start-up lines
+    (oneDNN, cudart, cuInit, written before absl reads TF_CPP_MIN_LOG_LEVEL)
+    go there. Python's own `sys.stderr` is flushed before and after."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2: nothing to keep clean
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow(args: argparse.Namespace | None):
+    """Around imports that may load TensorFlow: unless `--verbose`, its log
+    level is 3 (errors only; an explicit TF_CPP_MIN_LOG_LEVEL wins) and the
+    lines it writes while loading go to /dev/null."""
+    if "keras" in sys.modules or getattr(args, "verbose", False):
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _native_stderr_to_devnull():
+        yield
+
+
+def _import_keras(args: argparse.Namespace):
+    """Import Keras (and TensorFlow), quietly unless `--verbose`."""
+    with _quiet_tensorflow(args):
+        import keras
+    return keras
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ResNetKerasError, OSError) as error:
-        print(f"resnet-keras: error: {_one_line(error)}", file=sys.stderr)
+        _report(error, args)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("resnet-keras: interrupted", file=sys.stderr)
@@ -100,9 +207,11 @@ def _add_manifest_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _catalog(args):
-    from ._weights import active_manifest
+    """The active manifest: shipped, RESNET_KERAS_MANIFEST, then --manifest."""
+    with _quiet_tensorflow(args):  # _weights may import Keras
+        from ._weights import active_manifest
 
-    return active_manifest(args.manifest)
+    return active_manifest(getattr(args, "manifest", None))
 
 
 def _configure_fetch(parser: argparse.ArgumentParser) -> None:
@@ -171,7 +280,7 @@ def run_fetch(args: argparse.Namespace) -> int:
             )
         except (ResNetKerasError, OSError) as error:
             failures += 1
-            print(f"resnet-keras: error: {_one_line(error)}", file=sys.stderr)
+            _report(error, args)
         else:
             print(f"{label}: {path} ({wfile.hash})")
     return EXIT_FAILURE if failures else EXIT_OK
@@ -266,15 +375,32 @@ def _configure_list(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--counts", action="store_true",
-        help="add parameter and multiply-add counts (builds each model: ResNet1202 takes ~20 s)",
+        help="add parameter and multiply-add counts (as `info` shows them)",
     )
+    _add_manifest_option(parser)
+
+
+def _counts(args: argparse.Namespace, key: str) -> tuple[int, int, int]:
+    """(params, trainable params, MACs) of a model with its default head.
+
+    From the catalog (no Keras); a model missing there is built and counted.
+    """
+    from ._catalog import ENTRIES
+
+    entry = ENTRIES.get(key)
+    if entry is not None:
+        return entry.params, entry.trainable_params, entry.macs
+    _import_keras(args)
+    from ._registry import model_info
+
+    info = model_info(key)
+    return info.params, info.trainable_params, info.macs
 
 
 @command("list", help="table of the registered models", configure=_configure_list)
 def run_list(args: argparse.Namespace) -> int:
-    from ._registry import BUILDERS, list_models, model_info
+    from ._catalog import ENTRIES, list_models
     from ._specs import SPECS
-    from ._weights import active_manifest
     from .errors import InvalidArgumentError
 
     pattern = args.pattern if any(c in args.pattern for c in "*?[") else f"*{args.pattern}*"
@@ -285,7 +411,7 @@ def run_list(args: argparse.Namespace) -> int:
             f"{' with --pretrained' if args.pretrained else ''}. "
             "Run `resnet-keras list` to see them all."
         )
-    manifest = active_manifest()
+    manifest = _catalog(args)
     header = ["MODEL", "BUILDER", "BLOCK", "DEPTHS", "INPUT", "CLASSES", "PREPROCESSING"]
     if args.counts:
         header += ["PARAMS", "MACS"]
@@ -294,7 +420,7 @@ def run_list(args: argparse.Namespace) -> int:
         spec = SPECS[name]
         row = [
             name,
-            BUILDERS[name].__name__,
+            ENTRIES[name].builder,
             spec.block,
             "-".join(map(str, spec.depths)),
             f"{spec.default_size}x{spec.default_size}",
@@ -302,8 +428,8 @@ def run_list(args: argparse.Namespace) -> int:
             spec.preprocessing or "-",
         ]
         if args.counts:
-            info = model_info(name)
-            row += [f"{info.params:,}", _format_macs(info.macs)]
+            params, _, macs = _counts(args, name)
+            row += [f"{params:,}", _format_macs(macs)]
         rows.append(row + [", ".join(manifest.tags(name)) or "-"])
     _print_table(rows)
     return EXIT_OK
@@ -311,6 +437,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def _configure_info(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="a registered model, e.g. resnet50")
+    _add_manifest_option(parser)
 
 
 @command(
@@ -319,32 +446,36 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
     configure=_configure_info,
 )
 def run_info(args: argparse.Namespace) -> int:
-    from . import _download
-    from ._images import PREPROCESSING_TEXT
-    from ._registry import model_info
-    from ._weights import active_manifest
+    from ._catalog import ENTRIES, PREPROCESSING_TEXT, resolve
+    from ._specs import SPECS
 
-    info = model_info(args.model)
-    spec = info.spec
-    size = f"{info.default_size}x{info.default_size}"
+    key = resolve(args.model)
+    spec = SPECS[key]
+    params, trainable, macs = _counts(args, key)
+    size = f"{spec.default_size}x{spec.default_size}"
     shortcut = {"A": "A (zero-padded identity)", "B": "B (1x1 projection)"}[spec.shortcut]
+    builder = ENTRIES[key] if key in ENTRIES else None
+    where = f"resnet_keras.{builder.builder}, from resnet_keras.{builder.module}" if builder else "resnet_keras"
     rows = [
-        ("model", f"{info.name} (resnet_keras.{info.builder.__name__}, from {info.builder.__module__})"),
+        ("model", f"{key} ({where})"),
         ("blocks", f"{_BLOCK_TEXT[spec.block]}, shortcut option {shortcut}"),
         ("stages", f"depths {'-'.join(map(str, spec.depths))}, widths "
                    f"{'-'.join(map(str, spec.widths))}, {spec.num_layers} weighted layers"),
-        ("parameters", f"{info.params:,} with the top ({info.trainable_params:,} trainable)"),
-        ("MACs", f"{_format_macs(info.macs)} per image at {size}"),
+        ("parameters", f"{params:,} with the top ({trainable:,} trainable)"),
+        ("MACs", f"{_format_macs(macs)} per image at {size}"),
         ("input", f"{size}x3 RGB (any size >= {spec.min_size} without the top)"),
-        ("preprocessing", PREPROCESSING_TEXT[info.preprocessing]),
-        ("classes", str(info.classes)),
+        ("preprocessing", PREPROCESSING_TEXT[spec.preprocessing]),
+        ("classes", str(spec.classes)),
     ]
-    catalog = active_manifest()
+    from . import _download
+
+    catalog = _catalog(args)
     folder = _download.cache_dir()
-    if not info.weights:
+    tags = catalog.tags(key)
+    if not tags:
         rows.append(("weights", "none (random initialization only; --weights PATH loads an .h5 file)"))
-    for tag in info.weights:
-        entry = catalog.entry(info.name, tag)
+    for tag in tags:
+        entry = catalog.entry(key, tag)
         metrics = ", ".join(f"{k} {v}" for k, v in entry.metrics.items())
         about = f"{tag}{' (default)' if entry.default else ''}: source {entry.source or '-'}"
         rows.append(("weights", about + (f"; {metrics}" if metrics else "")))
@@ -381,6 +512,7 @@ def _add_model_options(parser: argparse.ArgumentParser, *, model: bool = True) -
             "--model", default="resnet50", metavar="MODEL",
             help="a registered model (default: resnet50; see `resnet-keras list`)",
         )
+        parser.set_defaults(model_flag="--model")  # for messages: the flag that names the model
     parser.add_argument(
         "--weights", metavar="TAG|PATH|none",
         help="a weights tag of the manifest (default: the model's default tag, e.g. imagenet), "
@@ -404,9 +536,9 @@ class _Loaded:
 
 
 def _model_key(args: argparse.Namespace) -> str:
-    from ._registry import _resolve
+    from ._catalog import resolve
 
-    return _resolve(args.model)  # unknown names raise with close matches
+    return resolve(args.model)  # unknown names raise with close matches
 
 
 def _load_model(
@@ -416,15 +548,16 @@ def _load_model(
     pooling: str | None = None,
     size: int | None = None,
 ) -> _Loaded:
-    """Build `args.model` with `args.weights` (a tag, a path or "none")."""
-    import keras
+    """Build `args.model` with `args.weights` (a tag, a path or "none").
 
-    from ._registry import get_model
+    `weights` is checked (a tag of the manifest, or an existing file) before
+    Keras is imported.
+    """
     from ._specs import SPECS
-    from ._validation import default_input_shape
-    from ._weights import classify
     from .errors import UnknownWeightsError
 
+    with _quiet_tensorflow(args):  # _weights may import Keras
+        from ._weights import classify
     key = _model_key(args)
     spec = SPECS[key]
     offline = True if args.offline else None
@@ -442,6 +575,10 @@ def _load_model(
         weights = None
     source = classify(weights, key, include_top, manifest=args.manifest, offline=offline)
     entry = source.entry
+    keras = _import_keras(args)
+    from ._registry import get_model
+    from ._validation import default_input_shape
+
     kwargs = dict(include_top=include_top, weights=weights, manifest=args.manifest, offline=offline)
     if not include_top:
         # A fixed input size, so that images can be batched: the size the
@@ -494,7 +631,7 @@ def run_classify(args: argparse.Namespace) -> int:
     for batch in _batches(paths, args.batch_size):
         scores = loaded.model.predict_on_batch(preprocess(load_batch(batch, size), loaded.preprocessing))
         for path, labels in zip(batch, top_labels(np.asarray(scores), args.top)):
-            print(format_top(path, labels))
+            print(format_top(printable(path), labels))
     return EXIT_OK
 
 
@@ -523,8 +660,6 @@ def _configure_features(parser: argparse.ArgumentParser) -> None:
     configure=_configure_features,
 )
 def run_features(args: argparse.Namespace) -> int:
-    import tempfile
-
     import numpy as np
     from tqdm import tqdm
 
@@ -558,19 +693,36 @@ def run_features(args: argparse.Namespace) -> int:
         pooling=np.array(args.pooling),
         image_size=np.array(size),
     )
-    handle, temp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    with _atomic_output(out) as f:
+        np.savez(f, **arrays)
+    print(
+        f"{features.shape[0]} images x {features.shape[1]} features ({loaded.key}, "
+        f"{args.pooling} pooling, weights: {printable(loaded.weights)}, {size[0]}x{size[1]} "
+        f"input) -> {printable(out)}"
+    )
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path):
+    """A binary file that appears at `path` complete or not at all.
+
+    Written to a temp file beside `path`, then renamed over it; its mode is
+    what `open()` would give (0o666 less the umask), not mkstemp's 0o600.
+    """
+    import tempfile
+
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(temp, out)
+            yield f
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, path)
     finally:
         if os.path.exists(temp):
             os.remove(temp)
-    print(
-        f"{features.shape[0]} images x {features.shape[1]} features ({loaded.key}, "
-        f"{args.pooling} pooling, weights: {loaded.weights}, {size[0]}x{size[1]} input) -> {out}"
-    )
-    return EXIT_OK
 
 
 # Our format names -> (format= of export_for_inference / keras, modules it
@@ -617,24 +769,15 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
     configure=_configure_export,
 )
 def run_export(args: argparse.Namespace) -> int:
-    from . import _export
-    from ._export import export_for_inference
-    from ._images import PREPROCESSING_TEXT
+    from ._catalog import PREPROCESSING_TEXT
     from .errors import InvalidArgumentError
 
     keras_format, suffix = _EXPORT_FORMATS[args.format]
-    modules = _export.REQUIRED_MODULES[keras_format]
-    missing = _export.missing_modules(keras_format)
-    if missing:
-        raise MissingDependencyError(
-            f"--format {args.format} needs the Python packages {', '.join(modules)}; "
-            f"{', '.join(missing)} is not installed. Received: --format={args.format}. "
-            f"Install them with `pip install \"resnet-keras[export]\"`."
-        )
     out = Path(args.out)
-    if suffix and out.suffix.lower() != suffix:
+    if suffix and out.suffix.lower() != suffix:  # m.ONNX is an ONNX file, written as m.ONNX
         raise InvalidArgumentError(
-            f"--out must end with {suffix} for --format {args.format}. Received: --out={args.out!r}"
+            f"--out must end with {suffix} for --format {args.format} (any case). "
+            f"Received: --out={args.out!r}"
         )
     if os.path.lexists(out) and not args.overwrite:
         raise InvalidArgumentError(
@@ -646,15 +789,28 @@ def run_export(args: argparse.Namespace) -> int:
             "--size needs --pooling: the classifier fixes the input size. "
             f"Received: --size={args.size}"
         )
+    _model_key(args)
+    _import_keras(args)
+    from . import _export
+
+    modules = _export.REQUIRED_MODULES[keras_format]
+    missing = _export.missing_modules(keras_format)
+    if missing:
+        raise MissingDependencyError(
+            f"--format {args.format} needs the Python packages {', '.join(modules)}; "
+            f"{', '.join(missing)} is not installed. Received: --format={args.format}. "
+            f"Install them with `pip install \"resnet-keras[export]\"`."
+        )
     loaded = _load_model(
         args, include_top=args.pooling is None, pooling=args.pooling, size=args.size
     )
-    report = export_for_inference(
+    report = _export.export_for_inference(
         loaded.model, out, format=keras_format, precision=args.precision
     )
     shape = ", ".join(["batch", *map(str, loaded.model.input_shape[1:])])
     print(
-        f"exported {loaded.key} (weights: {loaded.weights}) as {args.format} to {report.path}: "
+        f"exported {loaded.key} (weights: {printable(loaded.weights)}) as {args.format} to "
+        f"{printable(report.path)}: "
         f"{report.precision}, BatchNorm folded, outputs within {report.max_error:.1e} of Keras"
     )
     print(f"input: float32 ({shape}), preprocessed: {PREPROCESSING_TEXT[loaded.preprocessing]}")

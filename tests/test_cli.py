@@ -307,7 +307,7 @@ def mirrored_resnet50(mirror, tmp_path, monkeypatch):
     (["classify", "missing.jpg"], "No such file: missing.jpg"),
     (["classify", "{junk}"], "Not an image Pillow can read"),
     (["classify", "{empty}"], "must name at least one image file"),
-    (["classify", "{photo}", "--model", "resnet5"], "'resnet50', 'resnet152'? Received: name='resnet5'"),
+    (["classify", "{photo}", "--model", "resnet5"], "'resnet50', 'resnet152'? Received: --model='resnet5'"),
     (["classify", "{photo}", "--model", "resnet18"], "Pass --weights PATH (an .h5 weights file) or --weights none"),
     (["classify", "{photo}", "--weights", "missing.h5"], "Weights file not found: missing.h5"),
     (["classify", "{photo}", "--weights", "imagenett"], "Did you mean 'imagenet'?"),
@@ -317,15 +317,20 @@ def mirrored_resnet50(mirror, tmp_path, monkeypatch):
     (["features", "missing", "--out", "f.npz", "--model", "resnt20"], "Did you mean 'resnet20'"),
     (["export", "resnet50", "--format", "tflite", "--out", "model.onnx"], "--out must end with .tflite"),
     (["export", "resnet50", "--format", "savedmodel", "--out", "m", "--size", "64"], "--size needs --pooling"),
+    (["export", "resnet50", "--format", "onnx", "--out", "{existing}"], "--out must not exist yet"),
+    (["export", "resnet50", "--format", "onnx", "--out", "{existing_upper}"], "--out must not exist yet"),
     (["info", "resnet51"], "Did you mean"),
 ])
 def test_errors_are_one_line_and_exit_1(argv, phrase, mirrored_resnet50, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "junk.jpg").write_text("not a JPEG")
     (tmp_path / "empty").mkdir()
-    values = dict(junk="junk.jpg", empty="empty", photo=PHOTOS[0])
+    (tmp_path / "old.onnx").write_bytes(b"keep me")
+    (tmp_path / "OLD.ONNX").write_bytes(b"keep me")
+    values = dict(junk="junk.jpg", empty="empty", photo=PHOTOS[0], existing="old.onnx", existing_upper="OLD.ONNX")
     assert_one_line_error(*run(capsys, *[a.format(**values) for a in argv]), phrase)
     assert mirrored_resnet50.requests == []
+    assert (tmp_path / "old.onnx").read_bytes() == (tmp_path / "OLD.ONNX").read_bytes() == b"keep me"
 
 
 def test_offline_from_the_environment(image_dir, capsys, monkeypatch, isolated_env):
@@ -365,3 +370,187 @@ def test_help_for_every_command(name, capsys):
 
 def test_every_command_is_registered():
     assert set(COMMANDS) == set(cli.COMMANDS)
+
+
+# --------------------------------------------------------------------------
+# Error messages name the flags, not the builder arguments
+
+
+@pytest.mark.parametrize("argv, flag_phrase, python_phrase", [
+    (["classify", "{photo}", "--weights", "imagenett"], "--weights", "weights="),
+    (["classify", "{photo}", "--model", "resnt50"], "Received: --model='resnt50'", "name="),
+    (["info", "resnt50"], "Received: MODEL='resnt50'", "name="),
+    (["features", "{photo}", "--out", "f.npz", "--model", "resnet50", "--weights", "none", "--size", "16"],
+     "--size=", "input_shape="),
+])
+def test_errors_name_the_flag_not_the_python_argument(argv, flag_phrase, python_phrase, tmp_path, capsys,
+                                                       monkeypatch, isolated_env):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, *[a.format(photo=PHOTOS[0]) for a in argv])
+    assert status == 1 and flag_phrase in err, err
+    assert python_phrase not in err.replace(f"-{python_phrase}", ""), err
+    assert "resnet_keras.list_models()" not in err
+
+
+def test_flag_words_translates_whole_argument_names_only():
+    text = "`weights` must be a tag. Received: weights='x', num_weights=3, input_shape=(1, 2)"
+    assert cli._flag_words(text, None) == (
+        "`--weights` must be a tag. Received: --weights='x', num_weights=3, --size=(1, 2)"
+    )
+
+
+# --------------------------------------------------------------------------
+# Printed names: a control character cannot forge a line
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("two\nlines.jpg", "two\\nlines.jpg"),
+    ("evil\u202egpj.png", "evil\\u202egpj.png"),
+    ("tab\there.jpg", "tab\\there.jpg"),
+])
+def test_classify_escapes_control_characters_in_file_names(name, shown, resnet20_files, tmp_path, capsys):
+    path = tmp_path / name
+    shutil.copy(PHOTOS[0], path)
+    status, out, err = run(capsys, "classify", path, "--model", "resnet20",
+                           "--weights", resnet20_files["top"], "--top", "2")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 3 and lines[0] == str(tmp_path / shown)
+    assert lines[1].startswith("  1. class_") and lines[2].startswith("  2. class_")
+
+
+def test_printable_keeps_ordinary_names():
+    assert cli.printable("photos/Ünïcödé 写真.jpg") == "photos/Ünïcödé 写真.jpg"
+    assert cli.printable(Path("a\x1b[31mred.jpg")) == "a\\x1b[31mred.jpg"
+
+
+def test_error_lines_escape_control_characters(tmp_path, capsys):
+    status, out, err = run(capsys, "classify", "gone\u202e.jpg")
+    assert_one_line_error(status, out, err, "No such file: gone\\u202e.jpg")
+
+
+# --------------------------------------------------------------------------
+# features writes its file as open() would: mode 0o666 less the umask
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test; the old one comes back afterwards."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_features_output_follows_the_umask(mask, mode, umask, image_dir, tmp_path, capsys):
+    umask(mask)
+    out_path = tmp_path / "f.npz"
+    status, _, err = run(capsys, "features", image_dir / "a_grey.png", "--out", out_path,
+                         "--model", "resnet20", "--weights", "none", "--quiet")
+    assert status == 0, err
+    assert out_path.stat().st_mode & 0o777 == mode
+
+
+# --------------------------------------------------------------------------
+# export: the suffix in any case, the file written where --out says
+
+
+def test_export_onnx_upper_case_suffix_writes_that_file(tmp_path, capsys):
+    require("tf2onnx")
+    require("onnxruntime")
+    out_path = tmp_path / "m.ONNX"
+    status, out, err = run(capsys, "export", "resnet20", "--format", "onnx", "--out", out_path,
+                           "--weights", "none")
+    assert status == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ONNX"]  # not m.ONNX.onnx
+    assert f"to {out_path}:" in out
+    # and it is not replaced without --overwrite
+    before = out_path.read_bytes()
+    assert_one_line_error(*run(capsys, "export", "resnet20", "--format", "onnx", "--out", out_path,
+                               "--weights", "none"), "--out must not exist yet")
+    assert out_path.read_bytes() == before
+
+
+# --------------------------------------------------------------------------
+# Commands that build no model answer without Keras or TensorFlow
+
+
+# The manifest is read through resnet_keras._weights, which imports
+# _validation and so Keras; until that import is lazy, list and info load it.
+MANIFEST_IMPORTS_KERAS = pytest.mark.xfail(
+    strict=True, reason="resnet_keras._weights imports keras (via _validation) at module level"
+)
+PROBE = (
+    "import sys; from resnet_keras.cli import main\n"
+    "try:\n    status = main(sys.argv[1:])\nexcept SystemExit as e:\n    status = e.code\n"
+    "print('LOADED', sorted(m for m in ('keras', 'tensorflow') if m in sys.modules), status)"
+)
+
+
+@pytest.mark.parametrize("argv, status", [
+    (["--help"], 0),
+    (["list", "--help"], 0),
+    (["classify", "no-such-photo.jpg"], 1),
+    (["classify", "{photo}", "--model", "resnt50"], 1),
+    (["classify", "{photo}", "--top", "0"], 2),
+    (["info", "resnt50"], 1),
+    (["list", "vgg*"], 1),
+    (["export", "resnet50", "--format", "onnx", "--out", "m.tflite"], 1),
+    pytest.param(["list"], 0, marks=MANIFEST_IMPORTS_KERAS),
+    pytest.param(["info", "resnet50"], 0, marks=MANIFEST_IMPORTS_KERAS),
+])
+def test_commands_without_a_model_do_not_import_keras(argv, status, tmp_path, isolated_env):
+    argv = [a.format(photo=PHOTOS[0]) for a in argv]
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+                          env=cli_env(), cwd=tmp_path, timeout=120)
+    assert done.stdout.splitlines()[-1] == f"LOADED [] {status}", done.stdout + done.stderr
+
+
+def test_missing_file_is_exactly_one_line_on_stderr(tmp_path):
+    env = {k: v for k, v in cli_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "resnet_keras", "classify", "cat.jpeg"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "resnet-keras: error: No such file: cat.jpeg. Every IMAGE must be a readable image file "
+        "(JPEG, PNG, ...) or a folder of them. Received: 'cat.jpeg'"
+    ]
+
+
+def test_tensorflow_start_up_lines_are_hidden_unless_verbose(image_dir, tmp_path):
+    """The model path imports TensorFlow; its absl lines stay off the terminal."""
+    env = {k: v for k, v in cli_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    argv = ["classify", str(image_dir / "a_grey.png"), "--model", "resnet20", "--weights", "none", "--top", "1"]
+
+    def stderr_lines(*extra):
+        done = subprocess.run([sys.executable, "-m", "resnet_keras", *extra, *argv], capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[0] == str(image_dir / "a_grey.png")
+        return done.stderr.splitlines()
+
+    warning = "resnet-keras: warning: --weights none: random weights, the labels mean nothing"
+    assert stderr_lines() == [warning]
+    verbose = stderr_lines("--verbose")
+    assert warning in verbose and len(verbose) > 1  # TensorFlow's own lines, as it prints them
+
+
+# --------------------------------------------------------------------------
+# The keras-free catalog that list and info read equals the built graphs
+
+
+@pytest.mark.parametrize(
+    "key", [pytest.param(k, marks=pytest.mark.slow) if k == "resnet1202" else k for k in resnet_keras.list_models()]
+)
+def test_catalog_counts_equal_the_built_model(key):
+    from resnet_keras._catalog import ENTRIES
+
+    info = resnet_keras.model_info(key)  # counted from the Keras graph
+    entry = ENTRIES[key]
+    assert (entry.params, entry.trainable_params, entry.macs) == (info.params, info.trainable_params, info.macs), (
+        f"update _catalog.ENTRIES[{key!r}] to ({info.params}, {info.trainable_params}, {info.macs})"
+    )
+    assert getattr(resnet_keras, entry.builder) is info.builder
+    assert info.builder.__module__ == f"resnet_keras.{entry.module}"

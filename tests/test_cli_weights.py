@@ -127,17 +127,21 @@ def test_weights_table_shows_cached_missing_corrupt(catalog, capsys, isolated_en
     status, out, _ = run(capsys, "weights")
     assert status == 0
     lines = {tuple(line.split()[:3]): line.split() for line in out.splitlines()}
-    assert lines[("resnet50", "imagenet", "top")][3:5] == ["123", "cached"]
-    assert lines[("resnet50", "imagenet", "notop")][3:5] == ["-", "corrupt"]
+    # merged per file over the shipped entry, which stays the default tag (*)
+    assert lines[("resnet50", "imagenet*", "top")][3:5] == ["123", "cached"]
+    assert lines[("resnet50", "imagenet*", "notop")][3:5] == ["-", "corrupt"]
     assert lines[("resnet50", "extra", "notop")][4] == "missing"
     assert lines[("resnet101", "imagenet*", "top")][3:5] == ["44,707,176", "missing"]
     assert f"cache: {isolated_env}" in out
 
 
 def test_manifest_option(tmp_path, capsys, mirror, isolated_env):
-    path = user_manifest(tmp_path / "own.json", {"mynet": {"v1": entry({"top": ("mynet.h5", [mirror.add("mynet.h5", TOP)], md5(TOP))}, default=True)}})
-    status, out, _ = run(capsys, "fetch", "mynet", "--manifest", str(path), "--quiet")
-    assert status == 0 and "mynet weights 'v1' (top)" in out
+    # manifest keys are models of the zoo: own weights for resnet18, a new tag
+    path = user_manifest(tmp_path / "own.json", {"resnet18": {"v1": entry({"top": ("mine.h5", [mirror.add("mine.h5", TOP)], md5(TOP))}, default=True)}})
+    status, out, err = run(capsys, "fetch", "resnet18", "--manifest", str(path), "--quiet")
+    assert status == 0 and "resnet18 weights 'v1' (top)" in out, err
+    status, out, _ = run(capsys, "info", "resnet18", "--manifest", str(path))
+    assert status == 0 and "v1 (default)" in out and "mine.h5 (cached)" in out
 
 
 def test_subcommands_are_registered_and_duplicates_refused():
