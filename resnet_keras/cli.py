@@ -257,8 +257,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     jobs = []
     for model in models:
         catalog.check_model(model)
-        if args.all and args.tag and not catalog.is_tag(model, args.tag):
-            continue
+        if args.all and not (catalog.is_tag(model, args.tag) if args.tag else catalog.tags(model)):
+            continue  # --all: only models that have (this tag of) weights
         tag = args.tag or catalog.default_tag(model)
         entry = catalog.entry(model, tag)
         heads = [h for h in requested if h in entry.files]
