@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in COMMANDS.values():
         sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         cmd.configure(sub)
+        # also after the command; SUPPRESS keeps a --verbose given before it
+        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="show TensorFlow's start-up and device messages")
         sub.set_defaults(run=cmd.run)
     return parser
 

@@ -537,6 +537,16 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose(image_dir, tmp_path
     assert warning in verbose and len(verbose) > 1  # TensorFlow's own lines, as it prints them
 
 
+@pytest.mark.parametrize("argv, verbose", [
+    (["list"], False),
+    (["--verbose", "list"], True),
+    (["list", "--verbose"], True),
+    (["--verbose", "info", "resnet50", "--verbose"], True),
+])
+def test_verbose_before_or_after_the_command(argv, verbose):
+    assert cli.build_parser().parse_args(argv).verbose is verbose
+
+
 # --------------------------------------------------------------------------
 # The keras-free catalog that list and info read equals the built graphs
 
