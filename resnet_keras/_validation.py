@@ -11,8 +11,6 @@ import numbers
 import os
 from typing import Any
 
-import keras
-
 from ._specs import SHORTCUT_OPTIONS
 from .errors import InvalidArgumentError
 
@@ -72,6 +70,8 @@ def check_classes(classes: Any, *, include_top: bool, pretrained_top: bool):
 
 
 def check_classifier_activation(activation: Any, *, pretrained: bool) -> None:
+    import keras  # here, not at the top: the CLI checks weights without Keras
+
     try:
         resolved = keras.activations.get(activation)
     except (ValueError, TypeError) as error:
@@ -174,6 +174,8 @@ def normalize_input_shape(
 
 def check_input_tensor(input_tensor: Any, input_shape: Any) -> tuple:
     """Check a user-supplied input tensor; return its per-sample shape."""
+    import keras
+
     if not keras.backend.is_keras_tensor(input_tensor):
         raise _fail(
             "`input_tensor` must be a Keras tensor, e.g. from `keras.Input`.",
