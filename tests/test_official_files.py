@@ -24,9 +24,10 @@ import official_format
 import resnet_keras
 from conftest import KERAS_BUILDERS
 from keras2_writers import file_name
+from optional import require
 
-pytest.importorskip("tf_keras")
-pytest.importorskip("keras_applications")
+require("tf_keras")
+require("keras_applications")
 
 OURS = {
     "resnet50": resnet_keras.ResNet50,

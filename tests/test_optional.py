@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from optional import require
@@ -38,3 +43,22 @@ def test_a_broken_optional_package_fails_in_ci(monkeypatch, tmp_path):
 def test_an_installed_package_is_returned(monkeypatch):
     monkeypatch.setenv("CI", "true")
     assert require("json.decoder").__name__ == "json.decoder"
+
+
+
+@pytest.mark.parametrize("ci, outcome", [(None, "1 skipped"), ("true", "1 error")])
+def test_a_module_level_require(tmp_path, ci, outcome):
+    """At a module's top: the whole module skips, or (CI) fails to collect."""
+    (tmp_path / "test_needs_extra.py").write_text(
+        f"from optional import require\nrequire({MISSING!r})\n\ndef test_never_runs():\n    pass\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PYTHONPATH"] = str(Path(__file__).parent)
+    if ci:
+        env["CI"] = ci
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert outcome in done.stdout, done.stdout[-2000:]
+    assert "cannot be imported" in done.stdout or ci is None
