@@ -60,7 +60,7 @@ python_for() {
     fi
     if ! "$venv/bin/python" -c "import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) is None for m in ('keras', 'h5py', 'pytest', 'resnet_keras')))"; then
-        echo "$venv cannot import keras, resnet_keras and pytest from the active environment" \
+        echo "$venv cannot find keras, h5py, pytest or resnet_keras in the active environment" \
             "($(command -v python)); run pip install -e \".[test]\" there first" >&2
         return 1
     fi
