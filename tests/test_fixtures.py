@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+import pytest
 
 import official_format
 from cache_checks import build_tiny
-from test_loading import no_data_read  # noqa: F401 (the fixture under test)
+from test_hostile import reads  # noqa: F401 (a fixture under test)
+from test_loading import no_data_read  # noqa: F401 (a fixture under test)
+
+# Fixtures that record every HDF5 dataset read (tests assert they stay empty).
+READ_WATCHERS = ["no_data_read", "reads"]
 
 
 def _datasets(path) -> list[str]:
@@ -21,23 +26,27 @@ def _datasets(path) -> list[str]:
     return names
 
 
-def test_no_data_read_records_every_read_of_a_real_load(tmp_path, no_data_read):  # noqa: F811
+@pytest.mark.parametrize("watcher", READ_WATCHERS)
+def test_read_watchers_record_every_read_of_a_real_load(tmp_path, request, watcher):
     """The weights loader's own reads, whatever way it reads, are recorded."""
+    recorded = request.getfixturevalue(watcher)
     source = build_tiny(include_top=False)
     official_format.randomize(source, seed=11)
     path = official_format.write_keras2_weights(source, tmp_path / "tiny_notop.h5")
-    assert no_data_read == []
+    assert recorded == []
     model = build_tiny(include_top=False, weights=str(path))
     for got, want in zip(model.weights, source.weights):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
-    assert sorted(set(no_data_read)) == sorted(_datasets(path))
+    assert sorted(set(recorded)) == sorted(_datasets(path))
 
 
-def test_no_data_read_records_a_direct_read(tmp_path, no_data_read):  # noqa: F811
+@pytest.mark.parametrize("watcher", READ_WATCHERS)
+def test_read_watchers_record_a_direct_read(tmp_path, request, watcher):
+    recorded = request.getfixturevalue(watcher)
     path = tmp_path / "one.h5"
     with h5py.File(path, "w") as root:
         root["group/values"] = np.arange(6, dtype="float32")
     with h5py.File(path, "r") as root:
-        assert no_data_read == []
+        assert recorded == []
         root["group/values"][()]
-        assert no_data_read == ["/group/values"]
+        assert recorded == ["/group/values"]
