@@ -45,6 +45,30 @@ def restore_keras_globals():
 
 
 @pytest.fixture
+def no_data_read(monkeypatch):
+    """Names of the HDF5 datasets read during the test, by any of h5py's read paths.
+
+    Tests that promise "refused before any data is read" assert it stays empty.
+    """
+    import h5py
+
+    reads = []
+
+    def watch(method):
+        real = getattr(h5py.Dataset, method)
+
+        def recording(self, *args, **kwargs):
+            reads.append(self.name)
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(h5py.Dataset, method, recording)
+
+    for method in ("__getitem__", "read_direct", "__array__"):
+        watch(method)
+    return reads
+
+
+@pytest.fixture
 def mirror():
     with Mirror() as server:
         yield server

@@ -184,19 +184,6 @@ def test_integer_or_string_datasets(variant, fresh, dtype, value):
 # -- unsafe HDF5 structures: refused before any data is read ---------------------------
 
 
-@pytest.fixture
-def no_data_read(monkeypatch):
-    reads = []
-    real = h5py.Dataset.__getitem__
-
-    def recording(self, key):
-        reads.append(self.name)
-        return real(self, key)
-
-    monkeypatch.setattr(h5py.Dataset, "__getitem__", recording)
-    return reads
-
-
 def _relink(root, kind, tmp_dir: Path):
     group = root["conv1_conv"]
     full = group.attrs["weight_names"][1].decode()  # the bias
