@@ -209,7 +209,7 @@ def _add_manifest_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _catalog(args):
+def _active_manifest(args):
     """The active manifest: shipped, RESNET_KERAS_MANIFEST, then --manifest."""
     with _quiet_tensorflow(args):  # _weights may import Keras
         from ._weights import active_manifest
@@ -248,22 +248,22 @@ def run_fetch(args: argparse.Namespace) -> int:
     from . import _download
     from .errors import InvalidArgumentError, UnknownWeightsError
 
-    catalog = _catalog(args)
+    manifest = _active_manifest(args)
     if args.all == bool(args.models):
         raise InvalidArgumentError(
             "fetch needs model names or --all (not both). Received: "
             f"models={args.models}, --all={args.all}. Example: "
             "resnet-keras fetch resnet50 --both"
         )
-    models = catalog.models() if args.all else args.models
+    models = manifest.models() if args.all else args.models
     requested = args.heads or ("top",)
     jobs = []
     for model in models:
-        catalog.check_model(model)
-        if args.all and not (catalog.is_tag(model, args.tag) if args.tag else catalog.tags(model)):
+        manifest.check_model(model)
+        if args.all and not (manifest.is_tag(model, args.tag) if args.tag else manifest.tags(model)):
             continue  # --all: only models that have (this tag of) weights
-        tag = args.tag or catalog.default_tag(model)
-        entry = catalog.entry(model, tag)
+        tag = args.tag or manifest.default_tag(model)
+        entry = manifest.entry(model, tag)
         heads = [h for h in requested if h in entry.files]
         if len(heads) < len(requested) and args.heads != ("top", "notop"):
             entry.file(requested[0] == "top")  # raises: this head has no file
@@ -296,7 +296,7 @@ def _cache_states(args: argparse.Namespace):
     folder = _download.cache_dir()
     rows = [
         (entry, kind, wfile, _download.cache_state(wfile, folder))
-        for entry, kind, wfile in _catalog(args).files()
+        for entry, kind, wfile in _active_manifest(args).files()
     ]
     return folder, rows
 
@@ -383,23 +383,6 @@ def _configure_list(parser: argparse.ArgumentParser) -> None:
     _add_manifest_option(parser)
 
 
-def _counts(args: argparse.Namespace, key: str) -> tuple[int, int, int]:
-    """(params, trainable params, MACs) of a model with its default head.
-
-    From the catalog (no Keras); a model missing there is built and counted.
-    """
-    from ._catalog import ENTRIES
-
-    entry = ENTRIES.get(key)
-    if entry is not None:
-        return entry.params, entry.trainable_params, entry.macs
-    _import_keras(args)
-    from ._registry import model_info
-
-    info = model_info(key)
-    return info.params, info.trainable_params, info.macs
-
-
 @command("list", help="table of the registered models", configure=_configure_list)
 def run_list(args: argparse.Namespace) -> int:
     from ._catalog import ENTRIES, list_models
@@ -407,14 +390,16 @@ def run_list(args: argparse.Namespace) -> int:
     from .errors import InvalidArgumentError
 
     pattern = args.pattern if any(c in args.pattern for c in "*?[") else f"*{args.pattern}*"
-    names = list_models(pattern, pretrained=True if args.pretrained else None)
+    names = list_models(pattern)
+    manifest = _active_manifest(args)
+    if args.pretrained:  # with --manifest too
+        names = [name for name in names if manifest.tags(name)]
     if not names:
         raise InvalidArgumentError(
             f"PATTERN must match a registered model. Received: PATTERN={args.pattern!r}"
             f"{' with --pretrained' if args.pretrained else ''}. "
             "Run `resnet-keras list` to see them all."
         )
-    manifest = _catalog(args)
     header = ["MODEL", "BUILDER", "BLOCK", "DEPTHS", "INPUT", "CLASSES", "PREPROCESSING"]
     if args.counts:
         header += ["PARAMS", "MACS"]
@@ -431,8 +416,8 @@ def run_list(args: argparse.Namespace) -> int:
             spec.preprocessing or "-",
         ]
         if args.counts:
-            params, _, macs = _counts(args, name)
-            row += [f"{params:,}", _format_macs(macs)]
+            entry = ENTRIES[name]
+            row += [f"{entry.params:,}", _format_macs(entry.macs)]
         rows.append(row + [", ".join(manifest.tags(name)) or "-"])
     _print_table(rows)
     return EXIT_OK
@@ -453,32 +438,29 @@ def run_info(args: argparse.Namespace) -> int:
     from ._specs import SPECS
 
     key = resolve(args.model)
-    spec = SPECS[key]
-    params, trainable, macs = _counts(args, key)
+    spec, listed = SPECS[key], ENTRIES[key]  # _registry checks that every model is listed
     size = f"{spec.default_size}x{spec.default_size}"
     shortcut = {"A": "A (zero-padded identity)", "B": "B (1x1 projection)"}[spec.shortcut]
-    builder = ENTRIES[key] if key in ENTRIES else None
-    where = f"resnet_keras.{builder.builder}, from resnet_keras.{builder.module}" if builder else "resnet_keras"
     rows = [
-        ("model", f"{key} ({where})"),
+        ("model", f"{key} (resnet_keras.{listed.builder}, from resnet_keras.{listed.module})"),
         ("blocks", f"{_BLOCK_TEXT[spec.block]}, shortcut option {shortcut}"),
         ("stages", f"depths {'-'.join(map(str, spec.depths))}, widths "
                    f"{'-'.join(map(str, spec.widths))}, {spec.num_layers} weighted layers"),
-        ("parameters", f"{params:,} with the top ({trainable:,} trainable)"),
-        ("MACs", f"{_format_macs(macs)} per image at {size}"),
+        ("parameters", f"{listed.params:,} with the top ({listed.trainable_params:,} trainable)"),
+        ("MACs", f"{_format_macs(listed.macs)} per image at {size}"),
         ("input", f"{size}x3 RGB (any size >= {spec.min_size} without the top)"),
         ("preprocessing", PREPROCESSING_TEXT[spec.preprocessing]),
         ("classes", str(spec.classes)),
     ]
     from . import _download
 
-    catalog = _catalog(args)
+    manifest = _active_manifest(args)
     folder = _download.cache_dir()
-    tags = catalog.tags(key)
+    tags = manifest.tags(key)
     if not tags:
         rows.append(("weights", "none (random initialization only; --weights PATH loads an .h5 file)"))
     for tag in tags:
-        entry = catalog.entry(key, tag)
+        entry = manifest.entry(key, tag)
         metrics = ", ".join(f"{k} {v}" for k, v in entry.metrics.items())
         about = f"{tag}{' (default)' if entry.default else ''}: source {entry.source or '-'}"
         rows.append(("weights", about + (f"; {metrics}" if metrics else "")))
@@ -566,14 +548,14 @@ def _load_model(
     offline = True if args.offline else None
     weights = args.weights
     if weights is None:
-        catalog = _catalog(args)
-        if not catalog.tags(key):
+        manifest = _active_manifest(args)
+        if not manifest.tags(key):
             raise UnknownWeightsError(
                 f"--weights needs a value for {key}: it has no pretrained weights in the "
                 f"manifest. Received: --model={key}. Pass --weights PATH (an .h5 weights "
                 "file) or --weights none (random initialization)."
             )
-        weights = catalog.default_tag(key)
+        weights = manifest.default_tag(key)
     elif weights.lower() == "none":
         weights = None
     source = classify(weights, key, include_top, manifest=args.manifest, offline=offline)

@@ -142,6 +142,9 @@ def test_manifest_option(tmp_path, capsys, mirror, isolated_env):
     assert status == 0 and "resnet18 weights 'v1' (top)" in out, err
     status, out, _ = run(capsys, "info", "resnet18", "--manifest", str(path))
     assert status == 0 and "v1 (default)" in out and "mine.h5 (cached)" in out
+    status, out, _ = run(capsys, "list", "resnet1*", "--pretrained", "--manifest", str(path))
+    assert status == 0 and [line.split()[0] for line in out.splitlines()[1:]] == ["resnet18", "resnet101", "resnet101v2", "resnet152", "resnet152v2"]
+    assert out.splitlines()[1].split()[-1] == "v1"
 
 
 def test_subcommands_are_registered_and_duplicates_refused():
