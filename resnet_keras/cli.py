@@ -167,7 +167,7 @@ def _native_stderr_to_devnull():
 @contextlib.contextmanager
 def _quiet_tensorflow(args: argparse.Namespace | None):
     """Around imports that may load TensorFlow: unless `--verbose`, its log
-    level is 3 (errors only; an explicit TF_CPP_MIN_LOG_LEVEL wins) and the
+    level is 3 (fatal messages only; an explicit TF_CPP_MIN_LOG_LEVEL wins) and the
     lines it writes while loading go to /dev/null."""
     if "keras" in sys.modules or getattr(args, "verbose", False):
         yield
@@ -211,8 +211,7 @@ def _add_manifest_option(parser: argparse.ArgumentParser) -> None:
 
 def _active_manifest(args):
     """The active manifest: shipped, RESNET_KERAS_MANIFEST, then --manifest."""
-    with _quiet_tensorflow(args):  # _weights may import Keras
-        from ._weights import active_manifest
+    from ._weights import active_manifest
 
     return active_manifest(getattr(args, "manifest", None))
 
@@ -539,10 +538,9 @@ def _load_model(
     Keras is imported.
     """
     from ._specs import SPECS
+    from ._weights import classify
     from .errors import UnknownWeightsError
 
-    with _quiet_tensorflow(args):  # _weights may import Keras
-        from ._weights import classify
     key = _model_key(args)
     spec = SPECS[key]
     offline = True if args.offline else None
