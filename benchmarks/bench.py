@@ -43,8 +43,8 @@ import tensorflow as tf  # noqa: E402
 
 import official_format  # noqa: E402
 import resnet_keras  # noqa: E402
-from resnet_keras._registry import BUILDERS, count_macs  # noqa: E402
-from resnet_keras._specs import SPECS  # noqa: E402
+from resnet_keras.architecture.registry import BUILDERS, count_macs  # noqa: E402
+from resnet_keras.architecture.specs import SPECS  # noqa: E402
 
 # keras.applications counterparts: the builder of the same name (ResNet50 ...).
 KERAS = {

@@ -22,12 +22,12 @@ _LAZY = {
     ),
     "ResNetKerasError": ".errors",
     "decode_predictions": "._imagenet",
-    "load_weights": "._h5",
-    **dict.fromkeys(("FeatureInfo", "feature_info", "feature_model"), "._features"),
-    **dict.fromkeys(("ModelInfo", "get_model", "model_info"), "._registry"),
-    "list_models": "._catalog",
-    "optimize_for_inference": "._inference",
-    **dict.fromkeys(("ExportReport", "export_for_inference"), "._export"),
+    "load_weights": ".weights.h5",
+    **dict.fromkeys(("FeatureInfo", "feature_info", "feature_model"), ".tools.features"),
+    **dict.fromkeys(("ModelInfo", "get_model", "model_info"), ".architecture.registry"),
+    "list_models": ".architecture.catalog",
+    "optimize_for_inference": ".tools.inference",
+    **dict.fromkeys(("ExportReport", "export_for_inference"), ".tools.export"),
 }
 _SUBMODULES = ("cifar", "errors", "resnet", "resnet50", "resnet_small", "resnet_v2")
 

@@ -30,9 +30,9 @@ strides 1, 2 and 4.
 
 from __future__ import annotations
 
-from ._builder import build
-from ._specs import SPECS
-from ._docs import document
+from .architecture.build import build
+from .architecture.specs import SPECS
+from .architecture.docs import document
 
 _RESNET_ABOUT = (
     "CIFAR ResNet: 3x3/16 stem, three stages of basic blocks (16/32/64 "

@@ -36,10 +36,10 @@ from __future__ import annotations
 import re
 
 from . import _imagenet
-from ._builder import build
+from .architecture.build import build
 from ._imagenet import decode_predictions
-from ._specs import SPECS
-from ._docs import document
+from .architecture.specs import SPECS
+from .architecture.docs import document
 from .errors import InvalidArgumentError
 
 _ABOUT = (

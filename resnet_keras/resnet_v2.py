@@ -8,9 +8,9 @@ Mirrors `keras.applications.resnet_v2`: same builders, same
 from __future__ import annotations
 
 from . import _imagenet
-from ._builder import build
-from ._docs import document
-from ._specs import SPECS
+from .architecture.build import build
+from .architecture.docs import document
+from .architecture.specs import SPECS
 
 # Shown in every builder docstring of this module.
 _ABOUT = (

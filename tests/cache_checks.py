@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet_keras import _download
-from resnet_keras._manifest import WeightsFile
+from resnet_keras.weights import cache as _download
+from resnet_keras.weights.manifest import WeightsFile
 
 # A tiny V1 net under the "resnet50" key, so that manifest entries for
 # resnet50 apply to it: 1 block per stage, width 4, 32x32 inputs.
@@ -18,14 +18,14 @@ TINY = dict(name="resnet50", block="bottleneck", depths=(1, 1, 1, 1), widths=(4,
 
 
 def tiny_spec():
-    from resnet_keras._specs import ResNetSpec
+    from resnet_keras.architecture.specs import ResNetSpec
 
     return ResNetSpec(**TINY)
 
 
 def build_tiny(include_top: bool = False, weights=None, **kwargs):
     """A tiny ResNet through the real build path (validation, weights, loading)."""
-    from resnet_keras import _builder
+    from resnet_keras.architecture import build as _builder
 
     args = dict(
         include_top=include_top,

@@ -58,7 +58,7 @@ def seed_of(key: str) -> int:
 
 
 def input_size(key: str) -> int:
-    from resnet_keras._specs import SPECS
+    from resnet_keras.architecture.specs import SPECS
 
     return INPUT_SIZE[SPECS[key].stem]
 
@@ -71,7 +71,7 @@ def seeded_init(model, key: str) -> None:
     gain 2 (He) for plain nets, else 110 layers without shortcuts wash the
     input out; gain 1 for residual nets, so the residual stream grows slowly.
     """
-    from resnet_keras._specs import SPECS
+    from resnet_keras.architecture.specs import SPECS
 
     gain = 2.0 if SPECS[key].block == "plain" else 1.0
     rng = np.random.default_rng(seed_of(key))
@@ -98,7 +98,7 @@ def preprocess(key: str, images: np.ndarray, data_format: str = "channels_last")
     import keras
 
     from resnet_keras import resnet, resnet_small, resnet_v2
-    from resnet_keras._specs import SPECS
+    from resnet_keras.architecture.specs import SPECS
 
     functions = {
         "caffe": resnet.preprocess_input,

@@ -30,7 +30,7 @@ from cache_checks import (
     weights_file,
 )
 from http_mirror import Reply
-from resnet_keras import _download
+from resnet_keras.weights import cache as _download
 from resnet_keras.errors import CacheError, DownloadError, InvalidArgumentError, OfflineError
 
 pytestmark = pytest.mark.usefixtures("fast_network")
@@ -186,8 +186,8 @@ _WORKER = textwrap.dedent(
     package = types.ModuleType("resnet_keras")
     package.__path__, package.__version__ = [str(Path.cwd() / "resnet_keras")], "test"
     sys.modules["resnet_keras"] = package
-    from resnet_keras import _download
-    from resnet_keras._manifest import WeightsFile
+    from resnet_keras.weights import cache as _download
+    from resnet_keras.weights.manifest import WeightsFile
 
     name, url, digest, lock, barrier, me = sys.argv[1:]
     if lock == "nolock":  # as where file locks do not work; "shipped": the module's own setting

@@ -231,7 +231,7 @@ def test_export_onnx_and_tflite(resnet20_files, tmp_path, capsys, fmt, suffix, m
     x = np.random.default_rng(1).uniform(0, 1, (2, 48, 48, 3)).astype("float32")
     model = resnet_keras.ResNet20(weights=str(resnet20_files["notop"]), include_top=False, pooling="avg",
                                   input_shape=(48, 48, 3))
-    from resnet_keras._export import _RUNNERS  # the runtimes export_for_inference checks with
+    from resnet_keras.tools.export import _RUNNERS  # the runtimes export_for_inference checks with
 
     actual = _RUNNERS[{"onnx": "onnx", "tflite": "litert"}[fmt]](out_path, x)
     np.testing.assert_allclose(actual, model.predict_on_batch(x), rtol=1e-4, atol=1e-5)
@@ -553,7 +553,7 @@ def test_verbose_before_or_after_the_command(argv, verbose):
     "key", [pytest.param(k, marks=pytest.mark.slow) if k == "resnet1202" else k for k in resnet_keras.list_models()]
 )
 def test_catalog_counts_equal_the_built_model(key):
-    from resnet_keras._catalog import ENTRIES
+    from resnet_keras.architecture.catalog import ENTRIES
 
     info = resnet_keras.model_info(key)  # counted from the Keras graph
     entry = ENTRIES[key]

@@ -23,7 +23,7 @@ from cache_checks import (
     weights_file,
 )
 from http_mirror import Reply
-from resnet_keras import _download
+from resnet_keras.weights import cache as _download
 from resnet_keras.errors import CacheError, DownloadError, IntegrityError, OfflineError
 
 pytestmark = pytest.mark.usefixtures("fast_network")
@@ -190,7 +190,7 @@ def test_file_url_mirror(tmp_path, isolated_env):
 def test_uppercase_manifest_hash_downloads_fine(mirror, tmp_path, isolated_env):
     url = mirror.add(NAME, DATA)
     manifest = user_manifest(tmp_path / "m.json", {"resnet50": {"imagenet": entry({"notop": (NAME, [url], md5(DATA).upper())})}})
-    from resnet_keras import _weights
+    from resnet_keras.weights import resolve as _weights
 
     assert _weights.resolve_weights("imagenet", "resnet50", False, manifest=manifest) == isolated_env / NAME
 

@@ -7,7 +7,7 @@ import pytest
 
 import resnet_keras
 from optional import require
-from resnet_keras._export import ExportParityError, export_for_inference
+from resnet_keras.tools.export import ExportParityError, export_for_inference
 from resnet_keras.errors import InvalidArgumentError
 from test_inference import images, rel_error, tiny_model
 
@@ -118,7 +118,7 @@ def test_dynamic_input_size_needs_check_inputs(tmp_path):
 
 
 def test_parity_failure_is_an_error(model, tmp_path, monkeypatch):
-    from resnet_keras import _export
+    from resnet_keras.tools import export as _export
 
     real = _export._RUNNERS["tf_saved_model"]
     monkeypatch.setitem(

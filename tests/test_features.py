@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import resnet_keras
-from resnet_keras import _features, errors
+from resnet_keras import errors
+from resnet_keras.tools import features as _features
 
 
 def test_features_share_weights_with_the_backbone():

@@ -32,7 +32,10 @@ from cache_checks import (
     weights_file,
 )
 from http_mirror import Mirror, Reply
-from resnet_keras import _download, _h5, _manifest, _weights
+from resnet_keras.weights import cache as _download
+from resnet_keras.weights import h5 as _h5
+from resnet_keras.weights import manifest as _manifest
+from resnet_keras.weights import resolve as _weights
 from resnet_keras.errors import (
     CacheError,
     DownloadError,
@@ -75,7 +78,7 @@ def two_tiny_files(tmp_path):
 
 def test_a_file_swapped_between_hash_and_load_is_not_loaded(two_tiny_files, mirror, tmp_path, isolated_env, monkeypatch):
     """Another process replaces the cached file after it was hashed: the verified bytes load."""
-    from resnet_keras import _builder
+    from resnet_keras.architecture import build as _builder
 
     (good, good_values), (other, _) = two_tiny_files
     url = mirror.add(NAME, good.read_bytes())
@@ -94,7 +97,7 @@ def test_a_file_swapped_between_hash_and_load_is_not_loaded(two_tiny_files, mirr
 
 def test_a_local_file_is_opened_once(two_tiny_files, monkeypatch):
     """A path given by the user: its signature check and its load read one descriptor."""
-    from resnet_keras import _builder
+    from resnet_keras.architecture import build as _builder
 
     (good, good_values), (other, _) = two_tiny_files
     target = good.with_name("mine.h5")
@@ -368,7 +371,7 @@ def test_a_png_that_declares_a_huge_picture(tmp_path):
     import struct
     import zlib
 
-    from resnet_keras import _images
+    from resnet_keras.cli import images as _images
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -420,7 +423,7 @@ def test_a_model_key_in_the_wrong_case_is_an_error_with_a_suggestion(tmp_path):
 
 
 def test_a_corrupt_file_in_a_read_only_cache_is_named_as_corrupt(mirror, isolated_env, monkeypatch):
-    from resnet_keras import _download as download
+    from resnet_keras.weights import cache as download
 
     isolated_env.mkdir(parents=True)
     (isolated_env / NAME).write_bytes(DATA[:-1] + b"x")

@@ -20,9 +20,9 @@ import pytest
 import official_format
 import resnet_keras
 from optional import require
-from resnet_keras import _builder
-from resnet_keras._inference import ChannelAffine
-from resnet_keras._specs import SPECS
+from resnet_keras.architecture import build as _builder
+from resnet_keras.tools.inference import ChannelAffine
+from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import InvalidArgumentError
 
 FLOAT16_MAX = 65504.0

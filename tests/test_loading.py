@@ -15,7 +15,8 @@ import pytest
 
 import official_format
 from cache_checks import build_tiny, entry, md5, user_manifest
-from resnet_keras import _h5, _weights
+from resnet_keras.weights import h5 as _h5
+from resnet_keras.weights import resolve as _weights
 from resnet_keras.errors import UnknownWeightsError, WeightsFormatError, WeightsMismatchError
 
 
@@ -254,7 +255,7 @@ def test_local_paths_that_are_not_weights_files_fail_before_the_build(tmp_path, 
         path.mkdir()
     else:
         path.write_text("weights, honest\n")
-    from resnet_keras import _builder
+    from resnet_keras.architecture import build as _builder
 
     monkeypatch.setattr(_builder.layers, "Input", lambda *a, **k: pytest.fail("built before the file was checked"))
     with pytest.raises(WeightsFormatError, match=phrase) as info:

@@ -12,8 +12,9 @@ import pytest
 import resnet_keras
 from cache_checks import entry, md5, user_manifest
 from conftest import KERAS_BUILDERS
-from resnet_keras import _manifest, _weights
-from resnet_keras._manifest import parse_manifest
+from resnet_keras.weights import manifest as _manifest
+from resnet_keras.weights import resolve as _weights
+from resnet_keras.weights.manifest import parse_manifest
 from resnet_keras.errors import ManifestError, UnknownWeightsError
 
 GOOD_HASH = "md5:" + "0" * 32
@@ -42,7 +43,7 @@ def refused(data_or_text, match):
 @pytest.fixture
 def no_fetch(monkeypatch):
     """Manifest faults must stop a build before any download."""
-    from resnet_keras import _download
+    from resnet_keras.weights import cache as _download
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the manifest must be refused before any download")
@@ -384,8 +385,8 @@ def test_num_params_of_shipped_entries_match_the_golden_layer_shapes():
 
 @pytest.mark.parametrize("key", [_slow_unless_50(k) for k in sorted(KERAS_BUILDERS)])
 def test_num_params_of_shipped_entries_match_the_built_model(key):
-    from resnet_keras._specs import SPECS
-    from resnet_keras import _builder
+    from resnet_keras.architecture.specs import SPECS
+    from resnet_keras.architecture import build as _builder
 
     model = _builder.build(
         SPECS[key], include_top=True, weights=None, input_tensor=None, input_shape=None,

@@ -40,7 +40,7 @@ def test_non_editable_install_resolves_manifest(wheel, tmp_path):
         check=True,
     )
     script = (
-        "import resnet_keras, resnet_keras._manifest as m;"
+        "import resnet_keras, resnet_keras.weights.manifest as m;"
         "print(resnet_keras.__file__);"
         "e = m.shipped_manifest().entry('resnet50', 'imagenet');"
         "print(e.file(True).file_name, e.file(True).hash)"

@@ -346,7 +346,7 @@ def test_command_block_runs_and_prints_what_the_readme_shows(
 
 def mirror_of_the_shipped_manifest(mirror, tmp_path) -> Path:
     """The shipped entries with every file replaced by small bytes on the mirror."""
-    from resnet_keras._manifest import shipped_manifest
+    from resnet_keras.weights.manifest import shipped_manifest
 
     models = {}
     for entry in (e for m in shipped_manifest().models() for e in shipped_manifest().entries[m].values()):
@@ -368,7 +368,7 @@ def mirror_of_the_shipped_manifest(mirror, tmp_path) -> Path:
 
 @pytest.mark.parametrize("block", params("manifest"))
 def test_manifest_example_keeps_the_quick_start_working(block, tmp_path, isolated_env):
-    from resnet_keras._weights import active_manifest, classify
+    from resnet_keras.weights.resolve import active_manifest, classify
 
     example = json.loads(block.text)
     path = tmp_path / "mirror.json"

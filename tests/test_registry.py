@@ -10,7 +10,8 @@ import pytest
 
 import resnet_keras
 from conftest import write_manifest
-from resnet_keras import _registry, errors, resnet_small
+from resnet_keras import errors, resnet_small
+from resnet_keras.architecture import registry as _registry
 
 README = Path(__file__).parents[1] / "README.md"
 KERAS_KEYS = ["resnet50", "resnet50v2", "resnet101", "resnet101v2", "resnet152", "resnet152v2"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import resnet_keras
-from resnet_keras import _download
+from resnet_keras.weights import cache as _download
 from resnet_keras.errors import InvalidArgumentError, UnknownWeightsError
 
 BUILDERS = [

@@ -12,7 +12,7 @@ import pytest
 import official_format
 import resnet_keras
 from conftest import KERAS_BUILDERS, write_manifest
-from resnet_keras import _manifest
+from resnet_keras.weights import manifest as _manifest
 from resnet_keras.errors import IntegrityError, OfflineError, WeightsMismatchError
 
 OURS = {

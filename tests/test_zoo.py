@@ -17,8 +17,8 @@ import pytest
 
 import resnet_keras
 from resnet_keras import cifar, errors
-from resnet_keras._registry import BUILDERS
-from resnet_keras._specs import SPECS
+from resnet_keras.architecture.registry import BUILDERS
+from resnet_keras.architecture.specs import SPECS
 
 MODELS = resnet_keras.list_models()
 HEAVY = {"resnet1202"}  # 3,600 layers: 20 s per symbolic build on 2 cores
@@ -78,7 +78,7 @@ def test_signature_is_keras_then_keyword_only_extras(key):
     spec = SPECS[key]
     assert defaults["name"] == key == spec.name
     assert defaults["classes"] == spec.classes
-    tags = resnet_keras._weights.active_manifest().tags(key)
+    tags = resnet_keras.weights.resolve.active_manifest().tags(key)
     # a model defaults to pretrained weights exactly when some exist
     assert defaults["weights"] == ("imagenet" if tags else None)
     assert ("shortcut" in defaults) == (key.startswith("resnet") and spec.stem == "cifar")
@@ -123,7 +123,7 @@ def test_misspelled_keyword_is_a_type_error(key):
 
 @pytest.mark.parametrize("key", ["resnet18", "resnet34"])
 def test_no_keras_weights_for_18_34_and_the_error_says_so(key):
-    manifest = resnet_keras._weights.active_manifest()
+    manifest = resnet_keras.weights.resolve.active_manifest()
     assert key in manifest.entries and manifest.tags(key) == []  # listed, no tags
     with pytest.raises(errors.UnknownWeightsError) as info:
         BUILDERS[key](weights="imagenet")

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import MissingDependencyError, ResNetKerasError
+from ..errors import MissingDependencyError, ResNetKerasError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -58,7 +58,7 @@ def command(name: str, *, help: str, configure: Callable | None = None):  # noqa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="resnet-keras",
@@ -211,7 +211,7 @@ def _add_manifest_option(parser: argparse.ArgumentParser) -> None:
 
 def _active_manifest(args):
     """The active manifest: shipped, RESNET_KERAS_MANIFEST, then --manifest."""
-    from ._weights import active_manifest
+    from ..weights.resolve import active_manifest
 
     return active_manifest(getattr(args, "manifest", None))
 
@@ -244,8 +244,8 @@ def _configure_fetch(parser: argparse.ArgumentParser) -> None:
     configure=_configure_fetch,
 )
 def run_fetch(args: argparse.Namespace) -> int:
-    from . import _download
-    from .errors import InvalidArgumentError, UnknownWeightsError
+    from ..weights import cache
+    from ..errors import InvalidArgumentError, UnknownWeightsError
 
     manifest = _active_manifest(args)
     if args.all == bool(args.models):
@@ -277,7 +277,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         wfile = entry.files[head]
         label = f"{entry.model} weights {entry.tag!r} ({head})"
         try:
-            path = _download.fetch(
+            path = cache.fetch(
                 wfile, offline=False, progressbar=not args.quiet, force=args.force, label=label
             )
         except (ResNetKerasError, OSError) as error:
@@ -290,11 +290,11 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 def _cache_states(args: argparse.Namespace):
     """(cache folder, [(entry, kind, wfile, state)]) for every manifest file."""
-    from . import _download
+    from ..weights import cache
 
-    folder = _download.cache_dir()
+    folder = cache.cache_dir()
     rows = [
-        (entry, kind, wfile, _download.cache_state(wfile, folder))
+        (entry, kind, wfile, cache.cache_state(wfile, folder))
         for entry, kind, wfile in _active_manifest(args).files()
     ]
     return folder, rows
@@ -306,7 +306,7 @@ def _cache_states(args: argparse.Namespace):
     configure=_add_manifest_option,
 )
 def run_verify(args: argparse.Namespace) -> int:
-    from . import _download
+    from ..weights import cache
 
     folder, rows = _cache_states(args)
     counts = {"cached": 0, "corrupt": 0, "not a file": 0}
@@ -318,7 +318,7 @@ def run_verify(args: argparse.Namespace) -> int:
         counts[state] += 1
         word = {"cached": "ok", "corrupt": "CORRUPT", "not a file": "NOT A FILE"}[state]
         print(f"{word:10} {folder / wfile.file_name} ({entry.model} {entry.tag} {kind}, {wfile.hash})")
-    stale = _download.stale_temp_files(folder)
+    stale = cache.stale_temp_files(folder)
     for path in stale:
         print(f"{'STALE':10} {path} (left by an interrupted download; the next fetch removes it)")
     bad = counts["corrupt"] + counts["not a file"]
@@ -384,9 +384,9 @@ def _configure_list(parser: argparse.ArgumentParser) -> None:
 
 @command("list", help="table of the registered models", configure=_configure_list)
 def run_list(args: argparse.Namespace) -> int:
-    from ._catalog import ENTRIES, list_models
-    from ._specs import SPECS
-    from .errors import InvalidArgumentError
+    from ..architecture.catalog import ENTRIES, list_models
+    from ..architecture.specs import SPECS
+    from ..errors import InvalidArgumentError
 
     pattern = args.pattern if any(c in args.pattern for c in "*?[") else f"*{args.pattern}*"
     names = list_models(pattern)
@@ -433,8 +433,8 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
     configure=_configure_info,
 )
 def run_info(args: argparse.Namespace) -> int:
-    from ._catalog import ENTRIES, PREPROCESSING_TEXT, resolve
-    from ._specs import SPECS
+    from ..architecture.catalog import ENTRIES, PREPROCESSING_TEXT, resolve
+    from ..architecture.specs import SPECS
 
     key = resolve(args.model)
     spec, listed = SPECS[key], ENTRIES[key]  # _registry checks that every model is listed
@@ -451,10 +451,10 @@ def run_info(args: argparse.Namespace) -> int:
         ("preprocessing", PREPROCESSING_TEXT[spec.preprocessing]),
         ("classes", str(spec.classes)),
     ]
-    from . import _download
+    from ..weights import cache
 
     manifest = _active_manifest(args)
-    folder = _download.cache_dir()
+    folder = cache.cache_dir()
     tags = manifest.tags(key)
     if not tags:
         rows.append(("weights", "none (random initialization only; --weights PATH loads an .h5 file)"))
@@ -464,7 +464,7 @@ def run_info(args: argparse.Namespace) -> int:
         about = f"{tag}{' (default)' if entry.default else ''}: source {entry.source or '-'}"
         rows.append(("weights", about + (f"; {metrics}" if metrics else "")))
         for kind, wfile in entry.files.items():
-            state = _download.cache_state(wfile, folder)
+            state = cache.cache_state(wfile, folder)
             rows.append(("", f"  {kind:5} {wfile.file_name} ({state})"))
     _print_table(rows)
     return EXIT_OK
@@ -520,7 +520,7 @@ class _Loaded:
 
 
 def _model_key(args: argparse.Namespace) -> str:
-    from ._catalog import resolve
+    from ..architecture.catalog import resolve
 
     return resolve(args.model)  # unknown names raise with close matches
 
@@ -537,9 +537,9 @@ def _load_model(
     `weights` is checked (a tag of the manifest, or an existing file) before
     Keras is imported.
     """
-    from ._specs import SPECS
-    from ._weights import classify
-    from .errors import UnknownWeightsError
+    from ..architecture.specs import SPECS
+    from ..weights.resolve import classify
+    from ..errors import UnknownWeightsError
 
     key = _model_key(args)
     spec = SPECS[key]
@@ -559,8 +559,8 @@ def _load_model(
     source = classify(weights, key, include_top, manifest=args.manifest, offline=offline)
     entry = source.entry
     keras = _import_keras(args)
-    from ._registry import get_model
-    from ._validation import default_input_shape
+    from ..architecture.registry import get_model
+    from ..architecture.validation import default_input_shape
 
     kwargs = dict(include_top=include_top, weights=weights, manifest=args.manifest, offline=offline)
     if not include_top:
@@ -594,9 +594,9 @@ def _configure_classify(parser: argparse.ArgumentParser) -> None:
 def run_classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ._images import collect_images, format_top, load_batch, preprocess, spatial_size, top_labels
-    from ._specs import SPECS
-    from .errors import InvalidArgumentError
+    from .images import collect_images, format_top, load_batch, preprocess, spatial_size, top_labels
+    from ..architecture.specs import SPECS
+    from ..errors import InvalidArgumentError
 
     classes = SPECS[_model_key(args)].classes
     if args.top > classes:
@@ -646,8 +646,8 @@ def run_features(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from ._images import collect_images, load_batch, preprocess, spatial_size
-    from .errors import InvalidArgumentError
+    from .images import collect_images, load_batch, preprocess, spatial_size
+    from ..errors import InvalidArgumentError
 
     out = Path(args.out)
     if not out.parent.is_dir() or out.is_dir():
@@ -752,8 +752,8 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
     configure=_configure_export,
 )
 def run_export(args: argparse.Namespace) -> int:
-    from ._catalog import PREPROCESSING_TEXT
-    from .errors import InvalidArgumentError
+    from ..architecture.catalog import PREPROCESSING_TEXT
+    from ..errors import InvalidArgumentError
 
     keras_format, suffix = _EXPORT_FORMATS[args.format]
     out = Path(args.out)
@@ -774,10 +774,10 @@ def run_export(args: argparse.Namespace) -> int:
         )
     _model_key(args)
     _import_keras(args)
-    from . import _export
+    from ..tools import export
 
-    modules = _export.REQUIRED_MODULES[keras_format]
-    missing = _export.missing_modules(keras_format)
+    modules = export.REQUIRED_MODULES[keras_format]
+    missing = export.missing_modules(keras_format)
     if missing:
         raise MissingDependencyError(
             f"--format {args.format} needs the Python packages {', '.join(modules)}; "
@@ -787,7 +787,7 @@ def run_export(args: argparse.Namespace) -> int:
     loaded = _load_model(
         args, include_top=args.pooling is None, pooling=args.pooling, size=args.size
     )
-    report = _export.export_for_inference(
+    report = export.export_for_inference(
         loaded.model, out, format=keras_format, precision=args.precision
     )
     shape = ", ".join(["batch", *map(str, loaded.model.input_shape[1:])])

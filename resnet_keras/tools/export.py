@@ -23,8 +23,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ._inference import PRECISIONS, _check_precision, optimize_for_inference
-from .errors import InvalidArgumentError, ResNetKerasError
+from .inference import PRECISIONS, _check_precision, optimize_for_inference
+from ..errors import InvalidArgumentError, ResNetKerasError
 
 FORMATS = ("tf_saved_model", "onnx", "litert")
 # Python modules each format needs to export and to check the result.

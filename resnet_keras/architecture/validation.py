@@ -11,8 +11,8 @@ import numbers
 import os
 from typing import Any
 
-from ._specs import SHORTCUT_OPTIONS
-from .errors import InvalidArgumentError
+from .specs import SHORTCUT_OPTIONS
+from ..errors import InvalidArgumentError
 
 POOLING_MODES = (None, "avg", "max")
 PRETRAINED_ACTIVATIONS = (None, "softmax")

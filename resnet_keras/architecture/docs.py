@@ -7,7 +7,7 @@ weights, which are filled from the spec.
 
 from __future__ import annotations
 
-from ._specs import SPECS
+from .specs import SPECS
 
 _TEMPLATE = '''Instantiate {title}{dropin}.
 

@@ -28,8 +28,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ._manifest import check_redirect
-from .errors import ManifestError
+from .manifest import check_redirect
+from ..errors import ManifestError
 
 CHUNK_BYTES = 1 << 16
 MAX_REDIRECTS = 5
@@ -55,7 +55,7 @@ class Transferred:
 
 
 def _user_agent() -> str:
-    from . import __version__
+    from .. import __version__
 
     return f"resnet-keras/{__version__}"
 

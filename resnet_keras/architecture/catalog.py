@@ -16,8 +16,8 @@ import fnmatch
 import re
 from typing import Any
 
-from ._specs import SPECS
-from .errors import InvalidArgumentError
+from .specs import SPECS
+from ..errors import InvalidArgumentError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +118,7 @@ def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]
         )
     names = fnmatch.filter(SPECS, pattern.lower())
     if pretrained is not None:
-        from ._weights import active_manifest  # shipped + RESNET_KERAS_MANIFEST
+        from ..weights.resolve import active_manifest  # shipped + RESNET_KERAS_MANIFEST
 
         manifest = active_manifest()
         names = [n for n in names if bool(manifest.tags(n)) is pretrained]

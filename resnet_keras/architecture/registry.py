@@ -20,10 +20,10 @@ from typing import Any, Callable, Mapping
 
 import keras
 
-from . import cifar, resnet, resnet_small, resnet_v2
-from ._catalog import ENTRIES, list_models, resolve as _resolve
-from ._specs import SPECS, ResNetSpec
-from .errors import InvalidArgumentError
+from .. import cifar, resnet, resnet_small, resnet_v2
+from .catalog import ENTRIES, list_models, resolve as _resolve
+from .specs import SPECS, ResNetSpec
+from ..errors import InvalidArgumentError
 
 
 def _table(*modules) -> Mapping[str, Callable[..., keras.Model]]:
@@ -59,7 +59,7 @@ if set(BUILDERS) != set(SPECS):
 
 
 def _weight_tags(key: str) -> tuple[str, ...]:
-    from ._weights import active_manifest  # shipped + RESNET_KERAS_MANIFEST
+    from ..weights.resolve import active_manifest  # shipped + RESNET_KERAS_MANIFEST
 
     return tuple(active_manifest().tags(key))
 

@@ -1,7 +1,7 @@
 """The verified cache: where weights files live, how they get there.
 
 A weights file reaches its final name in the cache only once its hash is
-verified: `_http.transfer` streams it (bounded, hashed on the way) into a
+verified: `http.transfer` streams it (bounded, hashed on the way) into a
 temp file of our own in the cache folder, the hash is checked, and
 `os.replace` moves it into place in one atomic step. Readers therefore
 never see a partial file, whether or not file locks work (NFS); the lock
@@ -35,15 +35,15 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from . import _h5, _http
-from .errors import (
+from . import h5, http
+from ..errors import (
     CacheError,
     DownloadError,
     IntegrityError,
     InvalidArgumentError,
     OfflineError,
 )
-from ._manifest import WeightsFile
+from .manifest import WeightsFile
 
 # Seconds to wait for a connection and between two bytes of an answer, on
 # every request. `RESNET_KERAS_TIMEOUT` overrides it; tests set it low.
@@ -173,7 +173,7 @@ def _open_if_verified(path: Path, wfile: WeightsFile) -> BinaryIO | None:
     if not_a_file(path) is not None:
         return None
     try:
-        file = _h5.open_regular(path)  # checks the descriptor: no FIFO, no swap
+        file = h5.open_regular(path)  # checks the descriptor: no FIFO, no swap
     except (OSError, ValueError):
         return None
     size = os.fstat(file.fileno()).st_size
@@ -226,10 +226,10 @@ def _open_temp(folder: Path, file_name: str) -> tuple[Path, BinaryIO]:
 
 
 # The one call that moves bytes (tests replace it to simulate faults).
-_transfer = _http.transfer
+_transfer = http.transfer
 
 
-def _attempts(url: str, wfile: WeightsFile, temp: BinaryIO, progressbar: bool) -> _http.Transferred:
+def _attempts(url: str, wfile: WeightsFile, temp: BinaryIO, progressbar: bool) -> http.Transferred:
     """Transfer with bounded retries; raise _Failure saying what went wrong and for how long."""
     timeout = timeout_seconds()
     started = time.monotonic()
@@ -241,8 +241,8 @@ def _attempts(url: str, wfile: WeightsFile, temp: BinaryIO, progressbar: bool) -
                 url, temp, algorithm=wfile.hash_algorithm, limit=wfile.max_bytes,
                 timeout=timeout, name=wfile.file_name, progressbar=progressbar,
             )
-        except (_http.TransferError, OSError) as error:  # requests' errors are OSErrors
-            reason, retryable = _http.describe(error, timeout)
+        except (http.TransferError, OSError) as error:  # requests' errors are OSErrors
+            reason, retryable = http.describe(error, timeout)
             integrity = getattr(error, "integrity", False)
             if not retryable or attempt == MAX_RETRIES:
                 if attempt:
@@ -262,11 +262,11 @@ def _download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: bo
         raise _not_writable(folder, error) from error
     keep = False
     try:
-        _http.announce(url, path, progressbar)
+        http.announce(url, path, progressbar)
         got = _attempts(url, wfile, temp, progressbar)
         if got.digest != wfile.hash_hex or (wfile.size is not None and got.size != wfile.size):
             temp.seek(0)
-            html = "html" in got.content_type.lower() or _h5.looks_like_html(temp.read(512))
+            html = "html" in got.content_type.lower() or h5.looks_like_html(temp.read(512))
             what = (
                 "an HTML page (an error or login page?), not the weights file"
                 if html

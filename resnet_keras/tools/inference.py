@@ -42,7 +42,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 # Only these exact classes are folded: their kernels are laid out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from ._specs import BN_EPSILON, ResNetSpec
+from .specs import BN_EPSILON, ResNetSpec
 
 EXPANSION = 4  # bottleneck output channels = EXPANSION * width
 

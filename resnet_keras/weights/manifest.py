@@ -20,9 +20,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .errors import ManifestError, UnknownWeightsError
+from ..errors import ManifestError, UnknownWeightsError
 
-SHIPPED_MANIFEST = Path(__file__).with_name("weights_manifest.json")
+SHIPPED_MANIFEST = Path(__file__).parents[1] / "weights_manifest.json"  # shipped at the package top
 SCHEMA_VERSION = 1
 HASH_LENGTHS = {"md5": 32, "sha256": 64}
 FILE_KINDS = ("top", "notop")

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import keras
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 _BLOCK_OUT = re.compile(r"conv(\d+)_block(\d+)_out$")
 

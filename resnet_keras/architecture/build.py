@@ -13,9 +13,10 @@ import sys
 import keras
 from keras import layers
 
-from . import _blocks, _h5, _validation, _weights
-from ._specs import ResNetSpec
-from .errors import InvalidArgumentError
+from . import blocks, validation
+from ..weights import h5, resolve
+from .specs import ResNetSpec
+from ..errors import InvalidArgumentError
 
 
 # Keras walks a functional graph recursively, one Python frame per layer on
@@ -48,20 +49,20 @@ def build(
     shortcut: str | None = None,
 ) -> keras.Model:
     data_format = keras.config.image_data_format()
-    _validation.check_flag("include_top", include_top)
+    validation.check_flag("include_top", include_top)
     if shortcut is not None:  # CIFAR ResNets choose option A or B
-        spec = dataclasses.replace(spec, shortcut=_validation.check_shortcut(shortcut))
+        spec = dataclasses.replace(spec, shortcut=validation.check_shortcut(shortcut))
     if not isinstance(name, str) or not name:
         raise InvalidArgumentError(
             f"`name` must be a non-empty string. Received: name={name!r}"
         )
-    source = _weights.classify(weights, spec.name, include_top, manifest=manifest, offline=offline)
+    source = resolve.classify(weights, spec.name, include_top, manifest=manifest, offline=offline)
     weights_path, entry = source.path, source.entry
     tagged = entry is not None  # manifest weights follow keras' imagenet rules
-    _validation.check_pooling(pooling)
-    _validation.check_classes(classes, include_top=include_top, pretrained_top=tagged)
+    validation.check_pooling(pooling)
+    validation.check_classes(classes, include_top=include_top, pretrained_top=tagged)
     if include_top:
-        _validation.check_classifier_activation(
+        validation.check_classifier_activation(
             classifier_activation, pretrained=weights is not None
         )
     size = (entry.input_size if tagged and entry.input_size else spec.default_size)
@@ -72,11 +73,11 @@ def build(
         data_format=data_format,
     )
     if input_tensor is not None:
-        tensor_shape = _validation.check_input_tensor(input_tensor, input_shape)
+        tensor_shape = validation.check_input_tensor(input_tensor, input_shape)
         # keras lets a tensor of any valid size through, head or not.
-        _validation.normalize_input_shape(tensor_shape, include_top=False, **shape_rules)
+        validation.normalize_input_shape(tensor_shape, include_top=False, **shape_rules)
     else:
-        input_shape = _validation.normalize_input_shape(
+        input_shape = validation.normalize_input_shape(
             input_shape, include_top=include_top, **shape_rules
         )
 
@@ -85,11 +86,11 @@ def build(
         # so a bad file fails fast; read from the same open file after it.
         opened = None
         if weights_path is not None or tagged:
-            opened = stack.enter_context(_weights.open_weights(source))
+            opened = stack.enter_context(resolve.open_weights(source))
         model = _graph(spec, input_tensor, input_shape, include_top, pooling,
                        classes, classifier_activation, name)
         if opened is not None:
-            _h5.load_from_file(model, *opened)
+            h5.load_from_file(model, *opened)
     return model
 
 
@@ -97,7 +98,7 @@ def _graph(spec, input_tensor, input_shape, include_top, pooling, classes,
            classifier_activation, name) -> keras.Model:
     _allow_graph_depth(spec)
     inputs = input_tensor if input_tensor is not None else layers.Input(shape=input_shape)
-    x = _blocks.body(inputs, spec)
+    x = blocks.body(inputs, spec)
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -28,7 +28,7 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
-from .errors import WeightsFormatError, WeightsMismatchError
+from ..errors import WeightsFormatError, WeightsMismatchError
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 filter ids: deflate (gzip), shuffle, fletcher32. Anything else needs a

@@ -8,7 +8,7 @@ cache is touched:
    local file, or a manifest entry and the file of it that `include_top`
    needs.
 2. `open_weights` opens the file, fetching a manifest file into the
-   verified cache if needed (`_download.open_verified`): the bytes that
+   verified cache if needed (`cache.open_verified`): the bytes that
    were hashed are the bytes h5py reads.
 
 `resolve_weights` does both and gives the path.
@@ -29,10 +29,10 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from . import _download, _h5
-from ._manifest import Manifest, WeightsEntry, WeightsFile, merge, read_manifest, shipped_manifest
-from ._validation import check_weights_argument
-from .errors import InvalidArgumentError, ManifestError, WeightsFormatError
+from . import cache, h5
+from .manifest import Manifest, WeightsEntry, WeightsFile, merge, read_manifest, shipped_manifest
+from ..architecture.validation import check_weights_argument
+from ..errors import InvalidArgumentError, ManifestError, WeightsFormatError
 
 # Strings that are meant as paths even when the file is missing.
 _PATH_SUFFIXES = (".h5", ".hdf5", ".keras", ".pkl", ".pt", ".pth", ".npz")
@@ -108,7 +108,7 @@ def active_manifest(manifest: Any = None) -> Manifest:
 
 def _check_model_keys(manifest: Manifest) -> None:
     """A user manifest's model keys must name models of the zoo (exact case)."""
-    from ._specs import SPECS
+    from ..architecture.specs import SPECS
 
     for model in manifest.models():
         if model not in SPECS:
@@ -132,7 +132,7 @@ def _check_local_file(path: Path, weights: Any) -> Path:
             f"weights={os.fspath(weights)!r}. Convert the weights to such a "
             ".h5 file with code you trust."
         )
-    _h5.check_signature(path)
+    h5.check_signature(path)
     return path
 
 
@@ -146,7 +146,7 @@ def classify(
 ) -> WeightsSource:
     """Check `weights=` (and `manifest=`, `offline=`) without network or writes."""
     check_weights_argument(weights)
-    offline = _download.check_offline(offline)
+    offline = cache.check_offline(offline)
     base = dict(model=model, include_top=include_top, offline=offline)
     if weights is None:
         return WeightsSource(**base)
@@ -165,7 +165,7 @@ def classify(
         or text.lower().endswith(_PATH_SUFFIXES)
     ):
         tags = ", ".join(catalog.tags(model)) or "none"
-        raise _h5.missing_file_error(
+        raise h5.missing_file_error(
             path,
             f" `weights` must be None, a weights tag of {model} ({tags}) or "
             f"an existing file. Received: weights={weights!r}.",
@@ -185,20 +185,20 @@ def _expand_path(text: str) -> Path:
 def open_weights(source: WeightsSource, *, progressbar: bool = True) -> Iterator[tuple[BinaryIO, Any]]:
     """(open file, name for messages) of the weights of `source`, verified if tagged."""
     if source.file is None:
-        with _h5.open_regular(source.path) as file:
+        with h5.open_regular(source.path) as file:
             yield file, source.path
         return
-    with _download.open_verified(
+    with cache.open_verified(
         source.file, offline=source.offline, progressbar=progressbar, label=source.label
     ) as file:
-        yield file, _download.cache_dir() / source.file.file_name
+        yield file, cache.cache_dir() / source.file.file_name
 
 
 def materialize(source: WeightsSource, *, progressbar: bool = True) -> Path | None:
     """Local path of the weights of `source`, fetched and verified if needed."""
     if source.file is None:
         return source.path
-    return _download.fetch(
+    return cache.fetch(
         source.file, offline=source.offline, progressbar=progressbar, label=source.label
     )
 

@@ -1,0 +1,1 @@
+"""What works on a built model: feature pyramids, optimized inference, export."""
