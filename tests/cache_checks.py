@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from resnet_keras.weights import cache as _download
-from resnet_keras.weights.manifest import WeightsFile
+from resnet_keras.weights.records import WeightsFile
 
 # A tiny V1 net under the "resnet50" key, so that manifest entries for
 # resnet50 apply to it: 1 block per stage, width 4, 32x32 inputs.

@@ -187,7 +187,7 @@ _WORKER = textwrap.dedent(
     package.__path__, package.__version__ = [str(Path.cwd() / "resnet_keras")], "test"
     sys.modules["resnet_keras"] = package
     from resnet_keras.weights import cache as _download
-    from resnet_keras.weights.manifest import WeightsFile
+    from resnet_keras.weights.records import WeightsFile
 
     name, url, digest, lock, barrier, me = sys.argv[1:]
     if lock == "nolock":  # as where file locks do not work; "shipped": the module's own setting

@@ -35,6 +35,7 @@ from http_mirror import Mirror, Reply
 from resnet_keras.weights import cache as _download
 from resnet_keras.weights import h5 as _h5
 from resnet_keras.weights import manifest as _manifest
+from resnet_keras.weights import records, urls
 from resnet_keras.weights import resolve as _weights
 from resnet_keras.errors import (
     CacheError,
@@ -183,7 +184,7 @@ def test_endless_body_stops_at_the_declared_size(mirror, isolated_env):
 
 
 def test_endless_body_without_a_size_stops_at_what_the_parameter_count_allows(mirror, isolated_env, monkeypatch):
-    monkeypatch.setattr(_manifest, "LAYOUT_ALLOWANCE", 1000)
+    monkeypatch.setattr(records, "LAYOUT_ALLOWANCE", 1000)
     url = mirror.script(NAME, [Reply(body=DATA, send_length=False, endless=True)])
     wfile = weights_file(NAME, DATA, [url], num_params=10_000)  # 4 bytes each + 1% + 1000
     assert wfile.max_bytes == 41_400
@@ -282,11 +283,11 @@ def test_https_mirror_serves_and_redirects_within_https(certificate, isolated_en
 def test_plain_http_mirrors_need_the_opt_in(monkeypatch):
     url = "http://mirror.corp.example/r50.h5"
     with pytest.raises(ManifestError, match="RESNET_KERAS_ALLOW_HTTP=1"):
-        _manifest.check_url(url)
+        urls.check_url(url)
     monkeypatch.setenv("RESNET_KERAS_ALLOW_HTTP", "1")
-    assert _manifest.check_url(url) == url
+    assert urls.check_url(url) == url
     with pytest.raises(ManifestError, match="from https to plain http"):  # never a downgrade
-        _manifest.check_redirect("https://a.example/x.h5", url)
+        urls.check_redirect("https://a.example/x.h5", url)
 
 
 # -- 5. typed one-line errors for malformed input -----------------------------------------

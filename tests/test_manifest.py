@@ -209,7 +209,7 @@ def test_missing_top_level_and_entry_fields():
         ("entry", {"metrics": [74.9]}, "metrics must map names to numbers"),
         ("entry", {"input_size": 0}, "input_size must be a positive integer"),
         ("entry", {"source": 3}, "source must be a string"),
-        ("entry", {"notes": ["x"]}, "notes must be a string"),
+        ("entry", {"preprocessing": ["x"]}, "preprocessing must be a string"),
         ("entry", {"files": {"head": {}}}, r"files must map some of \['top', 'notop'\]"),
         ("entry", {"files": {}}, "files must map some of"),
         ("entry", {"files": []}, "files must map some of"),

@@ -43,7 +43,7 @@ from ..errors import (
     InvalidArgumentError,
     OfflineError,
 )
-from .manifest import WeightsFile
+from .records import WeightsFile
 
 # Seconds to wait for a connection and between two bytes of an answer, on
 # every request. `RESNET_KERAS_TIMEOUT` overrides it; tests set it low.

@@ -28,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .manifest import check_redirect
+from .urls import check_redirect
 from ..errors import ManifestError
 
 CHUNK_BYTES = 1 << 16

@@ -1,4 +1,4 @@
-"""The weights manifest: typed, frozen records, validated when loaded.
+"""The weights manifest: parsed, validated and merged into frozen records.
 
 `weights_manifest.json` (top level of the repository, shipped inside the
 package) lists per model, per tag (`"imagenet"`, ...), per file (`top`,
@@ -8,24 +8,21 @@ package) lists per model, per tag (`"imagenet"`, ...), per file (`top`,
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import ipaddress
 import json
 import os
 import re
 import stat
-import unicodedata
-import urllib.parse
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
-from ..errors import ManifestError, UnknownWeightsError
+from ..errors import ManifestError
+from .records import FILE_KINDS, Manifest, WeightsEntry, WeightsFile
+from .urls import check_url, invisible_or_control
 
 SHIPPED_MANIFEST = Path(__file__).parents[1] / "weights_manifest.json"  # shipped at the package top
 SCHEMA_VERSION = 1
 HASH_LENGTHS = {"md5": 32, "sha256": 64}
-FILE_KINDS = ("top", "notop")
 # Names the cache uses for its own files (temp downloads, locks, files
 # set aside because they failed their hash); a manifest may not claim them.
 RESERVED_SUFFIXES = (".part", ".lock", ".corrupt")
@@ -35,130 +32,8 @@ MAX_FILE_NAME = 200
 # Upper bounds that make a hostile manifest cheap to refuse.
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_FILE_SIZE = 1 << 40
-# Without a declared `size`, a float32 HDF5 weights file holds 4 bytes per
-# parameter plus its layout (names, headers: under 1% for any ResNet); the
-# allowance bounds what a download may write before its hash is checked.
-BYTES_PER_PARAM = 4
-LAYOUT_ALLOWANCE = 16 << 20
-# With neither a size nor a parameter count, still a bound (the largest
-# ResNet file, ResNet152 with a 21k-class head, is under 1 GB).
-MAX_UNDECLARED_BYTES = 2 << 30
-# Plain http to a host other than loopback: only a corporate mirror the
-# user names, and only with this switch (the hash is still verified).
-ALLOW_HTTP_ENV = "RESNET_KERAS_ALLOW_HTTP"
 # Model keys and tags are plain identifiers, so they never look like paths.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightsFile:
-    """One downloadable weights file."""
-
-    file_name: str
-    urls: tuple[str, ...]
-    hash: str  # "md5:<hex>" or "sha256:<hex>", lower case
-    num_params: int | None = None
-    size: int | None = None
-
-    @property
-    def hash_algorithm(self) -> str:
-        return self.hash.split(":", 1)[0]
-
-    @property
-    def hash_hex(self) -> str:
-        return self.hash.split(":", 1)[1]
-
-    @property
-    def max_bytes(self) -> int:
-        """Most bytes a download of this file may bring before it is refused."""
-        if self.size is not None:
-            return self.size
-        if self.num_params is not None:
-            return BYTES_PER_PARAM * self.num_params * 101 // 100 + LAYOUT_ALLOWANCE
-        return MAX_UNDECLARED_BYTES
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightsEntry:
-    """One set of pretrained weights of a model (a manifest tag)."""
-
-    model: str
-    tag: str
-    files: Mapping[str, WeightsFile]
-    default: bool = False
-    source: str = ""
-    preprocessing: str = ""
-    input_size: int | None = None
-    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    # Fields the manifest spelled out (a user entry overrides only those).
-    given: frozenset = dataclasses.field(default=frozenset(), compare=False, repr=False)
-
-    def file(self, include_top: bool) -> WeightsFile:
-        kind = "top" if include_top else "notop"
-        if kind not in self.files:
-            raise UnknownWeightsError(
-                f"Weights '{self.tag}' of {self.model} have no file for "
-                f"include_top={include_top}. Received: include_top="
-                f"{include_top}. Available: {sorted(self.files)}."
-            )
-        return self.files[kind]
-
-
-@dataclasses.dataclass(frozen=True)
-class Manifest:
-    """All entries, as `entries[model][tag]`."""
-
-    entries: Mapping[str, Mapping[str, WeightsEntry]]
-
-    def models(self) -> list[str]:
-        return sorted(self.entries)
-
-    def tags(self, model: str) -> list[str]:
-        return sorted(self.entries.get(model, {}))
-
-    def check_model(self, model: str) -> None:
-        """Raise UnknownWeightsError, with the valid names, if `model` has no entry."""
-        if model not in self.entries:
-            models = self.models()
-            hint = difflib.get_close_matches(str(model), models, n=1)
-            suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-            raise UnknownWeightsError(
-                f"The weights manifest has no model {model!r} (models with "
-                f"weights: {', '.join(models) or 'none'}).{suggestion} "
-                f"Received: model={model!r}"
-            )
-
-    def default_tag(self, model: str) -> str:
-        """The tag marked `"default": true` (the last one after merges), else 'imagenet'."""
-        self.check_model(model)
-        defaults = [t for t, e in self.entries[model].items() if e.default]
-        if defaults:
-            return defaults[-1]
-        tags = list(self.entries[model])
-        return "imagenet" if "imagenet" in tags else tags[0]
-
-    def files(self):
-        """Every (entry, kind, WeightsFile), in manifest order."""
-        for tags in self.entries.values():
-            for entry in tags.values():
-                for kind, wfile in entry.files.items():
-                    yield entry, kind, wfile
-
-    def is_tag(self, model: str, tag: str) -> bool:
-        return tag in self.entries.get(model, {})
-
-    def entry(self, model: str, tag: str) -> WeightsEntry:
-        tags = self.tags(model)
-        if tag not in tags:
-            hint = difflib.get_close_matches(tag, tags, n=1)
-            suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-            available = ", ".join(repr(t) for t in tags) or "none"
-            raise UnknownWeightsError(
-                f"`weights` must be None, a path to an existing weights file "
-                f"or a weights tag of {model} (available: {available})."
-                f"{suggestion} Received: weights={tag!r}"
-            )
-        return self.entries[model][tag]
 
 
 def _reject_duplicate_keys(pairs):
@@ -177,14 +52,6 @@ def _utf8_length(text: str) -> int | None:
         return None
 
 
-def _invisible_or_control(text: str) -> bool:
-    """Control (C0, C1), format (bidi overrides, zero-width), surrogate,
-    private-use or unassigned characters, and line or paragraph separators:
-    all of them can make a printed name lie about what it is."""
-    return any(unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp")
-               for ch in text)
-
-
 def _check_file_name(value: Any, where: str) -> str:
     # The name becomes a path inside the cache: one plain component only,
     # not hidden (the cache's own temp and lock files start with a dot).
@@ -197,7 +64,7 @@ def _check_file_name(value: Any, where: str) -> str:
         or value != value.strip()
         or length > MAX_FILE_NAME
         or re.search(r"[/\\:*?\"<>|]", value)
-        or _invisible_or_control(value)
+        or invisible_or_control(value)
         or value.lower().endswith(RESERVED_SUFFIXES)
     ):
         shown = value if length is not None or not isinstance(value, str) else (
@@ -233,79 +100,6 @@ def _check_hash(value: Any, where: str) -> str:
             f"hex digits. Received: hash={value!r}"
         )
     return text
-
-
-# --------------------------------------------------------------------------
-# URL policy: which URLs a manifest may name and a server may redirect to
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def http_allowed() -> bool:
-    return os.environ.get(ALLOW_HTTP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _parts(url: Any):
-    """(scheme, host) of an acceptable URL, or None (credentials, bad syntax)."""
-    if not isinstance(url, str) or _invisible_or_control(url):
-        return None
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 (raises ValueError for a bad port)
-    except ValueError:  # e.g. 'https://[::1/x': an unclosed IPv6 bracket
-        return None
-    if parts.username or parts.password:
-        return None
-    return parts.scheme, host, parts.path
-
-
-def _allowed(url: Any, *, allow_file: bool) -> bool:
-    parts = _parts(url)
-    if parts is None:
-        return False
-    scheme, host, path = parts
-    return bool(
-        (scheme == "https" and host)
-        or (scheme == "http" and host and (_is_loopback(host) or http_allowed()))
-        or (allow_file and scheme == "file" and path)
-    )
-
-
-def check_url(url: Any, where: str = "url") -> str:
-    """https anywhere; http to loopback (or anywhere with the opt-in); file:// for local mirrors."""
-    if not _allowed(url, allow_file=True):
-        raise ManifestError(
-            f"{where} must be an https:// URL without credentials (http:// "
-            "only to 127.0.0.1, ::1 or localhost, or to any host with "
-            f"{ALLOW_HTTP_ENV}=1; file:// for local mirrors). Received: {url!r}"
-        )
-    return url
-
-
-def check_redirect(source: str, target: str) -> None:
-    """A server's redirect: allowed URLs only, and never from https to http."""
-    if not _allowed(target, allow_file=False):
-        raise ManifestError(
-            f"redirected to {target}, which the URL policy does not allow "
-            "(https, or http to a loopback host); refused"
-        )
-    if urllib.parse.urlsplit(source).scheme == "https" and not target.startswith("https:"):
-        raise ManifestError(
-            f"redirected from https to plain http ({target}); refused, loopback "
-            "included, so a mirror cannot reach services on this machine"
-        )
-
-
-def _check_url(value: Any, where: str) -> str:
-    return check_url(value, where)
 
 
 def _check_keys(obj: Any, where: str, required: set, optional: set) -> dict:
@@ -344,7 +138,7 @@ def _parse_file(obj: Any, where: str) -> WeightsFile:
         )
     return WeightsFile(
         file_name=_check_file_name(obj["file_name"], where),
-        urls=tuple(_check_url(u, f"{where}.urls") for u in urls),
+        urls=tuple(check_url(u, f"{where}.urls") for u in urls),
         hash=_check_hash(obj["hash"], where),
         num_params=_optional_int(obj, "num_params", where),
         size=_optional_int(obj, "size", where),
@@ -357,7 +151,7 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
         obj,
         where,
         {"files"},
-        {"default", "source", "preprocessing", "input_size", "metrics", "notes"},
+        {"default", "source", "preprocessing", "input_size", "metrics"},
     )
     files = obj["files"]
     if not isinstance(files, dict) or not files or set(files) - set(FILE_KINDS):
@@ -373,7 +167,7 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
         raise ManifestError(
             f"{where}.metrics must map names to numbers. Received: {metrics!r}"
         )
-    for key in ("source", "preprocessing", "notes"):
+    for key in ("source", "preprocessing"):
         if not isinstance(obj.get(key, ""), str):
             raise ManifestError(
                 f"{where}.{key} must be a string. Received: {obj[key]!r}"
@@ -502,7 +296,7 @@ def _merge_entry(base: WeightsEntry | None, override: WeightsEntry) -> WeightsEn
     fields replace `base`'s where the override spells them out."""
     if base is None:
         return override
-    fields = {key: getattr(override, key) for key in override.given - {"files", "notes"}}
+    fields = {key: getattr(override, key) for key in override.given - {"files"}}
     return dataclasses.replace(
         base,
         files=MappingProxyType({**base.files, **override.files}),

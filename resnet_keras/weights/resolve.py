@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from . import cache, h5
-from .manifest import Manifest, WeightsEntry, WeightsFile, merge, read_manifest, shipped_manifest
+from .manifest import merge, read_manifest, shipped_manifest
+from .records import Manifest, WeightsEntry, WeightsFile
 from ..architecture.validation import check_weights_argument
 from ..errors import InvalidArgumentError, ManifestError, WeightsFormatError
 

@@ -1,0 +1,133 @@
+"""The manifest's records: frozen, typed, validated by `manifest.py` when read.
+
+A `Manifest` maps model -> tag -> `WeightsEntry`; an entry holds the
+`WeightsFile` of each head (`top`, `notop`) with its URLs, hash and limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Mapping
+
+from ..errors import UnknownWeightsError
+
+FILE_KINDS = ("top", "notop")
+# Without a declared `size`, a float32 HDF5 weights file holds 4 bytes per
+# parameter plus its layout (names, headers: under 1% for any ResNet); the
+# allowance bounds what a download may write before its hash is checked.
+BYTES_PER_PARAM = 4
+LAYOUT_ALLOWANCE = 16 << 20
+# With neither a size nor a parameter count, still a bound (the largest
+# ResNet file, ResNet152 with a 21k-class head, is under 1 GB).
+MAX_UNDECLARED_BYTES = 2 << 30
+
+@dataclasses.dataclass(frozen=True)
+class WeightsFile:
+    """One downloadable weights file."""
+
+    file_name: str
+    urls: tuple[str, ...]
+    hash: str  # "md5:<hex>" or "sha256:<hex>", lower case
+    num_params: int | None = None
+    size: int | None = None
+
+    @property
+    def hash_algorithm(self) -> str:
+        return self.hash.split(":", 1)[0]
+
+    @property
+    def hash_hex(self) -> str:
+        return self.hash.split(":", 1)[1]
+
+    @property
+    def max_bytes(self) -> int:
+        """Most bytes a download of this file may bring before it is refused."""
+        if self.size is not None:
+            return self.size
+        if self.num_params is not None:
+            return BYTES_PER_PARAM * self.num_params * 101 // 100 + LAYOUT_ALLOWANCE
+        return MAX_UNDECLARED_BYTES
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsEntry:
+    """One set of pretrained weights of a model (a manifest tag)."""
+
+    model: str
+    tag: str
+    files: Mapping[str, WeightsFile]
+    default: bool = False
+    source: str = ""
+    preprocessing: str = ""
+    input_size: int | None = None
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # Fields the manifest spelled out (a user entry overrides only those).
+    given: frozenset = dataclasses.field(default=frozenset(), compare=False, repr=False)
+
+    def file(self, include_top: bool) -> WeightsFile:
+        kind = "top" if include_top else "notop"
+        if kind not in self.files:
+            raise UnknownWeightsError(
+                f"Weights '{self.tag}' of {self.model} have no file for "
+                f"include_top={include_top}. Received: include_top="
+                f"{include_top}. Available: {sorted(self.files)}."
+            )
+        return self.files[kind]
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """All entries, as `entries[model][tag]`."""
+
+    entries: Mapping[str, Mapping[str, WeightsEntry]]
+
+    def models(self) -> list[str]:
+        return sorted(self.entries)
+
+    def tags(self, model: str) -> list[str]:
+        return sorted(self.entries.get(model, {}))
+
+    def check_model(self, model: str) -> None:
+        """Raise UnknownWeightsError, with the valid names, if `model` has no entry."""
+        if model not in self.entries:
+            models = self.models()
+            hint = difflib.get_close_matches(str(model), models, n=1)
+            suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise UnknownWeightsError(
+                f"The weights manifest has no model {model!r} (models with "
+                f"weights: {', '.join(models) or 'none'}).{suggestion} "
+                f"Received: model={model!r}"
+            )
+
+    def default_tag(self, model: str) -> str:
+        """The tag marked `"default": true` (the last one after merges), else 'imagenet'."""
+        self.check_model(model)
+        defaults = [t for t, e in self.entries[model].items() if e.default]
+        if defaults:
+            return defaults[-1]
+        tags = list(self.entries[model])
+        return "imagenet" if "imagenet" in tags else tags[0]
+
+    def files(self):
+        """Every (entry, kind, WeightsFile), in manifest order."""
+        for tags in self.entries.values():
+            for entry in tags.values():
+                for kind, wfile in entry.files.items():
+                    yield entry, kind, wfile
+
+    def is_tag(self, model: str, tag: str) -> bool:
+        return tag in self.entries.get(model, {})
+
+    def entry(self, model: str, tag: str) -> WeightsEntry:
+        tags = self.tags(model)
+        if tag not in tags:
+            hint = difflib.get_close_matches(tag, tags, n=1)
+            suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+            available = ", ".join(repr(t) for t in tags) or "none"
+            raise UnknownWeightsError(
+                f"`weights` must be None, a path to an existing weights file "
+                f"or a weights tag of {model} (available: {available})."
+                f"{suggestion} Received: weights={tag!r}"
+            )
+        return self.entries[model][tag]
