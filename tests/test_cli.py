@@ -24,6 +24,7 @@ import resnet_keras
 from conftest import write_manifest
 from optional import require
 from resnet_keras import cli
+from resnet_keras.cli import output
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = sorted(str(p) for p in (REPO / "examples" / "images").glob("*.jpg"))
@@ -394,7 +395,7 @@ def test_errors_name_the_flag_not_the_python_argument(argv, flag_phrase, python_
 
 def test_flag_words_translates_whole_argument_names_only():
     text = "`weights` must be a tag. Received: weights='x', num_weights=3, input_shape=(1, 2)"
-    assert cli._flag_words(text, None) == (
+    assert output.flag_words(text, None) == (
         "`--weights` must be a tag. Received: --weights='x', num_weights=3, --size=(1, 2)"
     )
 
@@ -420,8 +421,8 @@ def test_classify_escapes_control_characters_in_file_names(name, shown, resnet20
 
 
 def test_printable_keeps_ordinary_names():
-    assert cli.printable("photos/Ünïcödé 写真.jpg") == "photos/Ünïcödé 写真.jpg"
-    assert cli.printable(Path("a\x1b[31mred.jpg")) == "a\\x1b[31mred.jpg"
+    assert output.printable("photos/Ünïcödé 写真.jpg") == "photos/Ünïcödé 写真.jpg"
+    assert output.printable(Path("a\x1b[31mred.jpg")) == "a\\x1b[31mred.jpg"
 
 
 def test_error_lines_escape_control_characters(tmp_path, capsys):

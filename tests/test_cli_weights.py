@@ -13,6 +13,7 @@ import pytest
 from cache_checks import assert_clean_cache, entry, fast_network, md5, payload, user_manifest  # noqa: F401
 from http_mirror import Reply
 from resnet_keras import cli
+from resnet_keras.cli import registry
 
 pytestmark = pytest.mark.usefixtures("fast_network")
 
@@ -150,7 +151,7 @@ def test_manifest_option(tmp_path, capsys, mirror, isolated_env):
 def test_subcommands_are_registered_and_duplicates_refused():
     assert {"fetch", "verify", "weights"} <= set(cli.COMMANDS)
     with pytest.raises(ValueError, match="registered twice"):
-        cli.command("fetch", help="again")(lambda args: 0)
+        registry.command("fetch", help="again")(lambda args: 0)
 
 
 def test_console_script_is_declared():

@@ -1,0 +1,56 @@
+"""Arguments that several subcommands share, and what `--manifest` selects."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_manifest_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest",
+        metavar="PATH",
+        help="a user manifest merged over the shipped one and RESNET_KERAS_MANIFEST",
+    )
+
+
+def active_manifest(args: argparse.Namespace):
+    """The manifest that `--manifest` selects: shipped, RESNET_KERAS_MANIFEST, then --manifest."""
+    from ..weights.resolve import active_manifest  # NumPy: not for --help
+
+    return active_manifest(getattr(args, "manifest", None))
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def add_batch_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=32, help="images per forward pass (default: 32)"
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
+    """--model (unless the command takes MODEL as a positional), --weights, --offline, --manifest."""
+    if model:
+        parser.add_argument(
+            "--model", default="resnet50", metavar="MODEL",
+            help="a registered model (default: resnet50; see `resnet-keras list`)",
+        )
+        parser.set_defaults(model_flag="--model")  # for messages: the flag that names the model
+    parser.add_argument(
+        "--weights", metavar="TAG|PATH|none",
+        help="a weights tag of the manifest (default: the model's default tag, e.g. imagenet), "
+        "an .h5 weights file, or 'none' for random initialization",
+    )
+    parser.add_argument(
+        "--offline", action="store_true",
+        help="no network: only weights already in the cache (like RESNET_KERAS_OFFLINE=1)",
+    )
+    add_manifest_option(parser)

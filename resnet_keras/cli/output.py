@@ -1,0 +1,75 @@
+"""What the command line prints: tables, escaped names, one-line errors.
+
+Errors of this package (and OS errors) become one line on stderr,
+`resnet-keras: error: ...`. Messages that name a builder argument
+(`weights=`, `input_shape=`) are translated to the flag that sets it
+(`FLAGS`), and names of files are printed with control and bidi characters
+escaped (`printable`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import Sequence
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]
+        print("  ".join(cells).rstrip())
+
+
+def printable(text: str | os.PathLike) -> str:
+    """`text` with control, bidi and other invisible characters escaped.
+
+    A file name can hold a newline (which would forge an output line) or a
+    right-to-left override; such characters are shown as Python escapes
+    (`\\n`, `\\u202e`), everything else as it is.
+    """
+    text = os.fspath(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# Builder arguments -> the flags that set them, for error messages.
+FLAGS = {
+    "weights": "--weights",
+    "input_shape": "--size",
+    "pooling": "--pooling",
+    "manifest": "--manifest",
+    "offline": "--offline",
+    "top": "--top",
+    "precision": "--precision",
+}
+_API_WORDS = {
+    "resnet_keras.list_models()": "`resnet-keras list`",
+    "RESNET_KERAS_OFFLINE, offline=": "RESNET_KERAS_OFFLINE, --offline",
+    "RESNET_KERAS_MANIFEST or manifest=": "RESNET_KERAS_MANIFEST or --manifest",
+}
+
+
+def flag_words(message: str, args: argparse.Namespace | None) -> str:
+    """`message` with Python argument names replaced by the command's flags."""
+    flags = dict(FLAGS, name=getattr(args, "model_flag", "MODEL"))
+    for api, cli_words in _API_WORDS.items():
+        message = message.replace(api, cli_words)
+    names = "|".join(map(re.escape, flags))
+    # `weights` -> `--weights`; weights='x' -> --weights='x' (not num_weights=, x.weights=)
+    message = re.sub(
+        rf"`({names})`",
+        lambda m: f"`{flags[m.group(1)]}`" if flags[m.group(1)].startswith("-") else flags[m.group(1)],
+        message,
+    )
+    return re.sub(rf"(?<![\w.-])({names})=", lambda m: f"{flags[m.group(1)]}=", message)
+
+
+def report(error: BaseException, args: argparse.Namespace | None = None) -> None:
+    """`error` as one line on stderr, in the command's words."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    print(f"resnet-keras: error: {printable(flag_words(text, args))}", file=sys.stderr)

@@ -1,0 +1,240 @@
+"""Subcommands that run a model: classify, features, export.
+
+Every file and argument is checked before Keras is imported
+(`loading.load_model`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from .loading import import_keras, load_model, model_key
+from .options import add_batch_size, add_model_options, positive_int
+from .output import printable
+from .registry import EXIT_OK, command
+from ..architecture.catalog import PREPROCESSING_TEXT
+from ..architecture.specs import SPECS
+from ..errors import InvalidArgumentError, MissingDependencyError
+
+
+def _batches(items: Sequence, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _configure_classify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...) or folders")
+    add_model_options(parser)
+    parser.add_argument("--top", type=positive_int, default=5, help="labels per image (default: 5)")
+    add_batch_size(parser)
+
+
+@command(
+    "classify",
+    help="top-k labels and scores per image, with the model's preprocessing",
+    configure=_configure_classify,
+)
+def run_classify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .images import collect_images, format_top, load_batch, preprocess, spatial_size, top_labels
+
+    classes = SPECS[model_key(args)].classes
+    if args.top > classes:
+        raise InvalidArgumentError(
+            f"--top must be at most the number of classes ({classes}). Received: --top={args.top}"
+        )
+    paths = collect_images(args.images)  # every file checked before a model is built
+    loaded = load_model(args, include_top=True)
+    if loaded.weights == "none":
+        print(
+            "resnet-keras: warning: --weights none: random weights, the labels mean nothing",
+            file=sys.stderr,
+        )
+    size = spatial_size(loaded.model)
+    for batch in _batches(paths, args.batch_size):
+        scores = loaded.model.predict_on_batch(preprocess(load_batch(batch, size), loaded.preprocessing))
+        for path, labels in zip(batch, top_labels(np.asarray(scores), args.top)):
+            print(format_top(printable(path), labels))
+    return EXIT_OK
+
+
+def _configure_features(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs", nargs="+", metavar="IMAGE_DIR_OR_FILE",
+        help="image files, or folders (searched recursively, sorted)",
+    )
+    parser.add_argument("--out", required=True, metavar="PATH", help="the .npz file to write")
+    add_model_options(parser)
+    parser.add_argument(
+        "--pooling", choices=("avg", "max"), default="avg",
+        help="global pooling of the last feature map (default: avg)",
+    )
+    parser.add_argument(
+        "--size", type=positive_int, metavar="PIXELS",
+        help="input height and width (default: the size of the weights, e.g. 224)",
+    )
+    add_batch_size(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command(
+    "features",
+    help="pooled embeddings of many images, saved with their file names in an .npz",
+    configure=_configure_features,
+)
+def run_features(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .images import collect_images, load_batch, preprocess, spatial_size
+
+    out = Path(args.out)
+    if not out.parent.is_dir() or out.is_dir():
+        raise InvalidArgumentError(
+            "--out must be a file path in an existing folder. Received: "
+            f"--out={args.out!r}. Create the folder first."
+        )
+    model_key(args)
+    paths = collect_images(args.inputs)
+    loaded = load_model(args, include_top=False, pooling=args.pooling, size=args.size)
+    size = spatial_size(loaded.model)
+    chunks = []
+    with tqdm(total=len(paths), unit="img", desc=f"{loaded.key} features",
+              disable=args.quiet, file=sys.stderr) as bar:
+        for batch in _batches(paths, args.batch_size):
+            x = preprocess(load_batch(batch, size), loaded.preprocessing)
+            chunks.append(np.asarray(loaded.model.predict_on_batch(x), np.float32))
+            bar.update(len(batch))
+    features = np.concatenate(chunks)
+    # Unicode arrays only: np.load(path, allow_pickle=False) reads every key.
+    arrays = dict(
+        features=features,
+        paths=np.array([os.fspath(p) for p in paths], dtype=str),
+        model=np.array(loaded.key),
+        weights=np.array(loaded.weights),
+        pooling=np.array(args.pooling),
+        image_size=np.array(size),
+    )
+    with _atomic_output(out) as f:
+        np.savez(f, **arrays)
+    print(
+        f"{features.shape[0]} images x {features.shape[1]} features ({loaded.key}, "
+        f"{args.pooling} pooling, weights: {printable(loaded.weights)}, {size[0]}x{size[1]} "
+        f"input) -> {printable(out)}"
+    )
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path):
+    """A binary file that appears at `path` complete or not at all.
+
+    Written to a temp file beside `path`, then renamed over it; its mode is
+    what `open()` would give (0o666 less the umask), not mkstemp's 0o600.
+    """
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            yield f
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+
+
+# CLI format name -> (export_for_inference format, file suffix).
+_EXPORT_FORMATS = {
+    "savedmodel": ("tf_saved_model", ""),
+    "onnx": ("onnx", ".onnx"),
+    "tflite": ("litert", ".tflite"),
+}
+_LOAD_HINT = {
+    "savedmodel": "tf.saved_model.load(PATH).serve(x)",
+    "onnx": "onnxruntime.InferenceSession(PATH).run(None, {input_name: x})",
+    "tflite": "ai_edge_litert.interpreter.Interpreter(model_path=PATH)",
+}
+
+
+def _configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a registered model, e.g. resnet50")
+    parser.add_argument("--format", required=True, choices=tuple(_EXPORT_FORMATS))
+    parser.add_argument(
+        "--out", required=True, metavar="PATH",
+        help="a folder for savedmodel; a .onnx or .tflite file",
+    )
+    add_model_options(parser, model=False)
+    parser.add_argument(
+        "--precision", choices=("float32", "bfloat16", "float16"), default="float32",
+        help="compute precision of the exported body (see optimize_for_inference; default float32)",
+    )
+    parser.add_argument(
+        "--pooling", choices=("avg", "max"),
+        help="export the backbone without the classifier, globally pooled",
+    )
+    parser.add_argument(
+        "--size", type=positive_int, metavar="PIXELS",
+        help="with --pooling: input height and width (default: the size of the weights)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing PATH")
+
+
+@command(
+    "export",
+    help="export for serving (SavedModel, ONNX, TFLite), BatchNorm folded, parity checked",
+    configure=_configure_export,
+)
+def run_export(args: argparse.Namespace) -> int:
+    keras_format, suffix = _EXPORT_FORMATS[args.format]
+    out = Path(args.out)
+    if suffix and out.suffix.lower() != suffix:  # m.ONNX is an ONNX file, written as m.ONNX
+        raise InvalidArgumentError(
+            f"--out must end with {suffix} for --format {args.format} (any case). "
+            f"Received: --out={args.out!r}"
+        )
+    if os.path.lexists(out) and not args.overwrite:
+        raise InvalidArgumentError(
+            f"--out must not exist yet. Received: --out={args.out!r}. "
+            "Choose another path, or pass --overwrite."
+        )
+    if args.size and not args.pooling:
+        raise InvalidArgumentError(
+            "--size needs --pooling: the classifier fixes the input size. "
+            f"Received: --size={args.size}"
+        )
+    model_key(args)
+    import_keras(args)
+    from ..tools import export
+
+    modules = export.REQUIRED_MODULES[keras_format]
+    missing = export.missing_modules(keras_format)
+    if missing:
+        raise MissingDependencyError(
+            f"--format {args.format} needs the Python packages {', '.join(modules)}; "
+            f"{', '.join(missing)} is not installed. Received: --format={args.format}. "
+            f"Install them with `pip install \"resnet-keras[export]\"`."
+        )
+    loaded = load_model(
+        args, include_top=args.pooling is None, pooling=args.pooling, size=args.size
+    )
+    report = export.export_for_inference(
+        loaded.model, out, format=keras_format, precision=args.precision
+    )
+    shape = ", ".join(["batch", *map(str, loaded.model.input_shape[1:])])
+    print(
+        f"exported {loaded.key} (weights: {printable(loaded.weights)}) as {args.format} to "
+        f"{printable(report.path)}: "
+        f"{report.precision}, BatchNorm folded, outputs within {report.max_error:.1e} of Keras"
+    )
+    print(f"input: float32 ({shape}), preprocessed: {PREPROCESSING_TEXT[loaded.preprocessing]}")
+    print(f"load: {_LOAD_HINT[args.format].replace('PATH', repr(os.fspath(report.path)))}")
+    return EXIT_OK

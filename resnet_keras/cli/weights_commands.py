@@ -1,0 +1,143 @@
+"""Weights subcommands: fetch, verify, weights (keras-free)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .options import active_manifest, add_manifest_option
+from .output import print_table, report
+from .registry import EXIT_FAILURE, EXIT_OK, command
+from ..errors import InvalidArgumentError, ResNetKerasError, UnknownWeightsError
+
+
+def _configure_fetch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="e.g. resnet50")
+    parser.add_argument("--all", action="store_true", help="every model of the manifest")
+    parser.add_argument("--tag", help="weights tag (default: each model's default, e.g. imagenet)")
+    heads = parser.add_mutually_exclusive_group()
+    heads.add_argument(
+        "--top", dest="heads", action="store_const", const=("top",),
+        help="the file with the classifier (include_top=True; the default)",
+    )
+    heads.add_argument(
+        "--notop", dest="heads", action="store_const", const=("notop",),
+        help="the file without the classifier (include_top=False)",
+    )
+    heads.add_argument(
+        "--both", dest="heads", action="store_const", const=("top", "notop"),
+        help="both files",
+    )
+    parser.add_argument("--force", action="store_true", help="download again even if cached")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_manifest_option(parser)
+
+
+@command(
+    "fetch",
+    help="download weights into the cache and verify them",
+    configure=_configure_fetch,
+)
+def run_fetch(args: argparse.Namespace) -> int:
+    from ..weights import cache
+
+    manifest = active_manifest(args)
+    if args.all == bool(args.models):
+        raise InvalidArgumentError(
+            "fetch needs model names or --all (not both). Received: "
+            f"models={args.models}, --all={args.all}. Example: "
+            "resnet-keras fetch resnet50 --both"
+        )
+    models = manifest.models() if args.all else args.models
+    requested = args.heads or ("top",)
+    jobs = []
+    for model in models:
+        manifest.check_model(model)
+        if args.all and not (manifest.is_tag(model, args.tag) if args.tag else manifest.tags(model)):
+            continue  # --all: only models that have (this tag of) weights
+        tag = args.tag or manifest.default_tag(model)
+        entry = manifest.entry(model, tag)
+        heads = [h for h in requested if h in entry.files]
+        if len(heads) < len(requested) and args.heads != ("top", "notop"):
+            entry.file(requested[0] == "top")  # raises: this head has no file
+        jobs.extend((entry, head) for head in heads)
+    if not jobs:
+        raise UnknownWeightsError(
+            f"No model of the manifest has weights tagged {args.tag!r}. "
+            f"Received: --tag={args.tag}"
+        )
+    failures = 0
+    for entry, head in jobs:
+        wfile = entry.files[head]
+        label = f"{entry.model} weights {entry.tag!r} ({head})"
+        try:
+            path = cache.fetch(
+                wfile, offline=False, progressbar=not args.quiet, force=args.force, label=label
+            )
+        except (ResNetKerasError, OSError) as error:
+            failures += 1
+            report(error, args)
+        else:
+            print(f"{label}: {path} ({wfile.hash})")
+    return EXIT_FAILURE if failures else EXIT_OK
+
+
+def _cache_states(args: argparse.Namespace):
+    """(cache folder, [(entry, kind, wfile, state)]) for every manifest file."""
+    from ..weights import cache
+
+    folder = cache.cache_dir()
+    rows = [
+        (entry, kind, wfile, cache.cache_state(wfile, folder))
+        for entry, kind, wfile in active_manifest(args).files()
+    ]
+    return folder, rows
+
+
+@command(
+    "verify",
+    help="re-hash every cached weights file; exit 1 if one is corrupt",
+    configure=add_manifest_option,
+)
+def run_verify(args: argparse.Namespace) -> int:
+    from ..weights import cache
+
+    folder, rows = _cache_states(args)
+    counts = {"cached": 0, "corrupt": 0, "not a file": 0}
+    seen = set()
+    for entry, kind, wfile, state in rows:
+        if state == "missing" or wfile.file_name in seen:
+            continue
+        seen.add(wfile.file_name)
+        counts[state] += 1
+        word = {"cached": "ok", "corrupt": "CORRUPT", "not a file": "NOT A FILE"}[state]
+        print(f"{word:10} {folder / wfile.file_name} ({entry.model} {entry.tag} {kind}, {wfile.hash})")
+    stale = cache.stale_temp_files(folder)
+    for path in stale:
+        print(f"{'STALE':10} {path} (left by an interrupted download; the next fetch removes it)")
+    bad = counts["corrupt"] + counts["not a file"]
+    print(f"{counts['cached']} verified, {bad} bad, in {folder}")
+    if bad:
+        print(
+            "resnet-keras: error: some cached weights files fail their hash; "
+            "run `resnet-keras fetch MODEL` to replace them",
+            file=sys.stderr,
+        )
+    return EXIT_FAILURE if bad else EXIT_OK
+
+
+@command(
+    "weights",
+    help="table of the manifest's weights and their cache state",
+    configure=add_manifest_option,
+)
+def run_weights(args: argparse.Namespace) -> int:
+    folder, states = _cache_states(args)
+    rows = [("MODEL", "TAG", "HEAD", "PARAMS", "STATE", "FILE")]
+    for entry, kind, wfile, state in states:
+        tag = entry.tag + ("*" if entry.default else "")
+        params = f"{wfile.num_params:,}" if wfile.num_params else "-"
+        rows.append((entry.model, tag, kind, params, state, wfile.file_name))
+    print_table(rows)
+    print(f"cache: {folder}  (* = default tag)")
+    return EXIT_OK
