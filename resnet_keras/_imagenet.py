@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data_format import channel_axis, check as check_data_format
 from .errors import InvalidArgumentError
 
 CLASS_INDEX_PATH = Path(__file__).parent / "data" / "imagenet_class_index.json"
@@ -32,34 +33,18 @@ MODES = ("caffe", "tf", "torch")
 CHANNELS = 3
 
 
-def _check(mode: str, data_format):
-    import keras
-
+def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise InvalidArgumentError(
             f"`mode` must be one of {MODES}. Received: mode={mode!r}"
         )
-    if data_format is None:
-        return keras.config.image_data_format()
-    if data_format not in ("channels_first", "channels_last"):
-        raise InvalidArgumentError(
-            "`data_format` must be 'channels_first' or 'channels_last'. "
-            f"Received: data_format={data_format!r}"
-        )
-    return data_format
-
-
-def _channel_axis(ndim: int, data_format: str) -> int:
-    """keras' rule: channels_first is axis 0 of one image, axis 1 of a batch."""
-    if data_format == "channels_first":
-        return 0 if ndim == 3 else 1
-    return -1
 
 
 def _check_channels(shape, data_format: str, mode: str) -> int:
     """The channel axis of `shape`; raises unless it holds 3 channels (or is unknown)."""
     shape = tuple(shape)
-    axis = _channel_axis(len(shape), data_format)
+    # keras' rule: one image if 3D, else a batch
+    axis = channel_axis(data_format, batched=len(shape) != 3)
     channels = shape[axis] if len(shape) >= 3 else None
     if len(shape) < 3 or channels not in (CHANNELS, None):
         raise InvalidArgumentError(
@@ -104,7 +89,8 @@ def preprocess_input(x, data_format=None, mode: str = "caffe"):
         InvalidArgumentError: `mode` or `data_format` is unknown, or the
             channel axis does not hold 3 channels (grey or RGBA input).
     """
-    data_format = _check(mode, data_format)
+    _check_mode(mode)
+    data_format = check_data_format(data_format)
     axis = _check_channels(x.shape, data_format, mode)
     if isinstance(x, np.ndarray):
         return _preprocess_numpy(x, axis, mode)

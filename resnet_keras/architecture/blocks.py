@@ -8,21 +8,17 @@ fingerprints in tests/golden/ failing first.
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
+from ..data_format import channel_axis, current
 from .specs import BN_EPSILON, ResNetSpec
 
 EXPANSION = 4  # bottleneck output channels = EXPANSION * width
 
 
-def _bn_axis() -> int:
-    return 1 if keras.config.image_data_format() == "channels_first" else -1
-
-
 def batch_norm(x, name: str, epsilon: float = BN_EPSILON):
     return layers.BatchNormalization(
-        axis=_bn_axis(), epsilon=epsilon, name=name
+        axis=channel_axis(current()), epsilon=epsilon, name=name
     )(x)
 
 
@@ -142,7 +138,7 @@ def _zero_pad_shortcut(x, *, stride: int, name: str):
     if stride > 1:
         x = layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
     zeros = layers.Rescaling(0.0, name=f"{name}_0_zeros")(x)
-    return layers.Concatenate(axis=_bn_axis(), name=f"{name}_0_pad")([x, zeros])
+    return layers.Concatenate(axis=channel_axis(current()), name=f"{name}_0_pad")([x, zeros])
 
 
 def basic_block(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from .._imagenet import NUM_CLASSES, decode_predictions, preprocess_input
+from ..data_format import current, spatial_dims
 from ..errors import ImageError, InvalidArgumentError
 
 if TYPE_CHECKING:  # Keras is imported where pixels are read, not to check files
@@ -99,10 +100,8 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 def spatial_size(model: keras.Model) -> tuple[int, int]:
     """(height, width) of the model's input."""
-    import keras
-
     shape = model.input_shape
-    size = shape[2:4] if keras.config.image_data_format() == "channels_first" else shape[1:3]
+    size = spatial_dims(shape, current())
     if None in size:
         raise InvalidArgumentError(
             f"The model needs a fixed input size to read images. Received: input_shape={shape}"

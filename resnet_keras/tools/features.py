@@ -27,6 +27,7 @@ from typing import Sequence
 
 import keras
 
+from ..data_format import channel_axis
 from ..errors import InvalidArgumentError
 
 _BLOCK_OUT = re.compile(r"conv(\d+)_block(\d+)_out$")
@@ -104,8 +105,7 @@ def _stride_before(model: keras.Model, layer_name: str) -> int:
 
 
 def _channel_axis(model: keras.Model) -> int:
-    conv = model.get_layer("conv1_conv")
-    return 1 if conv.data_format == "channels_first" else -1
+    return channel_axis(model.get_layer("conv1_conv").data_format)
 
 
 def feature_info(model: keras.Model) -> list[FeatureInfo]:

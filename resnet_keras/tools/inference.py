@@ -42,6 +42,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..data_format import channel_axis
 from ..errors import InvalidArgumentError
 
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -172,7 +173,8 @@ def _channel_axis(layer) -> int:
     """Positive-from-the-end channel axis of a linear layer's output: -1 or -(rank+1)."""
     if isinstance(layer, keras.layers.Dense):
         return -1
-    return -1 if layer.data_format == "channels_last" else -(layer.rank + 1)
+    ndim = layer.rank + 2  # batch and channels around the spatial dims
+    return channel_axis(layer.data_format) % ndim - ndim
 
 
 def _plain_linear(layer, calls) -> bool:
