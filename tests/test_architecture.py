@@ -11,6 +11,7 @@ import pytest
 
 import resnet_keras
 from conftest import KERAS_BUILDERS
+from facts import table
 from make_golden import GOLDEN, fingerprint
 from resnet_keras import resnet, resnet_v2
 
@@ -22,15 +23,8 @@ OURS = {
     "resnet101v2": resnet_v2.ResNet101V2,
     "resnet152v2": resnet_v2.ResNet152V2,
 }
-# From ../shared/FACTS.md (keras.applications, Keras 3.15).
-PARAMS = {  # (with top, notop, non-trainable)
-    "resnet50": (25_636_712, 23_587_712, 53_120),
-    "resnet101": (44_707_176, 42_658_176, 105_344),
-    "resnet152": (60_419_944, 58_370_944, 151_424),
-    "resnet50v2": (25_613_800, 23_564_800, 45_440),
-    "resnet101v2": (44_675_560, 42_626_560, 97_664),
-    "resnet152v2": (60_380_648, 58_331_648, 143_744),
-}
+# keras.applications (with top, notop, non-trainable); source: tests/data/facts.json.
+PARAMS = table("keras_applications", "params", "params_notop", "non_trainable")
 GOLDEN_LAYERS = json.loads(GOLDEN.read_text())
 
 

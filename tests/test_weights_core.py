@@ -12,6 +12,7 @@ import pytest
 import official_format
 import resnet_keras
 from conftest import KERAS_BUILDERS, write_manifest
+from facts import table
 from resnet_keras.weights import manifest as _manifest
 from resnet_keras.errors import IntegrityError, OfflineError, WeightsMismatchError
 
@@ -24,15 +25,8 @@ OURS = {
     "resnet152v2": resnet_keras.ResNet152V2,
 }
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-# ../shared/FACTS.md: md5 of the official files, (with top, notop).
-OFFICIAL_MD5 = {
-    "resnet50": ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
-    "resnet101": ("f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
-    "resnet152": ("100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
-    "resnet50v2": ("3ef43a0b657b3be2300d5770ece849e0", "fac2f116257151a9d068a22e544a4917"),
-    "resnet101v2": ("6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5"),
-    "resnet152v2": ("a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33"),
-}
+# md5 of the official files, (with top, notop); source: tests/data/facts.json.
+OFFICIAL_MD5 = table("official_md5", "top", "notop")
 
 
 def relative_error(ours, theirs) -> float:

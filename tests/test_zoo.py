@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import resnet_keras
+from facts import table
 from resnet_keras import cifar, errors
 from resnet_keras.architecture.registry import BUILDERS
 from resnet_keras.architecture.specs import SPECS
@@ -28,27 +29,11 @@ def registry_params(keys=MODELS):
     return [pytest.param(k, marks=pytest.mark.slow) if k in HEAVY else k for k in keys]
 
 
-# ../shared/FACTS.md: keras.applications (params with top, MACs @224 in G).
-KERAS_FACTS = {
-    "resnet50": (25_636_712, 3.858),
-    "resnet101": (44_707_176, 7.570),
-    "resnet152": (60_419_944, 11.282),
-    "resnet50v2": (25_613_800, 3.482),
-    "resnet101v2": (44_675_560, 7.194),
-    "resnet152v2": (60_380_648, 10.907),
-}
-# torchvision parameter counts (trainable) and the paper's Table 1 MACs (G).
-TORCHVISION_FACTS = {"resnet18": (11_689_512, 1.8), "resnet34": (21_797_672, 3.6)}
-# Paper Table 6, as printed (millions of parameters), option A, no conv bias.
-PAPER_CIFAR_PARAMS = {
-    "resnet20": "0.27",
-    "resnet32": "0.46",
-    "resnet44": "0.66",
-    "resnet56": "0.85",
-    "resnet110": "1.7",
-    "resnet1202": "19.4",
-}
-EXACT_CIFAR_TRAINABLE = {"resnet20": 269_722, "resnet56": 853_018}  # FACTS.md
+# Published figures, with their sources: tests/data/facts.json.
+KERAS_FACTS = table("keras_applications", "params", "macs_g")  # MACs @224 in G
+TORCHVISION_FACTS = table("torchvision", "params", "paper_macs_g")  # trainable; the paper's Table 1
+PAPER_CIFAR_PARAMS = table("cifar_paper")  # Table 6, as printed (millions)
+EXACT_CIFAR_TRAINABLE = table("cifar_exact_trainable")
 
 
 def keras_parameters():
