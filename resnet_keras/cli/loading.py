@@ -17,7 +17,7 @@ import sys
 from .options import active_manifest
 from ..architecture.catalog import resolve
 from ..architecture.specs import SPECS
-from ..architecture.validation import default_input_shape
+from ..data_format import current, image_shape
 from ..errors import UnknownWeightsError
 
 
@@ -104,7 +104,7 @@ def load_model(
         weights = None
     source = classify(weights, key, include_top, manifest=args.manifest, offline=offline)
     entry = source.entry
-    keras = import_keras(args)
+    import_keras(args)
     from ..architecture.registry import get_model
 
     kwargs = dict(include_top=include_top, weights=weights, manifest=args.manifest, offline=offline)
@@ -112,8 +112,7 @@ def load_model(
         # A fixed input size, so that images can be batched: the size the
         # weights were trained at unless --size says otherwise.
         side = size or (entry.input_size if entry and entry.input_size else spec.default_size)
-        data_format = keras.config.image_data_format()
-        kwargs.update(pooling=pooling, input_shape=default_input_shape(side, data_format))
+        kwargs.update(pooling=pooling, input_shape=image_shape(side, current()))
     model = get_model(key, **kwargs)
     mode = (entry.preprocessing or spec.preprocessing) if entry else spec.preprocessing
     return Loaded(model, key, "none" if weights is None else str(weights), mode)
