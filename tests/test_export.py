@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -120,9 +122,37 @@ def test_dynamic_input_size_needs_check_inputs(tmp_path):
 def test_parity_failure_is_an_error(model, tmp_path, monkeypatch):
     from resnet_keras.tools import export as _export
 
-    real = _export._RUNNERS["tf_saved_model"]
-    monkeypatch.setitem(
-        _export._RUNNERS, "tf_saved_model", lambda path, x: real(path, x) * 1.01
-    )
+    real = _export.FORMATS["tf_saved_model"]
+    skewed = dataclasses.replace(real, run=lambda path, x: real.run(path, x) * 1.01)
+    monkeypatch.setattr(_export, "FORMATS", {**_export.FORMATS, "tf_saved_model": skewed})
     with pytest.raises(ExportParityError, match="must match the Keras model within 0.0001"):
         export_for_inference(model, tmp_path / "x")
+
+
+def test_format_records_agree_with_the_package():
+    """Each format's precisions are optimize_for_inference's; its extra is declared."""
+    import configparser
+    from pathlib import Path
+
+    from resnet_keras.tools.export import FORMATS
+    from resnet_keras.tools.inference import PRECISIONS
+
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).parents[1] / "setup.cfg")
+    extras = set(setup["options.extras_require"])
+    for name, record in FORMATS.items():
+        assert record.name == name and set(record.precisions) <= set(PRECISIONS)
+        assert record.extra in extras
+    assert len({f.cli_name for f in FORMATS.values()}) == len(FORMATS)
+
+
+def test_records_load_without_keras():
+    """The command line reads the format records (and the data format rule) keras-free."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, resnet_keras.tools.export, resnet_keras.data_format, resnet_keras._imagenet; "
+        "assert 'keras' not in sys.modules, 'keras imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
