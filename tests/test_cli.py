@@ -232,9 +232,9 @@ def test_export_onnx_and_tflite(resnet20_files, tmp_path, capsys, fmt, suffix, m
     x = np.random.default_rng(1).uniform(0, 1, (2, 48, 48, 3)).astype("float32")
     model = resnet_keras.ResNet20(weights=str(resnet20_files["notop"]), include_top=False, pooling="avg",
                                   input_shape=(48, 48, 3))
-    from resnet_keras.tools.export import _RUNNERS  # the runtimes export_for_inference checks with
+    from resnet_keras.cli.run_commands import EXPORT_FORMATS
 
-    actual = _RUNNERS[{"onnx": "onnx", "tflite": "litert"}[fmt]](out_path, x)
+    actual = EXPORT_FORMATS[fmt].run(out_path, x)  # the runtime export_for_inference checks with
     np.testing.assert_allclose(actual, model.predict_on_batch(x), rtol=1e-4, atol=1e-5)
 
 

@@ -17,7 +17,7 @@ Errors of this package (and OS errors) become one line on stderr,
 
 Import what the command needs: parsing, `list`, `info` and the checks of
 files and arguments use only the standard library, NumPy and the manifest;
-Keras and TensorFlow are imported (`loading.import_keras`) only to build a
+Keras and TensorFlow are imported (`loading.load_model`) only to build a
 model.
 """
 

@@ -56,7 +56,7 @@ def _quiet_tensorflow(args: argparse.Namespace | None):
         yield
 
 
-def import_keras(args: argparse.Namespace):
+def _import_keras(args: argparse.Namespace):
     """Import Keras (and TensorFlow), quietly unless `--verbose`."""
     with _quiet_tensorflow(args):
         import keras
@@ -104,7 +104,7 @@ def load_model(
         weights = None
     source = classify(weights, key, include_top, manifest=args.manifest, offline=offline)
     entry = source.entry
-    import_keras(args)
+    _import_keras(args)
     from ..architecture.registry import get_model
 
     kwargs = dict(include_top=include_top, weights=weights, manifest=args.manifest, offline=offline)

@@ -14,13 +14,14 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .loading import import_keras, load_model, model_key
+from .loading import load_model, model_key
 from .options import add_batch_size, add_model_options, positive_int
 from .output import printable
 from .registry import EXIT_OK, command
 from ..architecture.catalog import PREPROCESSING_TEXT
 from ..architecture.specs import SPECS
 from ..errors import InvalidArgumentError, MissingDependencyError
+from ..tools.export import FORMATS, export_for_inference
 
 
 def _batches(items: Sequence, size: int):
@@ -152,22 +153,13 @@ def _atomic_output(path: Path):
             os.remove(temp)
 
 
-# CLI format name -> (export_for_inference format, file suffix).
-_EXPORT_FORMATS = {
-    "savedmodel": ("tf_saved_model", ""),
-    "onnx": ("onnx", ".onnx"),
-    "tflite": ("litert", ".tflite"),
-}
-_LOAD_HINT = {
-    "savedmodel": "tf.saved_model.load(PATH).serve(x)",
-    "onnx": "onnxruntime.InferenceSession(PATH).run(None, {input_name: x})",
-    "tflite": "ai_edge_litert.interpreter.Interpreter(model_path=PATH)",
-}
+# --format name -> the export record (suffix, modules, pip extra, load hint).
+EXPORT_FORMATS = {f.cli_name: f for f in FORMATS.values()}
 
 
 def _configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="a registered model, e.g. resnet50")
-    parser.add_argument("--format", required=True, choices=tuple(_EXPORT_FORMATS))
+    parser.add_argument("--format", required=True, choices=tuple(EXPORT_FORMATS))
     parser.add_argument(
         "--out", required=True, metavar="PATH",
         help="a folder for savedmodel; a .onnx or .tflite file",
@@ -194,11 +186,11 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
     configure=_configure_export,
 )
 def run_export(args: argparse.Namespace) -> int:
-    keras_format, suffix = _EXPORT_FORMATS[args.format]
+    target = EXPORT_FORMATS[args.format]
     out = Path(args.out)
-    if suffix and out.suffix.lower() != suffix:  # m.ONNX is an ONNX file, written as m.ONNX
+    if target.suffix and out.suffix.lower() != target.suffix:  # m.ONNX is an ONNX file, written as m.ONNX
         raise InvalidArgumentError(
-            f"--out must end with {suffix} for --format {args.format} (any case). "
+            f"--out must end with {target.suffix} for --format {args.format} (any case). "
             f"Received: --out={args.out!r}"
         )
     if os.path.lexists(out) and not args.overwrite:
@@ -212,23 +204,17 @@ def run_export(args: argparse.Namespace) -> int:
             f"Received: --size={args.size}"
         )
     model_key(args)
-    import_keras(args)
-    from ..tools import export
-
-    modules = export.REQUIRED_MODULES[keras_format]
-    missing = export.missing_modules(keras_format)
+    missing = target.missing_modules()
     if missing:
         raise MissingDependencyError(
-            f"--format {args.format} needs the Python packages {', '.join(modules)}; "
+            f"--format {args.format} needs the Python packages {', '.join(target.modules)}; "
             f"{', '.join(missing)} is not installed. Received: --format={args.format}. "
-            f"Install them with `pip install \"resnet-keras[export]\"`."
+            f"Install them with `pip install \"resnet-keras[{target.extra}]\"`."
         )
     loaded = load_model(
         args, include_top=args.pooling is None, pooling=args.pooling, size=args.size
     )
-    report = export.export_for_inference(
-        loaded.model, out, format=keras_format, precision=args.precision
-    )
+    report = export_for_inference(loaded.model, out, format=target.name, precision=args.precision)
     shape = ", ".join(["batch", *map(str, loaded.model.input_shape[1:])])
     print(
         f"exported {loaded.key} (weights: {printable(loaded.weights)}) as {args.format} to "
@@ -236,5 +222,5 @@ def run_export(args: argparse.Namespace) -> int:
         f"{report.precision}, BatchNorm folded, outputs within {report.max_error:.1e} of Keras"
     )
     print(f"input: float32 ({shape}), preprocessed: {PREPROCESSING_TEXT[loaded.preprocessing]}")
-    print(f"load: {_LOAD_HINT[args.format].replace('PATH', repr(os.fspath(report.path)))}")
+    print(f"load: {target.load_hint.replace('PATH', repr(os.fspath(report.path)))}")
     return EXIT_OK
