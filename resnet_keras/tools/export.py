@@ -108,14 +108,6 @@ FORMATS = MappingProxyType({
         ),
     )
 })
-# The command line's names until it reads FORMATS (then these two go).
-REQUIRED_MODULES = {f.name: f.modules for f in FORMATS.values()}
-
-
-def missing_modules(format: str) -> list[str]:
-    return FORMATS[format].missing_modules()
-
-
 # Exported vs Keras, same precision: the arithmetic is the same up to kernel
 # choice and summation order.
 _TOLERANCE = {"float32": 1e-4, "bfloat16": 2e-2, "float16": 5e-3}
