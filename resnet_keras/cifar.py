@@ -30,7 +30,7 @@ strides 1, 2 and 4.
 
 from __future__ import annotations
 
-from .architecture.build import build
+from .architecture.build import create_model
 from .architecture.specs import SPECS
 from .architecture.docs import document
 
@@ -73,7 +73,7 @@ def ResNet20(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet20"], **locals())
+    return create_model(SPECS["resnet20"], **locals())
 
 
 @document("resnet32", "the CIFAR ResNet-32", _RESNET_ABOUT, "cifar", shortcut=True)
@@ -91,7 +91,7 @@ def ResNet32(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet32"], **locals())
+    return create_model(SPECS["resnet32"], **locals())
 
 
 @document("resnet44", "the CIFAR ResNet-44", _RESNET_ABOUT, "cifar", shortcut=True)
@@ -109,7 +109,7 @@ def ResNet44(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet44"], **locals())
+    return create_model(SPECS["resnet44"], **locals())
 
 
 @document("resnet56", "the CIFAR ResNet-56", _RESNET_ABOUT, "cifar", shortcut=True)
@@ -127,7 +127,7 @@ def ResNet56(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet56"], **locals())
+    return create_model(SPECS["resnet56"], **locals())
 
 
 @document("resnet110", "the CIFAR ResNet-110", _RESNET_ABOUT, "cifar", shortcut=True)
@@ -145,7 +145,7 @@ def ResNet110(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet110"], **locals())
+    return create_model(SPECS["resnet110"], **locals())
 
 
 @document("resnet1202", "the CIFAR ResNet-1202", _RESNET_ABOUT, "cifar", shortcut=True)
@@ -163,7 +163,7 @@ def ResNet1202(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet1202"], **locals())
+    return create_model(SPECS["resnet1202"], **locals())
 
 
 @document("plain20", "the CIFAR plain net of 20 layers", _PLAIN_ABOUT, "cifar")
@@ -180,7 +180,7 @@ def PlainNet20(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["plain20"], **locals())
+    return create_model(SPECS["plain20"], **locals())
 
 
 @document("plain32", "the CIFAR plain net of 32 layers", _PLAIN_ABOUT, "cifar")
@@ -197,7 +197,7 @@ def PlainNet32(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["plain32"], **locals())
+    return create_model(SPECS["plain32"], **locals())
 
 
 @document("plain44", "the CIFAR plain net of 44 layers", _PLAIN_ABOUT, "cifar")
@@ -214,7 +214,7 @@ def PlainNet44(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["plain44"], **locals())
+    return create_model(SPECS["plain44"], **locals())
 
 
 @document("plain56", "the CIFAR plain net of 56 layers", _PLAIN_ABOUT, "cifar")
@@ -231,7 +231,7 @@ def PlainNet56(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["plain56"], **locals())
+    return create_model(SPECS["plain56"], **locals())
 
 
 @document("plain110", "the CIFAR plain net of 110 layers", _PLAIN_ABOUT, "cifar")
@@ -248,4 +248,4 @@ def PlainNet110(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["plain110"], **locals())
+    return create_model(SPECS["plain110"], **locals())

@@ -8,7 +8,7 @@ Mirrors `keras.applications.resnet`: same builders, same
 from __future__ import annotations
 
 from . import _imagenet
-from .architecture.build import build
+from .architecture.build import create_model
 from .architecture.docs import document
 from .architecture.specs import SPECS
 
@@ -42,7 +42,7 @@ def ResNet50(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet50"], **locals())
+    return create_model(SPECS["resnet50"], **locals())
 
 
 @document("resnet101", "ResNet-101", _ABOUT, "resnet", keras_name=True)
@@ -59,7 +59,7 @@ def ResNet101(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet101"], **locals())
+    return create_model(SPECS["resnet101"], **locals())
 
 
 @document("resnet152", "ResNet-152", _ABOUT, "resnet", keras_name=True)
@@ -76,7 +76,7 @@ def ResNet152(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet152"], **locals())
+    return create_model(SPECS["resnet152"], **locals())
 
 
 def preprocess_input(x, data_format=None):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 
 from . import _imagenet
-from .architecture.build import build
+from .architecture.build import create_model
 from ._imagenet import decode_predictions
 from .architecture.specs import SPECS
 from .architecture.docs import document
@@ -71,7 +71,7 @@ def ResNet18(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet18"], **locals())
+    return create_model(SPECS["resnet18"], **locals())
 
 
 @document("resnet34", "ResNet-34", _ABOUT, "resnet_small")
@@ -88,7 +88,7 @@ def ResNet34(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet34"], **locals())
+    return create_model(SPECS["resnet34"], **locals())
 
 
 def preprocess_input(x, data_format=None):

@@ -8,7 +8,7 @@ Mirrors `keras.applications.resnet_v2`: same builders, same
 from __future__ import annotations
 
 from . import _imagenet
-from .architecture.build import build
+from .architecture.build import create_model
 from .architecture.docs import document
 from .architecture.specs import SPECS
 
@@ -42,7 +42,7 @@ def ResNet50V2(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet50v2"], **locals())
+    return create_model(SPECS["resnet50v2"], **locals())
 
 
 @document("resnet101v2", "ResNet-101 V2", _ABOUT, "resnet_v2", keras_name=True)
@@ -59,7 +59,7 @@ def ResNet101V2(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet101v2"], **locals())
+    return create_model(SPECS["resnet101v2"], **locals())
 
 
 @document("resnet152v2", "ResNet-152 V2", _ABOUT, "resnet_v2", keras_name=True)
@@ -76,7 +76,7 @@ def ResNet152V2(
     manifest=None,
     offline=None,
 ):
-    return build(SPECS["resnet152v2"], **locals())
+    return create_model(SPECS["resnet152v2"], **locals())
 
 
 def preprocess_input(x, data_format=None):

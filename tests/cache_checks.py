@@ -38,7 +38,7 @@ def build_tiny(include_top: bool = False, weights=None, **kwargs):
         name="tiny",
     )
     args.update(kwargs)
-    return _builder.build(tiny_spec(), **args)
+    return _builder.create_model(tiny_spec(), **args)
 
 
 def md5(data: bytes) -> str:

@@ -24,6 +24,7 @@ from cache_checks import (
 )
 from http_mirror import Reply
 from resnet_keras.weights import cache as _download
+from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import CacheError, DownloadError, IntegrityError, OfflineError
 
 pytestmark = pytest.mark.usefixtures("fast_network")
@@ -192,7 +193,8 @@ def test_uppercase_manifest_hash_downloads_fine(mirror, tmp_path, isolated_env):
     manifest = user_manifest(tmp_path / "m.json", {"resnet50": {"imagenet": entry({"notop": (NAME, [url], md5(DATA).upper())})}})
     from resnet_keras.weights import resolve as _weights
 
-    assert _weights.resolve_weights("imagenet", "resnet50", False, manifest=manifest) == isolated_env / NAME
+    resolved = _weights.resolve(SPECS["resnet50"], "imagenet", include_top=False, manifest=manifest)
+    assert _download.fetch(resolved.file, progressbar=False) == isolated_env / NAME
 
 
 # -- what the cache holds -----------------------------------------------------------

@@ -36,6 +36,7 @@ from resnet_keras.weights import cache as _download
 from resnet_keras.weights import h5 as _h5
 from resnet_keras.weights import manifest as _manifest
 from resnet_keras.weights import records, urls
+from resnet_keras.architecture.specs import SPECS
 from resnet_keras.weights import resolve as _weights
 from resnet_keras.errors import (
     CacheError,
@@ -396,9 +397,9 @@ def test_imagenet_is_the_tag_even_with_a_stray_path_of_that_name(tmp_path, monke
         (tmp_path / "imagenet").mkdir()
     else:
         (tmp_path / "imagenet").write_bytes(b"\x89HDF\r\n\x1a\n")
-    source = _weights.classify("imagenet", "resnet50", True)
+    source = _weights.resolve(SPECS["resnet50"], "imagenet", include_top=True)
     assert source.entry is not None and source.entry.tag == "imagenet" and source.path is None
-    as_path = _weights.classify(Path("imagenet"), "resnet50", True) if stray == "file" else None
+    as_path = _weights.resolve(SPECS["resnet50"], Path("imagenet"), include_top=True) if stray == "file" else None
     if as_path is not None:  # a pathlib.Path is a path
         assert as_path.path == Path("imagenet")
 
@@ -420,7 +421,7 @@ def test_html_with_a_bom_or_an_html_content_type_is_named(mirror, isolated_env):
 def test_a_model_key_in_the_wrong_case_is_an_error_with_a_suggestion(tmp_path):
     path = user_manifest(tmp_path / "m.json", {"ResNet50": {"imagenet": entry({"top": ("w.h5", ["https://a.example/w.h5"], "md5:" + "1" * 32)})}})
     with pytest.raises(ManifestError, match=r"model 'ResNet50', which is not a model of resnet_keras.*Did you mean 'resnet50'\?"):
-        _weights.classify("imagenet", "resnet50", True, manifest=path)
+        _weights.resolve(SPECS["resnet50"], "imagenet", include_top=True, manifest=path)
 
 
 def test_a_corrupt_file_in_a_read_only_cache_is_named_as_corrupt(mirror, isolated_env, monkeypatch):

@@ -64,7 +64,7 @@ def tiny_spec(name: str):
 
 
 def tiny_model(name, *, include_top=True, pooling=None, seed=0, classes=7, activation=None):
-    model = _builder.build(
+    model = _builder.create_model(
         tiny_spec(name),
         include_top=include_top,
         weights=None,
@@ -208,7 +208,7 @@ def test_padded_consumer_gets_an_affine_not_a_wrong_fold():
 
 def test_channels_first():
     keras.config.set_image_data_format("channels_first")  # restored by conftest
-    model = _builder.build(  # V2: BNs folded into convs and BNs turned affine
+    model = _builder.create_model(  # V2: BNs folded into convs and BNs turned affine
         tiny_spec("resnet50v2"), include_top=False, weights=None, input_tensor=None,
         input_shape=(3, 32, 32), pooling=None, classes=1, classifier_activation=None,
         name="resnet50v2",
@@ -284,7 +284,7 @@ def trained_digits():
     spec = dataclasses.replace(
         SPECS["resnet20"], depths=(1, 1, 1), widths=(8, 16, 32), stem_width=8
     )
-    model = _builder.build(
+    model = _builder.create_model(
         spec, include_top=True, weights=None, input_tensor=None, input_shape=(24, 24, 3),
         pooling=None, classes=10, classifier_activation="softmax", name="digits",
     )

@@ -17,6 +17,7 @@ import official_format
 from cache_checks import build_tiny, entry, md5, user_manifest
 from resnet_keras.weights import h5 as _h5
 from resnet_keras.weights import resolve as _weights
+from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import UnknownWeightsError, WeightsFormatError, WeightsMismatchError
 
 
@@ -255,9 +256,7 @@ def test_local_paths_that_are_not_weights_files_fail_before_the_build(tmp_path, 
         path.mkdir()
     else:
         path.write_text("weights, honest\n")
-    from resnet_keras.architecture import build as _builder
-
-    monkeypatch.setattr(_builder.layers, "Input", lambda *a, **k: pytest.fail("built before the file was checked"))
+    monkeypatch.setattr(keras.layers, "Input", lambda *a, **k: pytest.fail("built before the file was checked"))
     with pytest.raises(WeightsFormatError, match=phrase) as info:
         build_tiny(weights=str(path))
     assert str(path) in str(info.value) and "Keras 2 layout" in str(info.value)
@@ -377,5 +376,5 @@ def test_manifest_entry_without_a_file_for_that_head(tmp_path, isolated_env, mir
     url = mirror.add("n.h5", b"x")
     manifest = user_manifest(tmp_path / "m.json", {"resnet50": {"notoponly": entry({"notop": ("n.h5", [url], md5(b"x"))})}})
     with pytest.raises(UnknownWeightsError, match=r"'notoponly' of resnet50 have no file for include_top=True.*Available: \['notop'\]"):
-        _weights.classify("notoponly", "resnet50", True, manifest=manifest)
+        _weights.resolve(SPECS["resnet50"], "notoponly", include_top=True, manifest=manifest)
     assert mirror.requests == [] and not isolated_env.exists()

@@ -15,6 +15,7 @@ from conftest import KERAS_BUILDERS
 from resnet_keras.weights import manifest as _manifest
 from resnet_keras.weights import resolve as _weights
 from resnet_keras.weights.manifest import parse_manifest
+from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import ManifestError, UnknownWeightsError
 
 GOOD_HASH = "md5:" + "0" * 32
@@ -356,8 +357,8 @@ def test_classify_is_pure(tmp_path, isolated_env, mirror, monkeypatch):
     """Resolution of a tag reads manifests only: no network, no cache folder."""
     url = mirror.add("w.h5", b"x")
     path = _write(tmp_path, "m.json", "resnet50", "imagenet", "w.h5", url, md5(b"x"))
-    source = _weights.classify("imagenet", "resnet50", True, manifest=path)
-    assert source.tagged and source.file.file_name == "w.h5" and source.label == "resnet50 weights 'imagenet' (top)"
+    source = _weights.resolve(SPECS["resnet50"], "imagenet", include_top=True, manifest=path)
+    assert source.pretrained and source.file.file_name == "w.h5" and source.label == "resnet50 weights 'imagenet' (top)"
     assert mirror.requests == [] and not isolated_env.exists()
 
 
@@ -385,10 +386,9 @@ def test_num_params_of_shipped_entries_match_the_golden_layer_shapes():
 
 @pytest.mark.parametrize("key", [_slow_unless_50(k) for k in sorted(KERAS_BUILDERS)])
 def test_num_params_of_shipped_entries_match_the_built_model(key):
-    from resnet_keras.architecture.specs import SPECS
     from resnet_keras.architecture import build as _builder
 
-    model = _builder.build(
+    model = _builder.create_model(
         SPECS[key], include_top=True, weights=None, input_tensor=None, input_shape=None,
         pooling=None, classes=1000, classifier_activation="softmax", name=key,
     )

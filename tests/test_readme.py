@@ -368,7 +368,8 @@ def mirror_of_the_shipped_manifest(mirror, tmp_path) -> Path:
 
 @pytest.mark.parametrize("block", params("manifest"))
 def test_manifest_example_keeps_the_quick_start_working(block, tmp_path, isolated_env):
-    from resnet_keras.weights.resolve import active_manifest, classify
+    from resnet_keras.architecture.specs import SPECS
+    from resnet_keras.weights.resolve import active_manifest, resolve
 
     example = json.loads(block.text)
     path = tmp_path / "mirror.json"
@@ -384,7 +385,7 @@ def test_manifest_example_keeps_the_quick_start_working(block, tmp_path, isolate
                 else:
                     assert got == shipped.entry(model, tag).files[kind_]  # the shipped file stays
     # ResNet50() (include_top=True, weights="imagenet") still finds its file
-    source = classify("imagenet", "resnet50", True, manifest=path)
+    source = resolve(SPECS["resnet50"], "imagenet", include_top=True, manifest=path)
     assert source.file == shipped.entry("resnet50", "imagenet").file(True)
-    notop = classify("imagenet", "resnet50", False, manifest=path)
+    notop = resolve(SPECS["resnet50"], "imagenet", include_top=False, manifest=path)
     assert notop.file.urls[0].startswith("https://mirror.example.com/")

@@ -1,7 +1,14 @@
-"""The one build function behind every builder.
+"""The one build path behind every builder.
 
-validate arguments -> resolve weights (may download) -> stem -> stages ->
-head -> load weights. Validation never touches the network or the disk.
+    create_model(spec, **builder arguments)
+        check the arguments -> resolve weights= once (weights.resolve) -> build
+    build(resolved, ...)
+        check the shape arguments against the record -> open (and, for a tag,
+        fetch and verify) the weights -> stem -> stages -> head -> load
+
+Nothing touches the network or the disk before every argument is checked.
+Keras is imported when a graph is built, not when a builder module is
+imported, so listing and describing models needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -9,20 +16,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+from typing import TYPE_CHECKING
 
-import keras
-from keras import layers
-
-from . import blocks, validation
-from ..weights import h5, resolve
+from . import validation
 from .specs import ResNetSpec
-from ..errors import InvalidArgumentError
+from ..weights import h5
+from ..weights.resolve import Resolved, open_weights, resolve
 
+if TYPE_CHECKING:
+    import keras
 
 # Keras walks a functional graph recursively, one Python frame per layer on
-# the path; ResNet1202's ~4,200 layers exceed Python's default limit of
-# 1,000 (it passes only where another import happened to raise it). Later
-# walks (predict, clone_model, save) need the same depth, so it stays raised.
+# the path, and ResNet1202's ~4,200 layers exceed Python's default limit of
+# 1,000. Later walks (predict, clone_model, save) need the same depth, so it
+# stays raised.
 _FRAMES_PER_BLOCK = 12  # generous: a bottleneck block has 10 layers
 _BASE_RECURSION_LIMIT = 2_000
 
@@ -33,7 +40,7 @@ def _allow_graph_depth(spec: ResNetSpec) -> None:
         sys.setrecursionlimit(needed)
 
 
-def build(
+def create_model(
     spec: ResNetSpec,
     *,
     include_top: bool,
@@ -47,30 +54,56 @@ def build(
     manifest=None,
     offline: bool | None = None,
     shortcut: str | None = None,
-) -> keras.Model:
-    data_format = keras.config.image_data_format()
+):
+    """What every builder calls with its spec and its arguments."""
     validation.check_flag("include_top", include_top)
     if shortcut is not None:  # CIFAR ResNets choose option A or B
         spec = dataclasses.replace(spec, shortcut=validation.check_shortcut(shortcut))
-    if not isinstance(name, str) or not name:
-        raise InvalidArgumentError(
-            f"`name` must be a non-empty string. Received: name={name!r}"
-        )
-    source = resolve.classify(weights, spec.name, include_top, manifest=manifest, offline=offline)
-    weights_path, entry = source.path, source.entry
-    tagged = entry is not None  # manifest weights follow keras' imagenet rules
+    validation.check_name(name)
     validation.check_pooling(pooling)
-    validation.check_classes(classes, include_top=include_top, pretrained_top=tagged)
+    resolved = resolve(spec, weights, include_top=include_top, manifest=manifest, offline=offline)
+    return build(
+        resolved,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+def build(
+    resolved: Resolved,
+    *,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int | None = None,
+    classifier_activation="softmax",
+    name: str | None = None,
+):
+    """The Keras model that `resolved` describes, with its weights loaded.
+
+    `classes` and `name` default to the spec's (as its builder's defaults do).
+    """
+    import keras
+
+    spec, include_top = resolved.spec, resolved.include_top
+    name = spec.name if name is None else name
+    classes = spec.classes if classes is None else classes
+    validation.check_name(name)
+    validation.check_pooling(pooling)
+    validation.check_classes(classes, include_top=include_top, pretrained_top=resolved.pretrained)
     if include_top:
         validation.check_classifier_activation(
-            classifier_activation, pretrained=weights is not None
+            classifier_activation, pretrained=resolved.has_weights
         )
-    size = (entry.input_size if tagged and entry.input_size else spec.default_size)
     shape_rules = dict(
-        default_size=size,
+        default_size=resolved.input_size,
         min_size=spec.min_size,
-        pretrained=tagged,
-        data_format=data_format,
+        pretrained=resolved.pretrained,
+        data_format=keras.config.image_data_format(),
     )
     if input_tensor is not None:
         tensor_shape = validation.check_input_tensor(input_tensor, input_shape)
@@ -80,13 +113,10 @@ def build(
         input_shape = validation.normalize_input_shape(
             input_shape, include_top=include_top, **shape_rules
         )
-
     with contextlib.ExitStack() as stack:
         # Opened (and, for a tag, fetched and hashed) before the slow build,
         # so a bad file fails fast; read from the same open file after it.
-        opened = None
-        if weights_path is not None or tagged:
-            opened = stack.enter_context(resolve.open_weights(source))
+        opened = stack.enter_context(open_weights(resolved)) if resolved.has_weights else None
         model = _graph(spec, input_tensor, input_shape, include_top, pooling,
                        classes, classifier_activation, name)
         if opened is not None:
@@ -96,6 +126,11 @@ def build(
 
 def _graph(spec, input_tensor, input_shape, include_top, pooling, classes,
            classifier_activation, name) -> keras.Model:
+    import keras
+    from keras import layers
+
+    from . import blocks
+
     _allow_graph_depth(spec)
     inputs = input_tensor if input_tensor is not None else layers.Input(shape=input_shape)
     x = blocks.body(inputs, spec)
@@ -127,5 +162,7 @@ def _head_dtype() -> str | None:
     not). The variables are float32 under a mixed policy either way, so
     weight files load the same.
     """
+    import keras
+
     policy = keras.config.dtype_policy()
     return "float32" if policy.compute_dtype != policy.variable_dtype else None

@@ -8,7 +8,6 @@ All of them run before any network or disk work.
 from __future__ import annotations
 
 import numbers
-import os
 from typing import Any
 
 from .specs import SHORTCUT_OPTIONS
@@ -90,13 +89,9 @@ def check_classifier_activation(activation: Any, *, pretrained: bool) -> None:
         )
 
 
-def check_weights_argument(weights: Any) -> None:
-    """Type check only; which strings are valid is the manifest's business."""
-    if weights is not None and not isinstance(weights, (str, os.PathLike)):
-        raise InvalidArgumentError(
-            "`weights` must be None, a weights tag such as 'imagenet', or "
-            f"the path to a weights file. Received: weights={weights!r}"
-        )
+def check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise _fail("`name` must be a non-empty string.", f"name={name!r}")
 
 
 def normalize_input_shape(

@@ -103,10 +103,16 @@ class Manifest:
     def default_tag(self, model: str) -> str:
         """The tag marked `"default": true` (the last one after merges), else 'imagenet'."""
         self.check_model(model)
+        tags = list(self.entries[model])
+        if not tags:
+            raise UnknownWeightsError(
+                f"{model} has no pretrained weights in the manifest, so `weights` "
+                f"has no default. Received: model={model!r}. Pass weights=None "
+                "(random initialization) or the path of an .h5 weights file."
+            )
         defaults = [t for t, e in self.entries[model].items() if e.default]
         if defaults:
             return defaults[-1]
-        tags = list(self.entries[model])
         return "imagenet" if "imagenet" in tags else tags[0]
 
     def files(self):

@@ -3,15 +3,14 @@
 Two steps, so that every argument is checked before the network or the
 cache is touched:
 
-1. `classify` (pure: reads manifests and a local file's first bytes, writes
-   nothing, no network) turns `weights=` into a `WeightsSource`: nothing, a
-   local file, or a manifest entry and the file of it that `include_top`
-   needs.
+1. `resolve` (pure: reads manifests and a local file's first bytes, writes
+   nothing, no network) turns a spec and `weights=` into a `Resolved`
+   record: no weights, a local file, or a manifest entry and the file of it
+   that `include_top` needs, with the input size and preprocessing that go
+   with them.
 2. `open_weights` opens the file, fetching a manifest file into the
    verified cache if needed (`cache.open_verified`): the bytes that
    were hashed are the bytes h5py reads.
-
-`resolve_weights` does both and gives the path.
 
 What a string means (one rule, keras' own for "imagenet"): a tag of the
 model wins, whatever the working directory holds; otherwise an existing
@@ -32,7 +31,7 @@ from typing import Any, BinaryIO, Iterator
 from . import cache, h5
 from .manifest import merge, read_manifest, shipped_manifest
 from .records import Manifest, WeightsEntry, WeightsFile
-from ..architecture.validation import check_weights_argument
+from ..architecture.specs import SPECS, ResNetSpec
 from ..errors import InvalidArgumentError, ManifestError, WeightsFormatError
 
 # Strings that are meant as paths even when the file is missing.
@@ -56,15 +55,28 @@ _REFUSED_SUFFIXES = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class WeightsSource:
-    """`weights=` after classification.
+class _DefaultTag:
+    def __repr__(self) -> str:
+        return "DEFAULT_TAG"
 
-    Exactly one of: nothing (`weights=None`), `path` (a local file), or
-    `entry` + `file` (a manifest tag; `file` is the one `include_top` needs).
+
+# `weights=DEFAULT_TAG`: the tag the manifest marks as the model's default
+# (the CLI's --weights left out); an error names the choices if it has none.
+DEFAULT_TAG = _DefaultTag()
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """What a model loads and how it is fed, decided once.
+
+    The one meeting point of a spec, the `weights=` argument and the
+    manifest: the builders, the registry and the CLI read this record
+    instead of re-deriving the default tag, input size or preprocessing.
+    Weights are exactly one of: none, `path` (a local file), or `entry` +
+    `file` (a manifest tag; `file` is the one `include_top` needs).
     """
 
-    model: str
+    spec: ResNetSpec
     include_top: bool
     offline: bool
     path: Path | None = None
@@ -72,14 +84,37 @@ class WeightsSource:
     file: WeightsFile | None = None
 
     @property
-    def tagged(self) -> bool:
-        """True for manifest weights (which follow keras' imagenet rules)."""
+    def pretrained(self) -> bool:
+        """Manifest weights, which follow keras' rules for "imagenet"."""
         return self.entry is not None
+
+    @property
+    def has_weights(self) -> bool:
+        return self.entry is not None or self.path is not None
+
+    @property
+    def tag(self) -> str | None:
+        return self.entry.tag if self.entry else None
+
+    @property
+    def input_size(self) -> int:
+        """The size the weights were trained at (the spec's default without a tag)."""
+        return (self.entry and self.entry.input_size) or self.spec.default_size
+
+    @property
+    def preprocessing(self) -> str | None:
+        return (self.entry and self.entry.preprocessing) or self.spec.preprocessing
+
+    @property
+    def weights_label(self) -> str:
+        """The weights as a user would name them: a tag, a path, or 'none'."""
+        return self.tag or (str(self.path) if self.path else "none")
 
     @property
     def label(self) -> str:
         kind = "top" if self.include_top else "notop"
-        return f"{self.model} weights {self.entry.tag!r} ({kind})" if self.entry else self.model
+        name = self.spec.name
+        return f"{name} weights {self.tag!r} ({kind})" if self.entry else name
 
 
 def active_manifest(manifest: Any = None) -> Manifest:
@@ -109,8 +144,6 @@ def active_manifest(manifest: Any = None) -> Manifest:
 
 def _check_model_keys(manifest: Manifest) -> None:
     """A user manifest's model keys must name models of the zoo (exact case)."""
-    from ..architecture.specs import SPECS
-
     for model in manifest.models():
         if model not in SPECS:
             close = difflib.get_close_matches(model.lower(), list(SPECS), n=1)
@@ -137,28 +170,44 @@ def _check_local_file(path: Path, weights: Any) -> Path:
     return path
 
 
-def classify(
+def check_weights_argument(weights: Any) -> None:
+    """Type check only; which strings are valid is the manifest's business."""
+    if weights is not None and weights is not DEFAULT_TAG and not isinstance(weights, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            "`weights` must be None, a weights tag such as 'imagenet', or "
+            f"the path to a weights file. Received: weights={weights!r}"
+        )
+
+
+def resolve(
+    spec: ResNetSpec,
     weights: Any,
-    model: str,
-    include_top: bool,
     *,
+    include_top: bool,
     manifest: Any = None,
     offline: bool | None = None,
-) -> WeightsSource:
-    """Check `weights=` (and `manifest=`, `offline=`) without network or writes."""
+) -> Resolved:
+    """Decide what `weights=` means for `spec`, without network or writes.
+
+    Checks `weights=`, `manifest=` and `offline=`; reads manifests and at
+    most a local file's first bytes.
+    """
     check_weights_argument(weights)
     offline = cache.check_offline(offline)
-    base = dict(model=model, include_top=include_top, offline=offline)
+    model = spec.name
+    base = dict(spec=spec, include_top=include_top, offline=offline)
     if weights is None:
-        return WeightsSource(**base)
-    text = os.fspath(weights)
+        return Resolved(**base)
     catalog = active_manifest(manifest)
+    if weights is DEFAULT_TAG:
+        weights = catalog.default_tag(model)
+    text = os.fspath(weights)
     if isinstance(weights, str) and catalog.is_tag(model, text):
         entry = catalog.entry(model, text)  # a tag wins over a file of that name
-        return WeightsSource(entry=entry, file=entry.file(include_top), **base)
+        return Resolved(entry=entry, file=entry.file(include_top), **base)
     path = _expand_path(text)
     if path.exists() or os.path.lexists(path):
-        return WeightsSource(path=_check_local_file(path, weights), **base)
+        return Resolved(path=_check_local_file(path, weights), **base)
     if (
         isinstance(weights, os.PathLike)
         or os.sep in text
@@ -183,35 +232,13 @@ def _expand_path(text: str) -> Path:
 
 
 @contextlib.contextmanager
-def open_weights(source: WeightsSource, *, progressbar: bool = True) -> Iterator[tuple[BinaryIO, Any]]:
-    """(open file, name for messages) of the weights of `source`, verified if tagged."""
-    if source.file is None:
-        with h5.open_regular(source.path) as file:
-            yield file, source.path
+def open_weights(resolved: Resolved, *, progressbar: bool = True) -> Iterator[tuple[BinaryIO, Any]]:
+    """(open file, name for messages) of the weights of `resolved`, verified if tagged."""
+    if resolved.file is None:
+        with h5.open_regular(resolved.path) as file:
+            yield file, resolved.path
         return
     with cache.open_verified(
-        source.file, offline=source.offline, progressbar=progressbar, label=source.label
+        resolved.file, offline=resolved.offline, progressbar=progressbar, label=resolved.label
     ) as file:
-        yield file, cache.cache_dir() / source.file.file_name
-
-
-def materialize(source: WeightsSource, *, progressbar: bool = True) -> Path | None:
-    """Local path of the weights of `source`, fetched and verified if needed."""
-    if source.file is None:
-        return source.path
-    return cache.fetch(
-        source.file, offline=source.offline, progressbar=progressbar, label=source.label
-    )
-
-
-def resolve_weights(
-    weights: Any,
-    model: str,
-    include_top: bool,
-    *,
-    manifest: Any = None,
-    offline: bool | None = None,
-) -> Path | None:
-    """`weights=` -> path of a verified local file, or None for no weights."""
-    source = classify(weights, model, include_top, manifest=manifest, offline=offline)
-    return materialize(source)
+        yield file, cache.cache_dir() / resolved.file.file_name
