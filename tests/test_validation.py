@@ -119,3 +119,18 @@ def test_valid_unusual_inputs_are_accepted():
     assert model.output_shape == (None, 7)
     model = resnet_keras.ResNet50(weights=None, include_top=False, input_shape=(40, 40, 5))
     assert model.input_shape == (None, 40, 40, 5)
+
+
+def test_the_data_format_rule():
+    """data_format.py answers every channel-axis and shape question, keras-free."""
+    from resnet_keras import data_format as df
+
+    assert [df.channel_axis(f) for f in df.FORMATS] == [1, -1]
+    assert [df.channel_axis(f, batched=False) for f in df.FORMATS] == [0, -1]
+    assert df.spatial_dims((8, 3, 32, 24), df.CHANNELS_FIRST) == (32, 24)
+    assert df.spatial_dims((32, 24, 3), df.CHANNELS_LAST, batched=False) == (32, 24)
+    assert df.image_shape(224, df.CHANNELS_FIRST) == (3, 224, 224)
+    assert df.image_shape(None, df.CHANNELS_LAST) == (None, None, 3)
+    assert df.check(None) == keras.config.image_data_format()
+    with pytest.raises(InvalidArgumentError, match="Received: data_format='NHWC'"):
+        df.check("NHWC")

@@ -11,6 +11,7 @@ import numbers
 from typing import Any
 
 from .specs import SHORTCUT_OPTIONS
+from ..data_format import channel_axis, image_shape, layout, spatial_dims
 from ..errors import InvalidArgumentError
 
 POOLING_MODES = (None, "avg", "max")
@@ -27,17 +28,6 @@ def _fail(rule: str, received: str, remedy: str = "") -> InvalidArgumentError:
 def _is_int(value: Any) -> bool:
     # bool is an int subclass, but `True` as a size is always a mistake.
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def channel_axis(data_format: str) -> int:
-    """Index of the channel dimension in a (H, W, C) or (C, H, W) shape."""
-    return 0 if data_format == "channels_first" else -1
-
-
-def default_input_shape(size: int, data_format: str, channels: int = 3):
-    if data_format == "channels_first":
-        return (channels, size, size)
-    return (size, size, channels)
 
 
 def check_flag(name: str, value: Any) -> None:
@@ -110,23 +100,21 @@ def normalize_input_shape(
     `min_size` (or None without the top) and, with pretrained weights,
     exactly 3 channels.
     """
-    default = default_input_shape(default_size, data_format)
+    default = image_shape(default_size, data_format)
     if input_shape is None:
         if include_top:
             return default
-        return default_input_shape(None, data_format)
+        return image_shape(None, data_format)
 
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
-        layout = "(C, H, W)" if data_format == "channels_first" else "(H, W, C)"
         raise _fail(
-            f"`input_shape` must be a tuple of 3 dimensions {layout} "
+            f"`input_shape` must be a tuple of 3 dimensions {layout(data_format)} "
             f"(image_data_format={data_format!r}).",
             f"input_shape={input_shape!r}",
         )
     shape = tuple(input_shape)
-    c_axis = channel_axis(data_format)
-    channels = shape[c_axis]
-    spatial = shape[1:] if data_format == "channels_first" else shape[:2]
+    channels = shape[channel_axis(data_format, batched=False)]
+    spatial = spatial_dims(shape, data_format, batched=False)
 
     for dim in shape:
         if dim is not None and (not _is_int(dim) or dim < 1):
