@@ -10,6 +10,7 @@ import pytest
 
 import resnet_keras
 from resnet_keras import errors
+from resnet_keras.architecture.blocks import FEATURE_STAGES
 from resnet_keras.tools import features as _features
 
 
@@ -80,6 +81,23 @@ def test_bad_stages_raise_with_the_valid_names(stages, phrase):
     with pytest.raises(errors.InvalidArgumentError, match="Received: stages=") as info:
         resnet_keras.feature_model(model, stages=stages)
     assert phrase in str(info.value)
+
+
+@pytest.mark.parametrize("builder", ["ResNet50", "ResNet50V2", "ResNet18", "ResNet20"])
+def test_recorded_stages_match_what_the_layer_names_show(builder):
+    """The builder's record and the reading of a model without one agree."""
+    model = getattr(resnet_keras, builder)(weights=None, include_top=False)
+    recorded = getattr(model, FEATURE_STAGES)
+    assert [s.name for s in recorded][:2] == ["C2", "C3"]
+    assert recorded == _features._stages_from_layer_names(model)
+
+
+def test_cloned_models_have_the_same_features():
+    """clone_model drops the builder's record; the layer names still show the stages."""
+    model = resnet_keras.ResNet50V2(weights=None, include_top=False, input_shape=(64, 64, 3))
+    clone = keras.models.clone_model(model)
+    assert not hasattr(clone, FEATURE_STAGES)
+    assert resnet_keras.feature_info(clone) == resnet_keras.feature_info(model)
 
 
 def test_models_without_resnet_layers_are_refused():

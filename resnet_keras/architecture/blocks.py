@@ -8,12 +8,37 @@ fingerprints in tests/golden/ failing first.
 
 from __future__ import annotations
 
+import dataclasses
+
 from keras import layers
 
 from ..data_format import channel_axis, current
 from .specs import BN_EPSILON, ResNetSpec
 
 EXPANSION = 4  # bottleneck output channels = EXPANSION * width
+
+
+# The model attribute that holds the body's feature stages (tools.features reads it).
+FEATURE_STAGES = "_resnet_keras_feature_stages"
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureStage:
+    """One multi-scale output of the body, recorded while it is built.
+
+    Attributes:
+        name: `"C{k}"` for stage conv{k}.
+        layer: The layer whose output it is, e.g. `"conv3_block4_out"`.
+        stride: Input size / feature size.
+    """
+
+    name: str
+    layer: str
+    stride: int
+
+
+def _stage(index: int, feature, stride: int) -> FeatureStage:
+    return FeatureStage(f"C{index}", feature._keras_history.operation.name, stride)
 
 
 def batch_norm(x, name: str, epsilon: float = BN_EPSILON):
@@ -99,8 +124,13 @@ def stage_v1(x, width: int, depth: int, *, stride: int, name: str):
 
 
 def stage_v2(x, width: int, depth: int, *, stride: int, name: str):
-    """A V2 stage: the first block projects, the LAST block strides (TF-slim)."""
+    """A V2 stage: the first block projects, the LAST block strides (TF-slim).
+
+    Returns the stage output and its feature: what enters the last block, the
+    deepest tensor before the stride (the residual stream, not normalized).
+    """
     for i in range(1, depth + 1):
+        feature = x
         x = bottleneck_v2(
             x,
             width,
@@ -108,7 +138,7 @@ def stage_v2(x, width: int, depth: int, *, stride: int, name: str):
             projection=i == 1,
             name=f"{name}_block{i}",
         )
-    return x
+    return x, feature
 
 
 def _conv3x3(x, filters: int, *, stride: int, use_bias: bool, name: str):
@@ -210,6 +240,9 @@ def stage_basic(
     return x
 
 
+STEM_STRIDES = {"cifar": 1, "imagenet": 4}  # ImageNet: conv1 /2, pool1 /2
+
+
 def stem(x, spec: ResNetSpec):
     """conv1 (and pool1 for ImageNet-style models)."""
     if spec.stem == "cifar":
@@ -229,24 +262,37 @@ def stem(x, spec: ResNetSpec):
     return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
-def body(x, spec: ResNetSpec):
-    """Stem, stages conv2, conv3, ... and (V2) the final BN + ReLU."""
+def body(x, spec: ResNetSpec) -> tuple[object, list[FeatureStage]]:
+    """Stem, stages conv2, conv3, ... and (V2) the final BN + ReLU.
+
+    Returns the output and the feature of each stage ("C{k}": its deepest
+    tensor at its resolution), the way keras-hub records `pyramid_outputs`.
+    """
     x = stem(x, spec)
     channels = spec.stem_width
+    stride_in = STEM_STRIDES[spec.stem]
+    features = []
     for index, (width, depth, stride) in enumerate(
         zip(spec.widths, spec.depths, spec.stage_strides), start=2
     ):
         name = f"conv{index}"
         if spec.block == "bottleneck":
-            x = stage_v1(x, width, depth, stride=stride, name=name)
+            x = feature = stage_v1(x, width, depth, stride=stride, name=name)
+            feature_stride = stride_in * stride
         elif spec.block == "preact_bottleneck":
-            x = stage_v2(x, width, depth, stride=stride, name=name)
+            x, feature = stage_v2(x, width, depth, stride=stride, name=name)
+            feature_stride = stride_in  # before the last block's stride
         else:
-            x = stage_basic(
+            x = feature = stage_basic(
                 x, width, depth, stride=stride, in_filters=channels, spec=spec, name=name
             )
+            feature_stride = stride_in * stride
+        features.append(_stage(index, feature, feature_stride))
+        stride_in *= stride
         channels = width * spec.expansion
     if spec.preact:
         x = batch_norm(x, "post_bn", spec.bn_epsilon)
         x = layers.Activation("relu", name="post_relu")(x)
-    return x
+        # the last stage's feature is normalized and activated (keras' V2 output)
+        features[-1] = _stage(index, x, stride_in)
+    return x, features

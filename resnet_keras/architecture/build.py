@@ -133,7 +133,7 @@ def _graph(spec, input_tensor, input_shape, include_top, pooling, classes,
 
     _allow_graph_depth(spec)
     inputs = input_tensor if input_tensor is not None else layers.Input(shape=input_shape)
-    x = blocks.body(inputs, spec)
+    x, features = blocks.body(inputs, spec)
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -151,7 +151,10 @@ def _graph(spec, input_tensor, input_shape, include_top, pooling, classes,
     if input_tensor is not None:
         # Like keras: the model starts at the tensor's own source inputs.
         inputs = keras.utils.get_source_inputs(input_tensor)
-    return keras.Model(inputs, x, name=name)
+    model = keras.Model(inputs, x, name=name)
+    # What tools.features reads; a clone or a .keras round trip drops it.
+    setattr(model, blocks.FEATURE_STAGES, tuple(features))
+    return model
 
 
 def _head_dtype() -> str | None:

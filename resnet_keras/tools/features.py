@@ -15,7 +15,10 @@ stage's resolution.
   not normalized); the last stage gives `post_relu` (normalized and
   activated).
 The ImageNet models give C2..C5 at strides 4, 8, 16 and 32; the CIFAR
-models C2..C4 at strides 1, 2 and 4.
+models C2..C4 at strides 1, 2 and 4. The builder records these stages while
+it builds (`architecture.blocks.body`); a model without that record (loaded
+from a .keras file, cloned, or a keras.applications ResNet) is read from its
+layer names, the contract its weight files rely on.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Sequence
 
 import keras
 
+from ..architecture.blocks import FEATURE_STAGES, FeatureStage
 from ..data_format import channel_axis
 from ..errors import InvalidArgumentError
 
@@ -50,14 +54,21 @@ class FeatureInfo:
     stride: int
 
 
-def _stage_tensors(model: keras.Model) -> list[tuple[str, str, object]]:
-    """[(key, layer name, tensor)] per stage, in order."""
+def _stages(model: keras.Model) -> tuple[FeatureStage, ...]:
+    """The stages the builder recorded, else those the layer names show."""
     if not isinstance(model, keras.Model):
         raise InvalidArgumentError(
             "`model` must be a Keras model of resnet_keras (or "
             "keras.applications ResNet). Received: model of type "
             f"{type(model).__name__}"
         )
+    recorded = getattr(model, FEATURE_STAGES, None)
+    # A model loaded from a .keras file, cloned, or built by keras.applications
+    # has no record; its layer names follow the same contract (the weight files').
+    return recorded if recorded is not None else _stages_from_layer_names(model)
+
+
+def _stages_from_layer_names(model: keras.Model) -> tuple[FeatureStage, ...]:
     blocks = sorted(
         (tuple(map(int, match.groups())), layer.name)
         for layer in model.layers
@@ -77,35 +88,40 @@ def _stage_tensors(model: keras.Model) -> list[tuple[str, str, object]]:
         last_of_stage[stage] = (name, last_of_stage.get(stage, (previous,))[0])
         previous = name
     final = max(last_of_stage)
-    result = []
+    stages = []
     for stage, (last, before_last) in sorted(last_of_stage.items()):
         if preact:
             # V2 strides in the last block: the stride-2^k feature enters it
             layer_name = "post_relu" if stage == final else before_last
         else:
             layer_name = last
-        result.append((f"C{stage}", layer_name, model.get_layer(layer_name).output))
-    return result
+        stages.append(FeatureStage(f"C{stage}", layer_name, _stride_of(model, layer_name)))
+    return tuple(stages)
 
 
-def _stride_before(model: keras.Model, layer_name: str) -> int:
-    """Product of the strides of the main-path layers up to `layer_name`.
+def _stride_of(model: keras.Model, layer_name: str) -> int:
+    """Product of the strides on a path from the input to `layer_name`.
 
-    `model.layers` is in topological order; shortcut layers (`_0_conv`,
-    `_0_pool`) are skipped, as every path to a tensor has the same stride.
+    Every path to a tensor of a ResNet has the same stride; this follows
+    each layer's first input back to the model's input.
     """
-    stride = 1
-    for layer in model.layers:
+    producers = {id(layer.output): layer for layer in model.layers}
+    layer, stride = model.get_layer(layer_name), 1
+    while layer is not None and not isinstance(layer, keras.layers.InputLayer):
         strides = getattr(layer, "strides", None)
-        if strides and "_0_" not in layer.name:
+        if strides:
             stride *= int(strides[0])
-        if layer.name == layer_name:
-            break
+        source = keras.tree.flatten(layer.input)[0]
+        layer = producers.get(id(source))
     return stride
 
 
-def _channel_axis(model: keras.Model) -> int:
-    return channel_axis(model.get_layer("conv1_conv").data_format)
+def _features(model: keras.Model) -> dict[str, tuple[str, object, int]]:
+    """{key: (layer name, tensor, stride)} per stage, shallowest first."""
+    return {
+        stage.name: (stage.layer, model.get_layer(stage.layer).output, stage.stride)
+        for stage in _stages(model)
+    }
 
 
 def feature_info(model: keras.Model) -> list[FeatureInfo]:
@@ -124,16 +140,11 @@ def feature_info(model: keras.Model) -> list[FeatureInfo]:
         >>> [(f.name, f.channels, f.stride) for f in info]
         [('C2', 16, 1), ('C3', 32, 2), ('C4', 64, 4)]
     """
-    stages = _stage_tensors(model)
-    axis = _channel_axis(model)
+    features = _features(model)
+    axis = channel_axis(model.get_layer("conv1_conv").data_format)
     return [
-        FeatureInfo(
-            key,
-            layer,
-            int(tensor.shape[axis]),
-            _stride_before(model, layer),
-        )
-        for key, layer, tensor in stages
+        FeatureInfo(key, layer, int(tensor.shape[axis]), stride)
+        for key, (layer, tensor, stride) in features.items()
     ]
 
 
@@ -179,7 +190,7 @@ def feature_model(
         >>> {k: tuple(v.shape) for k, v in fpn.output.items()}
         {'P3': (None, 16, 16, 64), 'P4': (None, 8, 8, 64), 'P5': (None, 4, 4, 64)}
     """
-    found = {key: tensor for key, _, tensor in _stage_tensors(model)}
+    found = {key: tensor for key, (_, tensor, _) in _features(model).items()}
     if stages is None:
         wanted = list(found)
     elif isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
