@@ -9,17 +9,9 @@ import importlib
 
 # Imported on first access (PEP 562), so that `import resnet_keras.cli` or
 # `resnet_keras.list_models` do not load Keras and TensorFlow: name -> module.
+# The builders are not listed here: `architecture.catalog` knows them from
+# their `@register_model` decorators.
 _LAZY = {
-    **dict.fromkeys(("ResNet50", "ResNet101", "ResNet152"), ".resnet"),
-    **dict.fromkeys(("ResNet50V2", "ResNet101V2", "ResNet152V2"), ".resnet_v2"),
-    **dict.fromkeys(("ResNet18", "ResNet34"), ".resnet_small"),
-    **dict.fromkeys(
-        (
-            "PlainNet20", "PlainNet32", "PlainNet44", "PlainNet56", "PlainNet110",
-            "ResNet20", "ResNet32", "ResNet44", "ResNet56", "ResNet110", "ResNet1202",
-        ),
-        ".cifar",
-    ),
     "ResNetKerasError": ".errors",
     "decode_predictions": "._imagenet",
     "load_weights": ".weights.h5",
@@ -32,60 +24,29 @@ _LAZY = {
 _SUBMODULES = ("cifar", "errors", "resnet", "resnet50", "resnet_small", "resnet_v2")
 
 
+def _builders() -> dict:
+    from .architecture.catalog import ENTRIES
+
+    return {entry.builder: entry.function for entry in ENTRIES.values()}
+
+
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name == "__all__":
+        return [*_builders(), *_LAZY, *_SUBMODULES]
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value  # later look-ups skip __getattr__
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    elif name[:1].isupper() and name in (builders := _builders()):  # a builder's kind of name
+        value = builders[name]
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__getattr__("__all__")))
 
 
 __version__ = "0.1.0"
-
-__all__ = [
-    "ResNet50",
-    "ResNet101",
-    "ResNet152",
-    "ResNet50V2",
-    "ResNet101V2",
-    "ResNet152V2",
-    "ResNetKerasError",
-    "decode_predictions",
-    "errors",
-    "load_weights",
-    "resnet",
-    "resnet50",
-    "resnet_v2",
-    # beyond keras.applications
-    "ResNet18",
-    "ResNet34",
-    "ResNet20",
-    "ResNet32",
-    "ResNet44",
-    "ResNet56",
-    "ResNet110",
-    "ResNet1202",
-    "PlainNet20",
-    "PlainNet32",
-    "PlainNet44",
-    "PlainNet56",
-    "PlainNet110",
-    "FeatureInfo",
-    "ModelInfo",
-    "cifar",
-    "feature_info",
-    "feature_model",
-    "get_model",
-    "list_models",
-    "model_info",
-    "resnet_small",
-    "optimize_for_inference",
-    "export_for_inference",
-    "ExportReport",
-]

@@ -31,8 +31,8 @@ strides 1, 2 and 4.
 from __future__ import annotations
 
 from .architecture.build import create_model
+from .architecture.catalog import builder_names, register_model
 from .architecture.specs import SPECS
-from .architecture.docs import document
 
 _RESNET_ABOUT = (
     "CIFAR ResNet: 3x3/16 stem, three stages of basic blocks (16/32/64 "
@@ -43,22 +43,9 @@ _PLAIN_ABOUT = (
     "shortcut (He et al. 2015, Figure 6)."
 )
 
-__all__ = [
-    "ResNet20",
-    "ResNet32",
-    "ResNet44",
-    "ResNet56",
-    "ResNet110",
-    "ResNet1202",
-    "PlainNet20",
-    "PlainNet32",
-    "PlainNet44",
-    "PlainNet56",
-    "PlainNet110",
-]
 
-
-@document("resnet20", "the CIFAR ResNet-20", _RESNET_ABOUT, "cifar", shortcut=True)
+@register_model(SPECS["resnet20"], "the CIFAR ResNet-20", _RESNET_ABOUT,
+                counts=(271_098, 269_722, 40_551_040))
 def ResNet20(
     include_top=True,
     weights=None,
@@ -76,7 +63,8 @@ def ResNet20(
     return create_model(SPECS["resnet20"], **locals())
 
 
-@document("resnet32", "the CIFAR ResNet-32", _RESNET_ABOUT, "cifar", shortcut=True)
+@register_model(SPECS["resnet32"], "the CIFAR ResNet-32", _RESNET_ABOUT,
+                counts=(466_426, 464_154, 68_862_592))
 def ResNet32(
     include_top=True,
     weights=None,
@@ -94,7 +82,8 @@ def ResNet32(
     return create_model(SPECS["resnet32"], **locals())
 
 
-@document("resnet44", "the CIFAR ResNet-44", _RESNET_ABOUT, "cifar", shortcut=True)
+@register_model(SPECS["resnet44"], "the CIFAR ResNet-44", _RESNET_ABOUT,
+                counts=(661_754, 658_586, 97_174_144))
 def ResNet44(
     include_top=True,
     weights=None,
@@ -112,7 +101,8 @@ def ResNet44(
     return create_model(SPECS["resnet44"], **locals())
 
 
-@document("resnet56", "the CIFAR ResNet-56", _RESNET_ABOUT, "cifar", shortcut=True)
+@register_model(SPECS["resnet56"], "the CIFAR ResNet-56", _RESNET_ABOUT,
+                counts=(857_082, 853_018, 125_485_696))
 def ResNet56(
     include_top=True,
     weights=None,
@@ -130,7 +120,8 @@ def ResNet56(
     return create_model(SPECS["resnet56"], **locals())
 
 
-@document("resnet110", "the CIFAR ResNet-110", _RESNET_ABOUT, "cifar", shortcut=True)
+@register_model(SPECS["resnet110"], "the CIFAR ResNet-110", _RESNET_ABOUT,
+                counts=(1_736_058, 1_727_962, 252_887_680))
 def ResNet110(
     include_top=True,
     weights=None,
@@ -148,7 +139,8 @@ def ResNet110(
     return create_model(SPECS["resnet110"], **locals())
 
 
-@document("resnet1202", "the CIFAR ResNet-1202", _RESNET_ABOUT, "cifar", shortcut=True)
+@register_model(SPECS["resnet1202"], "the CIFAR ResNet-1202", _RESNET_ABOUT,
+                counts=(19_510_906, 19_421_274, 2_829_238_912))
 def ResNet1202(
     include_top=True,
     weights=None,
@@ -166,7 +158,8 @@ def ResNet1202(
     return create_model(SPECS["resnet1202"], **locals())
 
 
-@document("plain20", "the CIFAR plain net of 20 layers", _PLAIN_ABOUT, "cifar")
+@register_model(SPECS["plain20"], "the CIFAR plain net of 20 layers", _PLAIN_ABOUT,
+                counts=(271_098, 269_722, 40_551_040))
 def PlainNet20(
     include_top=True,
     weights=None,
@@ -183,7 +176,8 @@ def PlainNet20(
     return create_model(SPECS["plain20"], **locals())
 
 
-@document("plain32", "the CIFAR plain net of 32 layers", _PLAIN_ABOUT, "cifar")
+@register_model(SPECS["plain32"], "the CIFAR plain net of 32 layers", _PLAIN_ABOUT,
+                counts=(466_426, 464_154, 68_862_592))
 def PlainNet32(
     include_top=True,
     weights=None,
@@ -200,7 +194,8 @@ def PlainNet32(
     return create_model(SPECS["plain32"], **locals())
 
 
-@document("plain44", "the CIFAR plain net of 44 layers", _PLAIN_ABOUT, "cifar")
+@register_model(SPECS["plain44"], "the CIFAR plain net of 44 layers", _PLAIN_ABOUT,
+                counts=(661_754, 658_586, 97_174_144))
 def PlainNet44(
     include_top=True,
     weights=None,
@@ -217,7 +212,8 @@ def PlainNet44(
     return create_model(SPECS["plain44"], **locals())
 
 
-@document("plain56", "the CIFAR plain net of 56 layers", _PLAIN_ABOUT, "cifar")
+@register_model(SPECS["plain56"], "the CIFAR plain net of 56 layers", _PLAIN_ABOUT,
+                counts=(857_082, 853_018, 125_485_696))
 def PlainNet56(
     include_top=True,
     weights=None,
@@ -234,7 +230,8 @@ def PlainNet56(
     return create_model(SPECS["plain56"], **locals())
 
 
-@document("plain110", "the CIFAR plain net of 110 layers", _PLAIN_ABOUT, "cifar")
+@register_model(SPECS["plain110"], "the CIFAR plain net of 110 layers", _PLAIN_ABOUT,
+                counts=(1_736_058, 1_727_962, 252_887_680))
 def PlainNet110(
     include_top=True,
     weights=None,
@@ -249,3 +246,7 @@ def PlainNet110(
     offline=None,
 ):
     return create_model(SPECS["plain110"], **locals())
+
+
+# From the registrations above: a new builder is exported by its decorator.
+__all__ = builder_names(__name__)

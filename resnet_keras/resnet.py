@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import _imagenet
 from .architecture.build import create_model
-from .architecture.docs import document
+from .architecture.catalog import builder_names, register_model
 from .architecture.specs import SPECS
 
 # Shown in every builder docstring of this module.
@@ -19,16 +19,9 @@ _ABOUT = (
     "Caffe models."
 )
 
-__all__ = [
-    "ResNet50",
-    "ResNet101",
-    "ResNet152",
-    "preprocess_input",
-    "decode_predictions",
-]
 
-
-@document("resnet50", "ResNet-50", _ABOUT, "resnet", keras_name=True)
+@register_model(SPECS["resnet50"], "ResNet-50", _ABOUT, keras_name=True,
+                counts=(25_636_712, 25_583_592, 3_857_973_248))
 def ResNet50(
     include_top=True,
     weights="imagenet",
@@ -45,7 +38,8 @@ def ResNet50(
     return create_model(SPECS["resnet50"], **locals())
 
 
-@document("resnet101", "ResNet-101", _ABOUT, "resnet", keras_name=True)
+@register_model(SPECS["resnet101"], "ResNet-101", _ABOUT, keras_name=True,
+                counts=(44_707_176, 44_601_832, 7_570_194_432))
 def ResNet101(
     include_top=True,
     weights="imagenet",
@@ -62,7 +56,8 @@ def ResNet101(
     return create_model(SPECS["resnet101"], **locals())
 
 
-@document("resnet152", "ResNet-152", _ABOUT, "resnet", keras_name=True)
+@register_model(SPECS["resnet152"], "ResNet-152", _ABOUT, keras_name=True,
+                counts=(60_419_944, 60_268_520, 11_282_415_616))
 def ResNet152(
     include_top=True,
     weights="imagenet",
@@ -97,3 +92,7 @@ def decode_predictions(preds, top=5):
     Same output as keras; uses the class index shipped with the package.
     """
     return _imagenet.decode_predictions(preds, top=top)
+
+
+# From the registrations above: a new builder is exported by its decorator.
+__all__ = [*builder_names(__name__), "preprocess_input", "decode_predictions"]

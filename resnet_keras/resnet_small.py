@@ -38,8 +38,8 @@ import re
 from . import _imagenet
 from .architecture.build import create_model
 from ._imagenet import decode_predictions
+from .architecture.catalog import builder_names, register_model
 from .architecture.specs import SPECS
-from .architecture.docs import document
 from .errors import InvalidArgumentError
 
 _ABOUT = (
@@ -48,16 +48,9 @@ _ABOUT = (
     "mapping is in the `resnet_keras.resnet_small` module docstring."
 )
 
-__all__ = [
-    "ResNet18",
-    "ResNet34",
-    "preprocess_input",
-    "decode_predictions",
-    "torchvision_key",
-]
 
-
-@document("resnet18", "ResNet-18", _ABOUT, "resnet_small")
+@register_model(SPECS["resnet18"], "ResNet-18", _ABOUT,
+                counts=(11_699_112, 11_689_512, 1_814_073_344))
 def ResNet18(
     include_top=True,
     weights=None,
@@ -74,7 +67,8 @@ def ResNet18(
     return create_model(SPECS["resnet18"], **locals())
 
 
-@document("resnet34", "ResNet-34", _ABOUT, "resnet_small")
+@register_model(SPECS["resnet34"], "ResNet-34", _ABOUT,
+                counts=(21_814_696, 21_797_672, 3_663_761_408))
 def ResNet34(
     include_top=True,
     weights=None,
@@ -152,3 +146,7 @@ def torchvision_key(layer_name: str, weight_name: str) -> str:
             f"layer_name={layer_name!r}, weight_name={weight_name!r}"
         )
     return f"{module}.{weight}"
+
+
+# From the registrations above: a new builder is exported by its decorator.
+__all__ = [*builder_names(__name__), "preprocess_input", "decode_predictions", "torchvision_key"]

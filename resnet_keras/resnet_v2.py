@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import _imagenet
 from .architecture.build import create_model
-from .architecture.docs import document
+from .architecture.catalog import builder_names, register_model
 from .architecture.specs import SPECS
 
 # Shown in every builder docstring of this module.
@@ -19,16 +19,9 @@ _ABOUT = (
     "299x299."
 )
 
-__all__ = [
-    "ResNet50V2",
-    "ResNet101V2",
-    "ResNet152V2",
-    "preprocess_input",
-    "decode_predictions",
-]
 
-
-@document("resnet50v2", "ResNet-50 V2", _ABOUT, "resnet_v2", keras_name=True)
+@register_model(SPECS["resnet50v2"], "ResNet-50 V2", _ABOUT, keras_name=True,
+                counts=(25_613_800, 25_568_360, 3_482_255_360))
 def ResNet50V2(
     include_top=True,
     weights="imagenet",
@@ -45,7 +38,8 @@ def ResNet50V2(
     return create_model(SPECS["resnet50v2"], **locals())
 
 
-@document("resnet101v2", "ResNet-101 V2", _ABOUT, "resnet_v2", keras_name=True)
+@register_model(SPECS["resnet101v2"], "ResNet-101 V2", _ABOUT, keras_name=True,
+                counts=(44_675_560, 44_577_896, 7_194_476_544))
 def ResNet101V2(
     include_top=True,
     weights="imagenet",
@@ -62,7 +56,8 @@ def ResNet101V2(
     return create_model(SPECS["resnet101v2"], **locals())
 
 
-@document("resnet152v2", "ResNet-152 V2", _ABOUT, "resnet_v2", keras_name=True)
+@register_model(SPECS["resnet152v2"], "ResNet-152 V2", _ABOUT, keras_name=True,
+                counts=(60_380_648, 60_236_904, 10_906_697_728))
 def ResNet152V2(
     include_top=True,
     weights="imagenet",
@@ -97,3 +92,7 @@ def decode_predictions(preds, top=5):
     Same output as keras; uses the class index shipped with the package.
     """
     return _imagenet.decode_predictions(preds, top=top)
+
+
+# From the registrations above: a new builder is exported by its decorator.
+__all__ = [*builder_names(__name__), "preprocess_input", "decode_predictions"]

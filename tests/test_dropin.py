@@ -90,7 +90,7 @@ def test_package_all_and_dir_are_complete_and_every_name_resolves():
     assert names <= set(dir(resnet_keras))
     for name in sorted(names):
         assert getattr(resnet_keras, name) is not None, name
-    lazy = set(resnet_keras._LAZY) | set(resnet_keras._SUBMODULES)
+    lazy = set(resnet_keras._LAZY) | set(resnet_keras._SUBMODULES) | set(resnet_keras._builders())
     assert lazy == names, f"lazy but not public: {lazy - names}; public but not lazy: {names - lazy}"
     assert {"resnet50", "ResNet50", "list_models", "get_model"} <= names
 

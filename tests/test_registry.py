@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import types
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,8 @@ import resnet_keras
 from conftest import write_manifest
 from resnet_keras import errors, resnet_small
 from resnet_keras.architecture import registry as _registry
+from resnet_keras.architecture.catalog import ENTRIES, register_model
+from resnet_keras.architecture.specs import SPECS
 
 README = Path(__file__).parents[1] / "README.md"
 KERAS_KEYS = ["resnet50", "resnet50v2", "resnet101", "resnet101v2", "resnet152", "resnet152v2"]
@@ -20,7 +21,7 @@ KERAS_KEYS = ["resnet50", "resnet50v2", "resnet101", "resnet101v2", "resnet152",
 def test_every_builder_is_registered_under_its_default_name():
     names = resnet_keras.list_models()
     assert len(names) == len(set(names)) == 19
-    builders = {_registry.BUILDERS[n].__name__ for n in names}
+    builders = {ENTRIES[n].builder for n in names}
     assert builders == {
         "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152",
         "ResNet50V2", "ResNet101V2", "ResNet152V2",
@@ -103,9 +104,8 @@ def test_duplicate_registration_raises():
     def Twin(name="resnet20"):  # noqa: N802 - a builder-like function
         return name
 
-    module = types.SimpleNamespace(__all__=["Twin"], Twin=Twin)
     with pytest.raises(RuntimeError, match="'resnet20' is registered twice"):
-        _registry._table(resnet_keras.cifar, module)
+        register_model(SPECS["resnet20"], "a twin", "")(Twin)
 
 
 def test_count_macs_needs_a_static_size():

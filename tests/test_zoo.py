@@ -18,7 +18,7 @@ import pytest
 import resnet_keras
 from facts import table
 from resnet_keras import cifar, errors
-from resnet_keras.architecture.registry import BUILDERS
+from resnet_keras.architecture.catalog import ENTRIES
 from resnet_keras.architecture.specs import SPECS
 
 MODELS = resnet_keras.list_models()
@@ -50,7 +50,7 @@ def small_shape(key):
 
 @pytest.mark.parametrize("key", MODELS)
 def test_signature_is_keras_then_keyword_only_extras(key):
-    builder = BUILDERS[key]
+    builder = ENTRIES[key].function
     params = list(inspect.signature(builder).parameters.values())
     theirs = keras_parameters()
     assert [(p.name, p.kind) for p in params[: len(theirs)]] == [
@@ -96,14 +96,14 @@ def bad_arguments(key):
 )
 def test_invalid_arguments_raise_typed_errors(key, kwargs, error, phrase):
     with pytest.raises(error, match="Received:") as info:
-        BUILDERS[key](**{"weights": None, **kwargs})
+        ENTRIES[key].function(**{"weights": None, **kwargs})
     assert phrase in str(info.value)
 
 
 @pytest.mark.parametrize("key", MODELS)
 def test_misspelled_keyword_is_a_type_error(key):
     with pytest.raises(TypeError, match="input_shap"):
-        BUILDERS[key](input_shap=(32, 32, 3))
+        ENTRIES[key].function(input_shap=(32, 32, 3))
 
 
 @pytest.mark.parametrize("key", ["resnet18", "resnet34"])
@@ -111,7 +111,7 @@ def test_no_keras_weights_for_18_34_and_the_error_says_so(key):
     manifest = resnet_keras.weights.resolve.active_manifest()
     assert key in manifest.entries and manifest.tags(key) == []  # listed, no tags
     with pytest.raises(errors.UnknownWeightsError) as info:
-        BUILDERS[key](weights="imagenet")
+        ENTRIES[key].function(weights="imagenet")
     message = str(info.value)
     assert f"weights tag of {key} (available: none)" in message
     assert "Received: weights='imagenet'" in message
@@ -128,8 +128,8 @@ def test_shortcut_option_is_validated():
 def small_model(key):
     """CIFAR nets with their defaults (32x32, top); ImageNet ones at 64x64 without top."""
     if SPECS[key].stem == "cifar":
-        return BUILDERS[key]()
-    return BUILDERS[key](weights=None, include_top=False, input_shape=(64, 64, 3))
+        return ENTRIES[key].function()
+    return ENTRIES[key].function(weights=None, include_top=False, input_shape=(64, 64, 3))
 
 
 @pytest.mark.parametrize("key", registry_params())
@@ -173,7 +173,7 @@ def test_forward_shapes_and_features(key):
 def test_model_info_counts_match_the_built_model(key):
     info = resnet_keras.model_info(key)
     spec = SPECS[key]
-    assert info.name == key and info.builder is BUILDERS[key] and info.spec is spec
+    assert info.name == key and info.builder is ENTRIES[key].function and info.spec is spec
     assert (info.default_size, info.classes) == (spec.default_size, spec.classes)
     assert 0 < info.trainable_params < info.params
     # the paper's depth: weighted layers on the main path
@@ -267,7 +267,7 @@ def torchvision_state_shapes(depths):
 def test_torchvision_name_mapping_is_one_to_one(key):
     from resnet_keras.resnet_small import torchvision_key
 
-    model = BUILDERS[key]()
+    model = ENTRIES[key].function()
     expected = torchvision_state_shapes(SPECS[key].depths)
     mapped = {}
     for layer in model.layers:

@@ -1,11 +1,17 @@
-"""The registry as data: names, builders and counts, without importing Keras.
+"""The registry as data: `@register_model`, names and counts, without Keras.
 
-`list_models`, `resnet-keras list` and `resnet-keras info` read only this
-module, `_specs` and the manifest, so they answer in a fraction of a second.
-`_registry` (which imports the builders, and so Keras) checks at import that
-every builder is in `ENTRIES` under its own name and module, and
-`tests/test_cli.py` checks the counts against the built graphs, so this
-table cannot drift from the code it describes.
+A model is declared once, at its builder's `def`:
+
+    @register_model(SPECS["resnet50"], "ResNet-50", _ABOUT, keras_name=True,
+                    counts=(25_636_712, 25_583_592, 3_857_973_248))
+    def ResNet50(include_top=True, ..., name="resnet50", *, manifest=None, offline=None):
+        return create_model(SPECS["resnet50"], **locals())
+
+The decorator writes the builder's docstring and puts it in `ENTRIES`; the
+public modules' `__all__`, the package's names, `get_model`, `model_info`
+and `resnet-keras list`/`info` read from there. `ENTRIES` imports the public
+modules on first use, so their decorators have run; `list_models` and
+`resolve` read only `SPECS` (tests/test_declaration.py holds the two equal).
 """
 
 from __future__ import annotations
@@ -13,54 +19,128 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib
+import inspect
 import re
-from typing import Any
+from typing import Any, Callable, Iterator, Mapping
 
-from .specs import SPECS
+from . import docs
+from .specs import SPECS, ResNetSpec
 from ..errors import InvalidArgumentError
+
+# The modules whose decorators register the zoo, in the order of its table.
+ZOO_MODULES = ("resnet_small", "resnet", "resnet_v2", "cifar")
 
 
 @dataclasses.dataclass(frozen=True)
 class CatalogEntry:
-    """One registered model, as `resnet-keras info` shows it.
+    """One registered model.
 
     Attributes:
-        builder: Name of the public builder, `resnet_keras.<builder>`.
-        module: The public module that defines it, `resnet_keras.<module>`.
+        spec: Its architecture.
+        title: How the docs name it, e.g. "ResNet-50".
+        function: The public builder.
         params: `count_params()` of the model with its default head.
         trainable_params: Its trainable weights only.
         macs: Multiply-accumulates per image at the default input size
-            (as `_registry.count_macs` counts them).
+            (as `registry.count_macs` counts them). The three counts are
+            recorded at the decorator so that `resnet-keras list`/`info`
+            need no Keras; tests/test_cli.py holds them to the built graph
+            (and prints them for a new model, whose counts are None until then).
     """
 
-    builder: str
-    module: str
-    params: int
-    trainable_params: int
-    macs: int
+    spec: ResNetSpec
+    title: str
+    function: Callable[..., Any]
+    params: int | None
+    trainable_params: int | None
+    macs: int | None
+
+    @property
+    def builder(self) -> str:
+        """Name of the builder, `resnet_keras.<builder>`."""
+        return self.function.__name__
+
+    @property
+    def module(self) -> str:
+        """The public module that defines it, `resnet_keras.<module>`."""
+        return self.function.__module__.removeprefix("resnet_keras.")
 
 
-ENTRIES: dict[str, CatalogEntry] = {
-    "resnet18": CatalogEntry("ResNet18", "resnet_small", 11699112, 11689512, 1814073344),
-    "resnet34": CatalogEntry("ResNet34", "resnet_small", 21814696, 21797672, 3663761408),
-    "resnet50": CatalogEntry("ResNet50", "resnet", 25636712, 25583592, 3857973248),
-    "resnet101": CatalogEntry("ResNet101", "resnet", 44707176, 44601832, 7570194432),
-    "resnet152": CatalogEntry("ResNet152", "resnet", 60419944, 60268520, 11282415616),
-    "resnet50v2": CatalogEntry("ResNet50V2", "resnet_v2", 25613800, 25568360, 3482255360),
-    "resnet101v2": CatalogEntry("ResNet101V2", "resnet_v2", 44675560, 44577896, 7194476544),
-    "resnet152v2": CatalogEntry("ResNet152V2", "resnet_v2", 60380648, 60236904, 10906697728),
-    "resnet20": CatalogEntry("ResNet20", "cifar", 271098, 269722, 40551040),
-    "resnet32": CatalogEntry("ResNet32", "cifar", 466426, 464154, 68862592),
-    "resnet44": CatalogEntry("ResNet44", "cifar", 661754, 658586, 97174144),
-    "resnet56": CatalogEntry("ResNet56", "cifar", 857082, 853018, 125485696),
-    "resnet110": CatalogEntry("ResNet110", "cifar", 1736058, 1727962, 252887680),
-    "resnet1202": CatalogEntry("ResNet1202", "cifar", 19510906, 19421274, 2829238912),
-    "plain20": CatalogEntry("PlainNet20", "cifar", 271098, 269722, 40551040),
-    "plain32": CatalogEntry("PlainNet32", "cifar", 466426, 464154, 68862592),
-    "plain44": CatalogEntry("PlainNet44", "cifar", 661754, 658586, 97174144),
-    "plain56": CatalogEntry("PlainNet56", "cifar", 857082, 853018, 125485696),
-    "plain110": CatalogEntry("PlainNet110", "cifar", 1736058, 1727962, 252887680),
-}
+_REGISTERED: dict[str, CatalogEntry] = {}
+
+
+def register_model(
+    spec: ResNetSpec,
+    title: str,
+    about: str,
+    *,
+    counts: tuple[int, int, int] | None = None,
+    keras_name: bool = False,
+):
+    """Register the decorated builder as model `spec.name` and write its docstring.
+
+    Args:
+        spec: Its row of `SPECS`.
+        title: How the docs name it, e.g. "ResNet-50".
+        about: One paragraph on its blocks and weights, for the docstring.
+        counts: (params, trainable params, MACs) of the built default model.
+        keras_name: The builder is a drop-in for `keras.applications.<fn>`.
+    """
+
+    def register(fn):
+        key = spec.name
+        if SPECS.get(key) is not spec:
+            raise RuntimeError(f"Builder {fn.__name__} registers a spec that is not SPECS[{key!r}].")
+        if key in _REGISTERED:
+            raise RuntimeError(
+                f"Model {key!r} is registered twice ({_REGISTERED[key].builder} and "
+                f"{fn.__name__}); registry keys must be unique."
+            )
+        default_name = inspect.signature(fn).parameters["name"].default
+        if default_name != key:
+            raise RuntimeError(
+                f"{fn.__name__}'s default `name` must be its registry key {key!r}. "
+                f"Received: name={default_name!r}"
+            )
+        fn.__doc__ = docs.builder_doc(fn, spec, title, about, keras_name=keras_name)
+        _REGISTERED[key] = CatalogEntry(spec, title, fn, *(counts or (None,) * 3))
+        return fn
+
+    return register
+
+
+class _Entries(Mapping[str, CatalogEntry]):
+    """Registered models by key; reading imports the public modules first."""
+
+    def _loaded(self) -> dict[str, CatalogEntry]:
+        for module in ZOO_MODULES:
+            importlib.import_module(f"resnet_keras.{module}")
+        return _REGISTERED
+
+    def __getitem__(self, key: str) -> CatalogEntry:
+        return self._loaded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._loaded(), key=natural_key))
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
+ENTRIES: Mapping[str, CatalogEntry] = _Entries()
+
+
+def _defined_in(module: str) -> list[CatalogEntry]:
+    # Read while `module` is being imported: its decorators have run, and
+    # going through ENTRIES would import the other public modules from it.
+    return [e for e in _REGISTERED.values() if e.function.__module__ == module]
+
+
+def builder_names(module: str) -> list[str]:
+    """Names of the builders a public module (`__name__`) registered, in the order of their defs."""
+    return [e.builder for e in _defined_in(module)]
+
 
 # Text for each preprocess_input mode (None: models without pretrained weights).
 PREPROCESSING_TEXT = {

@@ -7,7 +7,9 @@ weights, which are filled from the spec.
 
 from __future__ import annotations
 
-from .specs import SPECS
+import inspect
+
+from .specs import ResNetSpec
 
 _TEMPLATE = '''Instantiate {title}{dropin}.
 
@@ -81,30 +83,25 @@ SHORTCUT_DOC = '''    shortcut: Keyword-only. Where a block changes shape, `"A"`
 '''
 
 
-def document(key: str, title: str, about: str, module: str, *, keras_name: bool = False, shortcut: bool = False):
-    """Decorator that gives a builder its docstring, filled from its spec.
+def builder_doc(fn, spec: ResNetSpec, title: str, about: str, *, keras_name: bool) -> str:
+    """The docstring of builder `fn`, filled from its spec and signature.
 
     `keras_name`: the builder is a drop-in for `keras.applications.<fn>`
     and has pretrained weights in the shipped manifest.
     """
-    spec = SPECS[key]
-
-    def apply(fn):
-        fn.__doc__ = _TEMPLATE.format(
-            title=title,
-            dropin=f", a drop-in for `keras.applications.{fn.__name__}`" if keras_name else "",
-            about=about,
-            fn=fn.__name__,
-            module=module,
-            size=spec.default_size,
-            min_size=spec.min_size,
-            classes=spec.classes,
-            extra=SHORTCUT_DOC if shortcut else "",
-            preprocess=f" Preprocess its inputs with\n    `resnet_keras.{module}.preprocess_input`." if keras_name else "",
-            example_size=max(spec.min_size, 64 if keras_name else 32),
-            features=spec.widths[-1] * spec.expansion,
-            **(_PRETRAINED if keras_name else _NO_PRETRAINED),
-        )
-        return fn
-
-    return apply
+    module = fn.__module__.removeprefix("resnet_keras.")
+    return _TEMPLATE.format(
+        title=title,
+        dropin=f", a drop-in for `keras.applications.{fn.__name__}`" if keras_name else "",
+        about=about,
+        fn=fn.__name__,
+        module=module,
+        size=spec.default_size,
+        min_size=spec.min_size,
+        classes=spec.classes,
+        extra=SHORTCUT_DOC if "shortcut" in inspect.signature(fn).parameters else "",
+        preprocess=f" Preprocess its inputs with\n    `resnet_keras.{module}.preprocess_input`." if keras_name else "",
+        example_size=max(spec.min_size, 64 if keras_name else 32),
+        features=spec.widths[-1] * spec.expansion,
+        **(_PRETRAINED if keras_name else _NO_PRETRAINED),
+    )

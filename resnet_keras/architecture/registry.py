@@ -1,11 +1,8 @@
-"""The model registry: list_models / get_model / model_info.
+"""The model registry: get_model / model_info (Keras); names live in `catalog`.
 
 Keys are the lower-case default model names (`resnet50v2`, `resnet20`,
-`plain56`); each key is one builder and one `ResNetSpec`. The table is
-built once from the builders themselves (their default `name`), so a key,
-a builder and a spec cannot drift apart, and a duplicate key raises. The
-keras-free part (names, `list_models`, the catalog the command line reads)
-lives in `_catalog`; the table here is checked against it.
+`plain56`). Each is registered once, by `@catalog.register_model` at its
+builder's `def`; this module reads `catalog.ENTRIES`.
 """
 
 from __future__ import annotations
@@ -15,48 +12,14 @@ import difflib
 import functools
 import inspect
 import math
-from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import keras
 
-from .. import cifar, resnet, resnet_small, resnet_v2
-from .catalog import ENTRIES, list_models, resolve as _resolve
-from .specs import SPECS, ResNetSpec
+from .catalog import ENTRIES, resolve as _resolve
+from .specs import ResNetSpec
+from ..data_format import spatial_dims
 from ..errors import InvalidArgumentError
-
-
-def _table(*modules) -> Mapping[str, Callable[..., keras.Model]]:
-    table: dict[str, Callable[..., keras.Model]] = {}
-    for module in modules:
-        for attr in module.__all__:
-            builder = getattr(module, attr)
-            if not attr[0].isupper():
-                continue  # preprocess_input, decode_predictions, ...
-            key = inspect.signature(builder).parameters["name"].default
-            if key in table:
-                raise RuntimeError(
-                    f"Model {key!r} is registered twice ({table[key].__name__} "
-                    f"and {builder.__name__}); registry keys must be unique."
-                )
-            if key not in SPECS:
-                raise RuntimeError(f"Builder {builder.__name__} has no spec {key!r}.")
-            listed = ENTRIES.get(key)
-            if listed is None or (listed.builder, f"resnet_keras.{listed.module}") != (
-                builder.__name__, builder.__module__
-            ):
-                raise RuntimeError(
-                    f"Builder {builder.__module__}.{builder.__name__} ({key!r}) must be "
-                    f"listed as such in _catalog.ENTRIES. Received: {listed}"
-                )
-            table[key] = builder
-    return MappingProxyType(table)
-
-
-BUILDERS = _table(resnet_small, resnet, resnet_v2, cifar)
-if set(BUILDERS) != set(SPECS):
-    raise RuntimeError(f"Specs without a builder: {sorted(set(SPECS) - set(BUILDERS))}")
-
 
 def _weight_tags(key: str) -> tuple[str, ...]:
     from ..weights.resolve import active_manifest  # shipped + RESNET_KERAS_MANIFEST
@@ -76,7 +39,7 @@ def get_model(name: str, /, **kwargs) -> keras.Model:
         >>> model.output_shape
         (None, 10)
     """
-    builder = BUILDERS[_resolve(name)]
+    builder = ENTRIES[_resolve(name)].function
     parameters = inspect.signature(builder).parameters
     unknown = sorted(set(kwargs) - set(parameters))
     if unknown:
@@ -136,7 +99,7 @@ def count_macs(model: keras.Model) -> int:
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
             out_shape = layer.output.shape
-            spatial = out_shape[2:] if layer.data_format == "channels_first" else out_shape[1:3]
+            spatial = spatial_dims(out_shape, layer.data_format)
             if None in spatial:
                 raise InvalidArgumentError(
                     "Counting multiply-adds needs a static input size. "
@@ -151,7 +114,7 @@ def count_macs(model: keras.Model) -> int:
 
 @functools.lru_cache(maxsize=None)
 def _graph_counts(key: str) -> tuple[int, int, int]:
-    model = BUILDERS[key](weights=None)  # default input size and head
+    model = ENTRIES[key].function(weights=None)  # default input size and head
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     return model.count_params(), trainable, count_macs(model)
 
@@ -170,11 +133,12 @@ def model_info(name: str) -> ModelInfo:
         (269722, 40.6)
     """
     key = _resolve(name)
-    spec = SPECS[key]
+    entry = ENTRIES[key]
+    spec = entry.spec
     params, trainable, macs = _graph_counts(key)
     return ModelInfo(
         name=key,
-        builder=BUILDERS[key],
+        builder=entry.function,
         spec=spec,
         params=params,
         trainable_params=trainable,

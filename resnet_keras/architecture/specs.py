@@ -1,7 +1,8 @@
 """Architecture variants as plain data (no Keras import).
 
 Every model of the zoo is one `ResNetSpec`; the builder turns a spec into a
-Keras graph. Adding a variant means adding a row here, not writing code.
+Keras graph. Adding a variant is a row here plus one builder decorated with
+`catalog.register_model` (see that module).
 """
 
 from __future__ import annotations
