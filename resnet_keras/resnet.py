@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import _imagenet
 from .architecture.build import create_model
-from .architecture.catalog import builder_names, register_model
+from .architecture.catalog import builder_names, preprocessing_of, register_model
 from .architecture.specs import SPECS
 
 # Shown in every builder docstring of this module.
@@ -74,6 +74,10 @@ def ResNet152(
     return create_model(SPECS["resnet152"], **locals())
 
 
+# The mode of this module's specs (SPECS is its one source).
+_MODE = preprocessing_of(__name__)
+
+
 def preprocess_input(x, data_format=None):
     """Preprocess RGB images in [0, 255] for these models ("caffe" mode:
     RGB to BGR, then minus the ImageNet channel means, no scaling).
@@ -83,7 +87,7 @@ def preprocess_input(x, data_format=None):
     written over and returned; integer arrays and tensors are left as they
     are. Inputs without exactly 3 channels raise `InvalidArgumentError`.
     """
-    return _imagenet.preprocess_input(x, data_format=data_format, mode="caffe")
+    return _imagenet.preprocess_input(x, data_format=data_format, mode=_MODE)
 
 
 def decode_predictions(preds, top=5):

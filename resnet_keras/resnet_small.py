@@ -38,7 +38,7 @@ import re
 from . import _imagenet
 from .architecture.build import create_model
 from ._imagenet import decode_predictions
-from .architecture.catalog import builder_names, register_model
+from .architecture.catalog import builder_names, preprocessing_of, register_model
 from .architecture.specs import SPECS
 from .errors import InvalidArgumentError
 
@@ -85,13 +85,17 @@ def ResNet34(
     return create_model(SPECS["resnet34"], **locals())
 
 
+# The mode of this module's specs (SPECS is its one source).
+_MODE = preprocessing_of(__name__)
+
+
 def preprocess_input(x, data_format=None):
     """Preprocess RGB images in [0, 255] for torchvision-trained weights
     ("torch" mode: scale to [0, 1], minus the ImageNet mean, over its std).
 
     A NumPy input is returned as a new array instead of being written over.
     """
-    return _imagenet.preprocess_input(x, data_format=data_format, mode="torch")
+    return _imagenet.preprocess_input(x, data_format=data_format, mode=_MODE)
 
 
 _LAYER = re.compile(r"conv(\d+)_block(\d+)_(\d)_(conv|bn)$")

@@ -1,6 +1,6 @@
 """A model is declared in one place: a spec row and one decorated builder.
 
-The registry, `__all__` and the docstrings all follow
+The registry, `__all__`, docstrings and the preprocessing mode all follow
 from `@register_model`; these tests hold that, and add a model (ResNet26,
 basic blocks 2-3-4-3) exactly as a newcomer would, without touching the
 shipped zoo.
@@ -8,13 +8,16 @@ shipped zoo.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import resnet_keras
+from resnet_keras import _imagenet
 from resnet_keras.architecture import catalog
 from resnet_keras.architecture.build import create_model
 from resnet_keras.architecture.catalog import ENTRIES, builder_names, register_model
 from resnet_keras.architecture.specs import SPECS, ResNetSpec
+from resnet_keras.weights.manifest import shipped_manifest
 
 
 @pytest.fixture
@@ -96,3 +99,26 @@ def test_adding_a_model_is_a_spec_row_and_one_decorated_builder(scratch_zoo):
 
 def test_the_zoo_is_back_after_adding_a_model():
     assert "resnet26" not in SPECS and "resnet26" not in ENTRIES
+
+
+# --- the preprocessing mode: SPECS is its one source -------------------------
+
+
+def test_every_manifest_entry_states_its_specs_preprocessing():
+    manifest = shipped_manifest()
+    checked = 0
+    for model in manifest.entries:
+        for tag in manifest.tags(model):
+            assert manifest.entry(model, tag).preprocessing == SPECS[model].preprocessing, (model, tag)
+            checked += 1
+    assert checked >= 6  # the six keras.applications weights at least
+
+
+@pytest.mark.parametrize("module", ["resnet", "resnet_v2", "resnet_small", "resnet50"])
+def test_preprocess_input_uses_the_mode_of_the_modules_specs(module):
+    public = getattr(resnet_keras, module)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    modes = {e.spec.preprocessing for e in ENTRIES.values() if getattr(public, e.builder, None) is e.function}
+    assert len(modes) == 1 and None not in modes
+    expected = _imagenet.preprocess_input(x.copy(), mode=modes.pop())
+    np.testing.assert_array_equal(public.preprocess_input(x.copy()), expected)

@@ -142,6 +142,14 @@ def builder_names(module: str) -> list[str]:
     return [e.builder for e in _defined_in(module)]
 
 
+def preprocessing_of(module: str) -> str:
+    """The one `preprocess_input` mode of a public module's models, from their specs."""
+    modes = {e.spec.preprocessing for e in _defined_in(module)}
+    if len(modes) != 1 or None in modes:
+        raise RuntimeError(f"The models of {module} must share one preprocessing mode: {modes}")
+    return modes.pop()
+
+
 # Text for each preprocess_input mode (None: models without pretrained weights).
 PREPROCESSING_TEXT = {
     "caffe": "RGB->BGR, minus the ImageNet channel means (preprocess_input mode 'caffe')",
