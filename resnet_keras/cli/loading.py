@@ -1,24 +1,29 @@
-"""Building the model a command asks for, with Keras imported only then.
+"""The model a command asks for: resolved first, then built.
 
-`load_model` checks `--weights` (a tag of the manifest, or an existing
-file) before Keras is imported, so a wrong argument is reported at once.
-TensorFlow's native start-up lines are kept off the terminal unless
-`--verbose`.
+`resolve_weights` decides once what `--model` and `--weights` mean (a tag of
+the manifest, a local file, or none) and returns the `Resolved` record;
+it does not import Keras, so a wrong argument is reported at once. The
+command then reads input size, preprocessing and the weights label from the
+record, and `build_model` imports Keras (TensorFlow's native start-up lines
+kept off the terminal unless `--verbose`) and builds from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from .options import active_manifest
-from ..architecture.catalog import resolve
-from ..architecture.specs import SPECS
+from ..architecture import catalog
+from ..architecture.specs import SPECS, ResNetSpec
 from ..data_format import current, image_shape
 from ..errors import UnknownWeightsError
+
+if TYPE_CHECKING:  # weights.resolve loads NumPy: not for --help
+    from ..weights.resolve import Resolved
 
 
 @contextlib.contextmanager
@@ -63,56 +68,47 @@ def _import_keras(args: argparse.Namespace):
     return keras
 
 
-def model_key(args: argparse.Namespace) -> str:
-    return resolve(args.model)  # unknown names raise with close matches
+def model_spec(args: argparse.Namespace) -> ResNetSpec:
+    """The spec of `--model`/MODEL; unknown names raise with close matches."""
+    return SPECS[catalog.resolve(args.model)]
 
 
-@dataclasses.dataclass(frozen=True)
-class Loaded:
-    """A model built for a command, and what its inputs need."""
+def resolve_weights(args: argparse.Namespace, spec: ResNetSpec, *, include_top: bool) -> Resolved:
+    """`--weights` for `spec`, decided once and checked before Keras is imported.
 
-    model: object  # keras.Model
-    key: str
-    weights: str  # for messages: a tag, a path or "none"
-    preprocessing: str | None
+    Left out, it is the manifest's default tag; "none" is random initialization.
+    """
+    from ..weights.resolve import DEFAULT_TAG, resolve
 
-
-def load_model(
-    args: argparse.Namespace,
-    *,
-    include_top: bool,
-    pooling: str | None = None,
-    size: int | None = None,
-) -> Loaded:
-    """Build `args.model` with `args.weights` (a tag, a path or "none")."""
-    from ..weights.resolve import classify
-
-    key = model_key(args)
-    spec = SPECS[key]
-    offline = True if args.offline else None
     weights = args.weights
     if weights is None:
-        manifest = active_manifest(args)
-        if not manifest.tags(key):
-            raise UnknownWeightsError(
-                f"--weights needs a value for {key}: it has no pretrained weights in the "
-                f"manifest. Received: --model={key}. Pass --weights PATH (an .h5 weights "
-                "file) or --weights none (random initialization)."
-            )
-        weights = manifest.default_tag(key)
+        weights = DEFAULT_TAG
     elif weights.lower() == "none":
         weights = None
-    source = classify(weights, key, include_top, manifest=args.manifest, offline=offline)
-    entry = source.entry
-    _import_keras(args)
-    from ..architecture.registry import get_model
+    offline = True if args.offline else None  # False would override RESNET_KERAS_OFFLINE
+    try:
+        return resolve(spec, weights, include_top=include_top, manifest=args.manifest, offline=offline)
+    except UnknownWeightsError as error:
+        if weights is not DEFAULT_TAG or active_manifest(args).tags(spec.name):
+            raise
+        # The model has no default tag: say what to pass on the command line.
+        raise UnknownWeightsError(
+            f"--weights needs a value for {spec.name}: it has no pretrained weights in the "
+            f"manifest. Received: --model={spec.name}. Pass --weights PATH (an .h5 weights "
+            "file) or --weights none (random initialization)."
+        ) from error
 
-    kwargs = dict(include_top=include_top, weights=weights, manifest=args.manifest, offline=offline)
-    if not include_top:
-        # A fixed input size, so that images can be batched: the size the
-        # weights were trained at unless --size says otherwise.
-        side = size or (entry.input_size if entry and entry.input_size else spec.default_size)
-        kwargs.update(pooling=pooling, input_shape=image_shape(side, current()))
-    model = get_model(key, **kwargs)
-    mode = (entry.preprocessing or spec.preprocessing) if entry else spec.preprocessing
-    return Loaded(model, key, "none" if weights is None else str(weights), mode)
+
+def build_model(
+    args: argparse.Namespace, resolved: Resolved, *, pooling: str | None = None, size: int | None = None
+):
+    """The Keras model `resolved` describes; without the top, globally pooled."""
+    _import_keras(args)
+    from ..architecture.build import build
+
+    if resolved.include_top:
+        return build(resolved)
+    # A fixed input size, so that images can be batched: the size the
+    # weights were trained at unless --size says otherwise.
+    input_shape = image_shape(size or resolved.input_size, current())
+    return build(resolved, pooling=pooling, input_shape=input_shape)

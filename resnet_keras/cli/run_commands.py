@@ -14,12 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .loading import load_model, model_key
+from .loading import build_model, model_spec, resolve_weights
 from .options import add_batch_size, add_model_options, positive_int
 from .output import printable
 from .registry import EXIT_OK, command
 from ..architecture.catalog import PREPROCESSING_TEXT
-from ..architecture.specs import SPECS
 from ..errors import InvalidArgumentError, MissingDependencyError
 from ..tools.export import FORMATS, export_for_inference
 
@@ -46,21 +45,22 @@ def run_classify(args: argparse.Namespace) -> int:
 
     from .images import collect_images, format_top, load_batch, preprocess, spatial_size, top_labels
 
-    classes = SPECS[model_key(args)].classes
-    if args.top > classes:
+    spec = model_spec(args)
+    if args.top > spec.classes:
         raise InvalidArgumentError(
-            f"--top must be at most the number of classes ({classes}). Received: --top={args.top}"
+            f"--top must be at most the number of classes ({spec.classes}). Received: --top={args.top}"
         )
     paths = collect_images(args.images)  # every file checked before a model is built
-    loaded = load_model(args, include_top=True)
-    if loaded.weights == "none":
+    resolved = resolve_weights(args, spec, include_top=True)
+    model = build_model(args, resolved)
+    if not resolved.has_weights:
         print(
             "resnet-keras: warning: --weights none: random weights, the labels mean nothing",
             file=sys.stderr,
         )
-    size = spatial_size(loaded.model)
+    size = spatial_size(model)
     for batch in _batches(paths, args.batch_size):
-        scores = loaded.model.predict_on_batch(preprocess(load_batch(batch, size), loaded.preprocessing))
+        scores = model.predict_on_batch(preprocess(load_batch(batch, size), resolved.preprocessing))
         for path, labels in zip(batch, top_labels(np.asarray(scores), args.top)):
             print(format_top(printable(path), labels))
     return EXIT_OK
@@ -102,32 +102,33 @@ def run_features(args: argparse.Namespace) -> int:
             "--out must be a file path in an existing folder. Received: "
             f"--out={args.out!r}. Create the folder first."
         )
-    model_key(args)
+    spec = model_spec(args)
     paths = collect_images(args.inputs)
-    loaded = load_model(args, include_top=False, pooling=args.pooling, size=args.size)
-    size = spatial_size(loaded.model)
+    resolved = resolve_weights(args, spec, include_top=False)
+    model = build_model(args, resolved, pooling=args.pooling, size=args.size)
+    size = spatial_size(model)
     chunks = []
-    with tqdm(total=len(paths), unit="img", desc=f"{loaded.key} features",
+    with tqdm(total=len(paths), unit="img", desc=f"{spec.name} features",
               disable=args.quiet, file=sys.stderr) as bar:
         for batch in _batches(paths, args.batch_size):
-            x = preprocess(load_batch(batch, size), loaded.preprocessing)
-            chunks.append(np.asarray(loaded.model.predict_on_batch(x), np.float32))
+            x = preprocess(load_batch(batch, size), resolved.preprocessing)
+            chunks.append(np.asarray(model.predict_on_batch(x), np.float32))
             bar.update(len(batch))
     features = np.concatenate(chunks)
     # Unicode arrays only: np.load(path, allow_pickle=False) reads every key.
     arrays = dict(
         features=features,
         paths=np.array([os.fspath(p) for p in paths], dtype=str),
-        model=np.array(loaded.key),
-        weights=np.array(loaded.weights),
+        model=np.array(spec.name),
+        weights=np.array(resolved.weights_label),
         pooling=np.array(args.pooling),
         image_size=np.array(size),
     )
     with _atomic_output(out) as f:
         np.savez(f, **arrays)
     print(
-        f"{features.shape[0]} images x {features.shape[1]} features ({loaded.key}, "
-        f"{args.pooling} pooling, weights: {printable(loaded.weights)}, {size[0]}x{size[1]} "
+        f"{features.shape[0]} images x {features.shape[1]} features ({spec.name}, "
+        f"{args.pooling} pooling, weights: {printable(resolved.weights_label)}, {size[0]}x{size[1]} "
         f"input) -> {printable(out)}"
     )
     return EXIT_OK
@@ -203,7 +204,7 @@ def run_export(args: argparse.Namespace) -> int:
             "--size needs --pooling: the classifier fixes the input size. "
             f"Received: --size={args.size}"
         )
-    model_key(args)
+    spec = model_spec(args)
     missing = target.missing_modules()
     if missing:
         raise MissingDependencyError(
@@ -211,16 +212,15 @@ def run_export(args: argparse.Namespace) -> int:
             f"{', '.join(missing)} is not installed. Received: --format={args.format}. "
             f"Install them with `pip install \"resnet-keras[{target.extra}]\"`."
         )
-    loaded = load_model(
-        args, include_top=args.pooling is None, pooling=args.pooling, size=args.size
-    )
-    report = export_for_inference(loaded.model, out, format=target.name, precision=args.precision)
-    shape = ", ".join(["batch", *map(str, loaded.model.input_shape[1:])])
+    resolved = resolve_weights(args, spec, include_top=args.pooling is None)
+    model = build_model(args, resolved, pooling=args.pooling, size=args.size)
+    report = export_for_inference(model, out, format=target.name, precision=args.precision)
+    shape = ", ".join(["batch", *map(str, model.input_shape[1:])])
     print(
-        f"exported {loaded.key} (weights: {printable(loaded.weights)}) as {args.format} to "
+        f"exported {spec.name} (weights: {printable(resolved.weights_label)}) as {args.format} to "
         f"{printable(report.path)}: "
         f"{report.precision}, BatchNorm folded, outputs within {report.max_error:.1e} of Keras"
     )
-    print(f"input: float32 ({shape}), preprocessed: {PREPROCESSING_TEXT[loaded.preprocessing]}")
+    print(f"input: float32 ({shape}), preprocessed: {PREPROCESSING_TEXT[resolved.preprocessing]}")
     print(f"load: {target.load_hint.replace('PATH', repr(os.fspath(report.path)))}")
     return EXIT_OK
