@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from resnet_keras.weights import cache as _download
+from resnet_keras.weights import housekeeping
 from resnet_keras.weights.records import WeightsFile
 
 # A tiny V1 net under the "resnet50" key, so that manifest entries for
@@ -65,7 +66,7 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(
         p.name
         for p in folder.iterdir()
-        if p.name.endswith((_download.TEMP_SUFFIX, ".lock")) or p.name.startswith(".")
+        if p.name.endswith((housekeeping.TEMP_SUFFIX, ".lock")) or p.name.startswith(".")
     )
 
 

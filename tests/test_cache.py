@@ -31,6 +31,7 @@ from cache_checks import (
 )
 from http_mirror import Reply
 from resnet_keras.weights import cache as _download
+from resnet_keras.weights import settings
 from resnet_keras.errors import CacheError, DownloadError, InvalidArgumentError, OfflineError
 
 pytestmark = pytest.mark.usefixtures("fast_network")
@@ -65,16 +66,16 @@ def test_cache_root_from_environment_with_tilde_is_created_when_missing(mirror, 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RESNET_KERAS_HOME", "~/deep/weights")
     folder = tmp_path / "home" / "deep" / "weights"
-    assert _download.cache_dir() == folder and not folder.exists()
+    assert settings.cache_dir() == folder and not folder.exists()
     _download.fetch(weights_file(NAME, DATA, [mirror.add(NAME, DATA)]), progressbar=False)
     assert_clean_cache(folder, {NAME: DATA})
 
 
 def test_default_cache_is_keras_own(tmp_path, monkeypatch, isolated_env):
-    assert _download.cache_dir() == isolated_env  # $KERAS_HOME/models
+    assert settings.cache_dir() == isolated_env  # $KERAS_HOME/models
     monkeypatch.delenv("KERAS_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert _download.cache_dir() == tmp_path / "home" / ".keras" / "models"
+    assert settings.cache_dir() == tmp_path / "home" / ".keras" / "models"
 
 
 def test_uncreatable_cache_is_an_error_never_a_silent_move_to_tmp(mirror, tmp_path, monkeypatch):
@@ -186,12 +187,12 @@ _WORKER = textwrap.dedent(
     package = types.ModuleType("resnet_keras")
     package.__path__, package.__version__ = [str(Path.cwd() / "resnet_keras")], "test"
     sys.modules["resnet_keras"] = package
-    from resnet_keras.weights import cache as _download
+    from resnet_keras.weights import cache as _download, housekeeping
     from resnet_keras.weights.records import WeightsFile
 
     name, url, digest, lock, barrier, me = sys.argv[1:]
     if lock == "nolock":  # as where file locks do not work; "shipped": the module's own setting
-        _download.USE_FILE_LOCK = False
+        housekeeping.USE_FILE_LOCK = False
     Path(barrier, me).touch()
     while len(list(Path(barrier).iterdir())) < 2:  # start both fetches together
         time.sleep(0.01)

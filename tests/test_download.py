@@ -24,6 +24,7 @@ from cache_checks import (
 )
 from http_mirror import Reply
 from resnet_keras.weights import cache as _download
+from resnet_keras.weights import housekeeping, settings
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import CacheError, DownloadError, IntegrityError, OfflineError
 
@@ -128,7 +129,7 @@ def test_timeout_setting_is_validated(monkeypatch):
     for bad in ("0", "-1", "soon", "inf"):
         monkeypatch.setenv("RESNET_KERAS_TIMEOUT", bad)
         with pytest.raises(InvalidArgumentError, match="RESNET_KERAS_TIMEOUT must be a positive number"):
-            _download.timeout_seconds()
+            settings.timeout_seconds()
 
 
 def test_redirect_to_plain_http_is_refused_before_it_is_followed(mirror, isolated_env):
@@ -291,14 +292,14 @@ def _temp_name(host, pid, token="dead"):
 def test_stale_temp_files_from_crashed_runs_are_removed(mirror, isolated_env):
     isolated_env.mkdir(parents=True)
     dead_pid = 2**22 + 12345  # above Linux' pid_max: no such process
-    ours_dead = isolated_env / _temp_name(_download._HOST_TAG, dead_pid)
+    ours_dead = isolated_env / _temp_name(housekeeping._HOST_TAG, dead_pid)
     old_foreign = isolated_env / _temp_name("0badc0de", 1)
     fresh_foreign = isolated_env / _temp_name("0badc0de", 2)  # maybe a live download on NFS
-    alive = isolated_env / _temp_name(_download._HOST_TAG, os.getpid(), "live")
-    other_file = isolated_env / f".other.h5.{_download._HOST_TAG}-{dead_pid}-x.part"
+    alive = isolated_env / _temp_name(housekeeping._HOST_TAG, os.getpid(), "live")
+    other_file = isolated_env / f".other.h5.{housekeeping._HOST_TAG}-{dead_pid}-x.part"
     for path in (ours_dead, old_foreign, fresh_foreign, alive, other_file):
         path.write_bytes(b"partial")
-    old = time.time() - _download.STALE_TEMP_SECONDS - 60
+    old = time.time() - housekeeping.STALE_TEMP_SECONDS - 60
     os.utime(old_foreign, (old, old))
     keras_file = isolated_env / "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
     keras_file.write_bytes(b"not ours")

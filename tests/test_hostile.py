@@ -35,7 +35,7 @@ from http_mirror import Mirror, Reply
 from resnet_keras.weights import cache as _download
 from resnet_keras.weights import h5 as _h5
 from resnet_keras.weights import manifest as _manifest
-from resnet_keras.weights import records, urls
+from resnet_keras.weights import housekeeping, records, settings, urls
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.weights import resolve as _weights
 from resnet_keras.errors import (
@@ -366,7 +366,7 @@ def test_manifest_fields_that_are_refused(tmp_path, fields, phrase):
 def test_a_home_folder_that_does_not_exist(monkeypatch, variable):
     monkeypatch.setenv(variable, "~nosuchuser_resnet_keras/c")
     with pytest.raises(CacheError, match=f"{variable} must name a folder.*~nosuchuser_resnet_keras"):
-        _download.cache_dir()
+        settings.cache_dir()
 
 
 def test_a_png_that_declares_a_huge_picture(tmp_path):
@@ -425,8 +425,6 @@ def test_a_model_key_in_the_wrong_case_is_an_error_with_a_suggestion(tmp_path):
 
 
 def test_a_corrupt_file_in_a_read_only_cache_is_named_as_corrupt(mirror, isolated_env, monkeypatch):
-    from resnet_keras.weights import cache as download
-
     isolated_env.mkdir(parents=True)
     (isolated_env / NAME).write_bytes(DATA[:-1] + b"x")
     url = mirror.add(NAME, DATA)
@@ -434,8 +432,8 @@ def test_a_corrupt_file_in_a_read_only_cache_is_named_as_corrupt(mirror, isolate
     def no_writes(*args, **kwargs):
         raise PermissionError(13, "Permission denied (read-only)")
 
-    monkeypatch.setattr(download, "_open_temp", no_writes)
-    monkeypatch.setattr(download, "USE_FILE_LOCK", False)
+    monkeypatch.setattr(housekeeping, "open_temp", no_writes)
+    monkeypatch.setattr(housekeeping, "USE_FILE_LOCK", False)
     monkeypatch.setattr(os, "replace", no_writes)  # setting it aside fails too
     with pytest.raises(CacheError, match=f"cannot be written .*The cached {NAME} is corrupt"):
         fetch(weights_file(NAME, DATA, [url]))

@@ -102,10 +102,10 @@ def run_info(args: argparse.Namespace) -> int:
         ("preprocessing", PREPROCESSING_TEXT[spec.preprocessing]),
         ("classes", str(spec.classes)),
     ]
-    from ..weights import cache
+    from ..weights import cache, settings
 
     manifest = active_manifest(args)
-    folder = cache.cache_dir()
+    folder = settings.cache_dir()
     tags = manifest.tags(key)
     if not tags:
         rows.append(("weights", "none (random initialization only; --weights PATH loads an .h5 file)"))

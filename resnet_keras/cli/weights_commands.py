@@ -84,9 +84,9 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 def _cache_states(args: argparse.Namespace):
     """(cache folder, [(entry, kind, wfile, state)]) for every manifest file."""
-    from ..weights import cache
+    from ..weights import cache, settings
 
-    folder = cache.cache_dir()
+    folder = settings.cache_dir()
     rows = [
         (entry, kind, wfile, cache.cache_state(wfile, folder))
         for entry, kind, wfile in active_manifest(args).files()
@@ -100,7 +100,7 @@ def _cache_states(args: argparse.Namespace):
     configure=add_manifest_option,
 )
 def run_verify(args: argparse.Namespace) -> int:
-    from ..weights import cache
+    from ..weights import housekeeping
 
     folder, rows = _cache_states(args)
     counts = {"cached": 0, "corrupt": 0, "not a file": 0}
@@ -112,7 +112,7 @@ def run_verify(args: argparse.Namespace) -> int:
         counts[state] += 1
         word = {"cached": "ok", "corrupt": "CORRUPT", "not a file": "NOT A FILE"}[state]
         print(f"{word:10} {folder / wfile.file_name} ({entry.model} {entry.tag} {kind}, {wfile.hash})")
-    stale = cache.stale_temp_files(folder)
+    stale = housekeeping.stale_temp_files(folder)
     for path in stale:
         print(f"{'STALE':10} {path} (left by an interrupted download; the next fetch removes it)")
     bad = counts["corrupt"] + counts["not a file"]

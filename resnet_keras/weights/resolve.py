@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from . import cache, h5
+from . import cache, h5, settings
 from .manifest import merge, read_manifest, shipped_manifest
 from .records import Manifest, WeightsEntry, WeightsFile
 from ..architecture.specs import SPECS, ResNetSpec
@@ -193,7 +193,7 @@ def resolve(
     most a local file's first bytes.
     """
     check_weights_argument(weights)
-    offline = cache.check_offline(offline)
+    offline = settings.check_offline(offline)
     model = spec.name
     base = dict(spec=spec, include_top=include_top, offline=offline)
     if weights is None:
@@ -241,4 +241,4 @@ def open_weights(resolved: Resolved, *, progressbar: bool = True) -> Iterator[tu
     with cache.open_verified(
         resolved.file, offline=resolved.offline, progressbar=progressbar, label=resolved.label
     ) as file:
-        yield file, cache.cache_dir() / resolved.file.file_name
+        yield file, settings.cache_dir() / resolved.file.file_name
