@@ -16,6 +16,7 @@ import pytest
 import official_format
 from cache_checks import build_tiny, entry, md5, user_manifest
 from resnet_keras.weights import h5 as _h5
+from resnet_keras.weights import h5_bounds
 from resnet_keras.weights import resolve as _weights
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import UnknownWeightsError, WeightsFormatError, WeightsMismatchError
@@ -234,7 +235,7 @@ def test_a_big_but_honest_dataset_is_not_a_bomb(tmp_path, no_data_read):
     with h5py.File(path, "w") as root:
         root.attrs["layer_names"] = np.array([], dtype="S1")
         root.create_dataset("big", data=np.random.default_rng(0).normal(size=(5_000_000,)).astype("float32"))
-        _h5._check_structure(root, path)  # 20 MB stored as 20 MB: fine
+        h5_bounds.check_structure(root, path)  # 20 MB stored as 20 MB: fine
 
 
 # -- local paths that are not weights files ------------------------------------------------

@@ -29,39 +29,9 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from ..errors import WeightsFormatError, WeightsMismatchError
+from .h5_bounds import MAX_REPORTED, check_structure, format_error
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-# HDF5 filter ids: deflate (gzip), shuffle, fletcher32. Anything else needs a
-# plugin, i.e. code we did not choose, and is refused.
-SAFE_FILTERS = {1, 2, 3}
-MAX_REPORTED = 20
-# A dataset may declare far more data than the file stores (unwritten chunks
-# read back as the fill value, or extreme compression): a "shape bomb" that
-# makes a reader allocate gigabytes from a tiny file. The largest tensor of
-# any ResNet is below 200 MB (a 2048 x 21843 ImageNet-21k head), so refuse
-# declared sizes above MAX_DATASET_BYTES, and above BOMB_MIN_BYTES when the
-# declared size is more than BOMB_RATIO times what is stored.
-MAX_DATASET_BYTES = 1 << 32
-BOMB_MIN_BYTES = 16 << 20
-BOMB_RATIO = 100
-# HDF5 inflates a whole chunk at a time, whatever part of it is read: one
-# chunk far larger than its dataset (3x3x3x2^23 for a 3x3x3x16 kernel) makes
-# a 2 MB file cost gigabytes. A chunk may not exceed its dataset's own size
-# (or a small allowance for tiny datasets).
-CHUNK_ALLOWANCE_BYTES = 1 << 20
-# Keras writes root/layer/weight (root/model_weights/... in a full-model file,
-# a level more for nested models): anything much deeper, or a file with more
-# objects than the largest ResNet has weights, is not a weights file.
-MAX_DEPTH = 8
-MAX_OBJECTS = 100_000
-
-
-def _format_error(where, problem: str) -> WeightsFormatError:
-    return WeightsFormatError(
-        f"{where} is not a usable Keras HDF5 weights file: {problem}. "
-        "Pass a .h5 file written by `save_weights` (Keras 2 layout), such as "
-        "the official keras.applications files."
-    )
 
 
 def _attr_list(group, name: str, where) -> list[str]:
@@ -78,7 +48,7 @@ def _attr_list(group, name: str, where) -> list[str]:
     values = []
     for part in parts:
         if isinstance(part, h5py.Empty) or not isinstance(part, np.ndarray) or part.ndim != 1:
-            raise _format_error(
+            raise format_error(
                 where, f"attribute {name!r} of {group.name} is not a list of names"
             )
         for value in part:
@@ -86,76 +56,15 @@ def _attr_list(group, name: str, where) -> list[str]:
                 try:
                     value = bytes(value).decode("utf-8")
                 except UnicodeDecodeError:
-                    raise _format_error(
+                    raise format_error(
                         where, f"attribute {name!r} of {group.name} is not UTF-8 text"
                     ) from None
             if not isinstance(value, str):
-                raise _format_error(
+                raise format_error(
                     where, f"attribute {name!r} of {group.name} holds {value!r}, not a name"
                 )
             values.append(value)
     return values
-
-
-def _dataset_problems(obj, name: str) -> list[str]:
-    plist = obj.id.get_create_plist()
-    problems = []
-    if plist.get_external_count() > 0:
-        problems.append(f"external dataset /{name}")
-    if obj.is_virtual:
-        problems.append(f"virtual dataset /{name}")
-    filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
-    if filters - SAFE_FILTERS:
-        problems.append(
-            f"unsupported compression filter {sorted(filters - SAFE_FILTERS)} at /{name}"
-        )
-    itemsize = obj.dtype.itemsize
-    declared = int(np.prod(obj.shape or (), dtype=np.float64) * itemsize)
-    stored = obj.id.get_storage_size()
-    if declared > MAX_DATASET_BYTES or (
-        declared > BOMB_MIN_BYTES and declared > BOMB_RATIO * stored
-    ):
-        problems.append(
-            f"dataset /{name} declares shape {obj.shape} ({declared:,} "
-            f"bytes) but stores {stored:,} bytes (a shape bomb?)"
-        )
-    if obj.chunks:
-        chunk = int(np.prod(obj.chunks, dtype=np.float64) * itemsize)
-        if chunk > max(declared, CHUNK_ALLOWANCE_BYTES):
-            problems.append(
-                f"dataset /{name} of {declared:,} bytes is stored in chunks of "
-                f"{chunk:,} bytes {obj.chunks} (a decompression bomb?)"
-            )
-    return problems
-
-
-def _check_structure(root, where) -> None:
-    """Refuse links, external storage, unknown filters and bombs before reading data."""
-    import h5py
-
-    problems = []
-    count = 0
-
-    def visit(name, link):
-        nonlocal count
-        count += 1
-        if count > MAX_OBJECTS or name.count("/") >= MAX_DEPTH:
-            what = f"more than {MAX_OBJECTS:,} objects" if count > MAX_OBJECTS else (
-                f"groups nested more than {MAX_DEPTH} deep"
-            )
-            problems.append(what)
-            return True  # stop the walk here: bounded work
-        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
-            problems.append(f"{type(link).__name__} at /{name}")
-            return None
-        obj = root.get(name)
-        if isinstance(obj, h5py.Dataset):
-            problems.extend(_dataset_problems(obj, name))
-        return None
-
-    root.visititems_links(visit)
-    if problems:
-        raise _format_error(where, "it contains " + ", ".join(problems[:MAX_REPORTED]))
 
 
 def _has_layer_names(group) -> bool:
@@ -174,18 +83,18 @@ def _weight_groups(root, where):
                 if "model_weights" in root
                 else "it has no `layer_names` attribute"
             )
-            raise _format_error(where, problem)
+            raise format_error(where, problem)
         root = weights_root
     layers = []
     for layer_name in _attr_list(root, "layer_names", where):
         group = root.get(layer_name) if layer_name else None
         if not isinstance(group, h5py.Group):
-            raise _format_error(where, f"layer {layer_name!r} has no group")
+            raise format_error(where, f"layer {layer_name!r} has no group")
         weights = []
         for weight_name in _attr_list(group, "weight_names", where):
             dataset = group.get(weight_name) if weight_name else None
             if not isinstance(dataset, h5py.Dataset):
-                raise _format_error(
+                raise format_error(
                     where, f"weight {weight_name!r} of layer {layer_name!r} is missing"
                 )
             weights.append((weight_name, dataset))
@@ -199,16 +108,16 @@ def check_signature(path: Path) -> None:
     if not path.exists():
         raise missing_file_error(path)
     if path.is_dir():
-        raise _format_error(path, "it is a directory")
+        raise format_error(path, "it is a directory")
     if not path.is_file():
-        raise _format_error(path, "it is not a regular file")
+        raise format_error(path, "it is not a regular file")
     with open(path, "rb") as f:
         _check_head(f.read(512), path)
 
 
 def _check_head(head: bytes, where) -> None:
     if not head.startswith(HDF5_SIGNATURE):
-        raise _format_error(where, describe_non_hdf5(head))
+        raise format_error(where, describe_non_hdf5(head))
 
 
 def missing_file_error(path: Path, hint: str = "") -> FileNotFoundError:
@@ -271,10 +180,10 @@ def open_regular(path: Path) -> BinaryIO:
     except FileNotFoundError:
         raise missing_file_error(path) from None
     except IsADirectoryError:
-        raise _format_error(path, "it is a directory") from None
+        raise format_error(path, "it is a directory") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _format_error(path, "it is not a regular file")
+            raise format_error(path, "it is not a regular file")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -308,13 +217,13 @@ def load_from_file(model, file: BinaryIO, where, verify: Callable[[BinaryIO], No
     file.seek(0)
     try:
         with h5py.File(file, "r") as root:
-            _check_structure(root, where)
+            check_structure(root, where)
             plan = _plan(model, _weight_groups(root, where), where)
     except (WeightsFormatError, WeightsMismatchError):
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         # h5py reports damaged files as any of these; all are "unreadable".
-        raise _format_error(where, f"HDF5 could not read it ({_first_line(error)})") from error
+        raise format_error(where, f"HDF5 could not read it ({_first_line(error)})") from error
     for variable, value in plan:
         variable.assign(value)
 
