@@ -88,7 +88,7 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
 )
 def run_info(args: argparse.Namespace) -> int:
     key = resolve(args.model)
-    spec, listed = SPECS[key], ENTRIES[key]  # _registry checks that every model is listed
+    spec, listed = SPECS[key], ENTRIES[key]  # architecture.registry checks that every model is listed
     size = f"{spec.default_size}x{spec.default_size}"
     shortcut = {"A": "A (zero-padded identity)", "B": "B (1x1 projection)"}[spec.shortcut]
     rows = [
