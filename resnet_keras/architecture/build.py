@@ -19,6 +19,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from . import validation
+from .. import data_format
 from .specs import ResNetSpec
 from ..weights import h5
 from ..weights.resolve import Resolved, open_weights, resolve
@@ -87,8 +88,6 @@ def build(
 
     `classes` and `name` default to the spec's (as its builder's defaults do).
     """
-    import keras
-
     spec, include_top = resolved.spec, resolved.include_top
     name = spec.name if name is None else name
     classes = spec.classes if classes is None else classes
@@ -103,7 +102,7 @@ def build(
         default_size=resolved.input_size,
         min_size=spec.min_size,
         pretrained=resolved.pretrained,
-        data_format=keras.config.image_data_format(),
+        data_format=data_format.current(),
     )
     if input_tensor is not None:
         tensor_shape = validation.check_input_tensor(input_tensor, input_shape)
