@@ -559,7 +559,7 @@ def test_catalog_counts_equal_the_built_model(key):
     info = resnet_keras.model_info(key)  # counted from the Keras graph
     entry = ENTRIES[key]
     assert (entry.params, entry.trainable_params, entry.macs) == (info.params, info.trainable_params, info.macs), (
-        f"update _catalog.ENTRIES[{key!r}] to ({info.params}, {info.trainable_params}, {info.macs})"
+        f"set counts=({info.params}, {info.trainable_params}, {info.macs}) in the @register_model of {entry.builder}"
     )
     assert getattr(resnet_keras, entry.builder) is info.builder
     assert info.builder.__module__ == f"resnet_keras.{entry.module}"

@@ -22,27 +22,19 @@ import pytest
 
 import official_format
 import resnet_keras
-from conftest import KERAS_BUILDERS
+from conftest import KERAS_BUILDERS, OUR_BUILDERS
 from keras2_writers import file_name
 from optional import require
 
 require("tf_keras")
 require("keras_applications")
 
-OURS = {
-    "resnet50": resnet_keras.ResNet50,
-    "resnet101": resnet_keras.ResNet101,
-    "resnet152": resnet_keras.ResNet152,
-    "resnet50v2": resnet_keras.ResNet50V2,
-    "resnet101v2": resnet_keras.ResNet101V2,
-    "resnet152v2": resnet_keras.ResNet152V2,
-}
 WRITERS = ("keras-applications", "tf-keras", "keras3-legacy")
 # V1 and V2, top and notop, in every naming: the default run.
 DEFAULT = [(w, m, h) for w in WRITERS for m in ("resnet50", "resnet50v2") for h in ("top", "notop")]
 # Every other model and head, written as the official files were (by
 # keras-applications): the slow run.
-ALL = [("keras-applications", m, h) for m in OURS for h in ("top", "notop")
+ALL = [("keras-applications", m, h) for m in OUR_BUILDERS for h in ("top", "notop")
        if ("keras-applications", m, h) not in DEFAULT]
 
 
@@ -91,7 +83,7 @@ def _check_same_outputs(path: Path, model_key: str, head: str) -> float:
     if include_top:
         kwargs["classifier_activation"] = None  # logits: softmax would hide differences
     reference = KERAS_BUILDERS[model_key](**kwargs)
-    ours = OURS[model_key](**kwargs)
+    ours = OUR_BUILDERS[model_key](**kwargs)
     size = 224 if include_top else 64
     x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype("float32")
     want = reference.predict(x, verbose=0)
@@ -141,7 +133,7 @@ def test_probs_file_through_the_manifest_is_the_readme_main_job(world_file, mirr
 
 
 @pytest.mark.network
-@pytest.mark.parametrize("model_key", list(OURS))
+@pytest.mark.parametrize("model_key", list(OUR_BUILDERS))
 def test_real_imagenet_weights_match_keras(model_key):
     """With internet: the six real files through the shipped manifest, against keras' own download."""
     from resnet_keras.cli import images as _images
@@ -150,7 +142,7 @@ def test_real_imagenet_weights_match_keras(model_key):
     x = _images.load_batch(images, (224, 224))
     module = resnet_keras.resnet_v2 if model_key.endswith("v2") else resnet_keras.resnet
     x = module.preprocess_input(x.astype("float32"))
-    ours = OURS[model_key](classifier_activation=None).predict(x, verbose=0)
+    ours = OUR_BUILDERS[model_key](classifier_activation=None).predict(x, verbose=0)
     want = KERAS_BUILDERS[model_key](classifier_activation=None).predict(x, verbose=0)
     np.testing.assert_allclose(ours, want, rtol=1e-6, atol=1e-5)
     assert np.array_equal(ours.argmax(-1), want.argmax(-1))

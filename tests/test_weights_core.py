@@ -11,19 +11,11 @@ import pytest
 
 import official_format
 import resnet_keras
-from conftest import KERAS_BUILDERS, write_manifest
+from conftest import KERAS_BUILDERS, OUR_BUILDERS, write_manifest
 from facts import table
 from resnet_keras.weights import manifest as _manifest
 from resnet_keras.errors import IntegrityError, OfflineError, WeightsMismatchError
 
-OURS = {
-    "resnet50": resnet_keras.ResNet50,
-    "resnet101": resnet_keras.ResNet101,
-    "resnet152": resnet_keras.ResNet152,
-    "resnet50v2": resnet_keras.ResNet50V2,
-    "resnet101v2": resnet_keras.ResNet101V2,
-    "resnet152v2": resnet_keras.ResNet152V2,
-}
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 # md5 of the official files, (with top, notop); source: tests/data/facts.json.
 OFFICIAL_MD5 = table("official_md5", "top", "notop")
@@ -42,7 +34,7 @@ def keras_parity(official_file, key, include_top):
     kwargs = dict(classifier_activation=None) if include_top else dict(include_top=False, input_shape=(size, size, 3))
     theirs = KERAS_BUILDERS[key](weights=None, **kwargs)
     theirs.load_weights(str(path))  # keras' own legacy-HDF5 loader
-    ours = OURS[key](weights=path, **kwargs)
+    ours = OUR_BUILDERS[key](weights=path, **kwargs)
     images = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype("float32")
     x = resnet_keras.resnet_v2.preprocess_input(images) if key.endswith("v2") else resnet_keras.resnet.preprocess_input(images)
     a, b = ours.predict(x, verbose=0), theirs.predict(x, verbose=0)
@@ -59,7 +51,7 @@ def test_official_format_file_gives_keras_outputs(official_file, key):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("include_top", [True, False], ids=["top", "notop"])
-@pytest.mark.parametrize("key", sorted(OURS))
+@pytest.mark.parametrize("key", sorted(OUR_BUILDERS))
 def test_all_official_format_files_give_keras_outputs(official_file, key, include_top):
     error = keras_parity(official_file, key, include_top)
     print(f"PARITY {key} include_top={include_top} relative_error={error:.3e}")
