@@ -20,6 +20,7 @@ _LAZY = {
     "list_models": ".architecture.catalog",
     "optimize_for_inference": ".tools.inference",
     **dict.fromkeys(("ExportReport", "export_for_inference"), ".tools.export"),
+    **dict.fromkeys(("ParityReport", "Predictor"), ".predictor"),
 }
 _SUBMODULES = ("cifar", "errors", "resnet", "resnet50", "resnet_small", "resnet_v2")
 

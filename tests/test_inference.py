@@ -10,16 +10,15 @@ official-format weight files on the real photos in examples/images.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+import digits
 import official_format
 import resnet_keras
-from optional import require
 from resnet_keras.architecture import build as _builder
 from resnet_keras.tools.inference import ChannelAffine
 from resnet_keras.architecture.specs import SPECS
@@ -263,46 +262,14 @@ def test_lambda_layers_are_refused():
 # --- reduced precision on a model trained to confident predictions -----------
 
 
-def digits_24():
-    """scikit-learn's digits (1,797 real 8x8 scans, 10 classes) at 24x24x3.
-
-    (24 rather than CIFAR's 32: the same accuracy, ~40% less training time.)
-    """
-    datasets = require("sklearn.datasets")
-    data = datasets.load_digits()
-    x = np.kron(data.images / 16.0, np.ones((3, 3)))[..., None].repeat(3, axis=-1)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(x))
-    x, y = x[order].astype("float32") * 2 - 1, data.target[order]
-    return (x[:1400], y[:1400]), (x[1400:], y[1400:])
-
-
 @pytest.fixture(scope="module")
 def trained_digits():
-    (x_train, y_train), (x_test, y_test) = digits_24()
-    keras.utils.set_random_seed(0)
-    spec = dataclasses.replace(
-        SPECS["resnet20"], depths=(1, 1, 1), widths=(8, 16, 32), stem_width=8
-    )
-    model = _builder.create_model(
-        spec, include_top=True, weights=None, input_tensor=None, input_shape=(24, 24, 3),
-        pooling=None, classes=10, classifier_activation="softmax", name="digits",
-    )
-    for layer in model.layers:  # moving statistics that settle within a short run
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.8
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    model.fit(x_train, y_train, batch_size=64, epochs=8, verbose=0)  # ~6 s on 2 idle cores
-    return model, x_test, y_test
+    return digits.trained_model()
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_reduced_precision_top1_agreement_on_held_out_digits(trained_digits, precision):
-    model, x_test, y_test = trained_digits
+    model, x_test, y_test, _ = trained_digits
     reference = model.predict(x_test, verbose=0)
     accuracy = (reference.argmax(-1) == y_test).mean()
     assert accuracy >= 0.95  # it learned the task (~99%)

@@ -1,0 +1,241 @@
+"""Predictor: one Keras model, compiled for the fastest CPU runtime installed."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArgumentError, ResNetKerasError
+from . import runtimes
+
+# A smaller set gives activation ranges that miss the tails of real inputs.
+MIN_CALIBRATION = 32
+# Images the parity check runs through both the Keras model and the engine.
+PARITY_SAMPLES = 8
+# float32 engines compute what Keras computes, up to summation order.
+FLOAT32_TOLERANCE = 1e-4
+
+
+class PredictorParityError(ResNetKerasError, RuntimeError):
+    """A float32 engine's outputs differ from the Keras model's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityReport:
+    """How the Predictor's outputs compare with the Keras model's, measured at construction.
+
+    Attributes:
+        samples: Inputs compared.
+        inputs: Where they came from: "calibration" (the first images of the
+            calibration set) or "random" (seeded standard normal).
+        max_relative_error: Largest absolute difference over the largest
+            Keras output (first output).
+        min_cosine: Smallest cosine similarity between a sample's Keras and
+            Predictor outputs (flattened).
+        top1_agreement: Share of samples whose arg-max agrees, for outputs of
+            shape (n, classes); None otherwise.
+    """
+
+    samples: int
+    inputs: str
+    max_relative_error: float
+    min_cosine: float
+    top1_agreement: float | None
+
+
+def compare(reference: np.ndarray, actual: np.ndarray) -> tuple[float, float, float | None]:
+    """(max relative error, min cosine, top-1 agreement) of two output batches."""
+    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    act = np.asarray(actual, np.float64).reshape(len(actual), -1)
+    error = float(np.abs(act - ref).max() / max(np.abs(ref).max(), 1e-30))
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(act, axis=1)
+    cosine = float(np.min(np.sum(ref * act, axis=1) / np.maximum(norms, 1e-30)))
+    top1 = None
+    if np.ndim(reference) == 2 and ref.shape[1] > 1:
+        top1 = float(np.mean(ref.argmax(1) == act.argmax(1)))
+    return error, cosine, top1
+
+
+def _model_input(model) -> tuple:
+    import keras
+
+    from ..tools.inference import _functional
+
+    if keras.backend.backend() != "tensorflow":  # every engine starts from a traced TF graph
+        raise InvalidArgumentError(
+            "Predictor needs the TensorFlow backend: every runtime reads the model as a traced "
+            f"TensorFlow graph. Received: KERAS_BACKEND={keras.backend.backend()!r}. Run with "
+            "KERAS_BACKEND=tensorflow, or call model.predict on this backend."
+        )
+    model = _functional(model)
+    if len(model.inputs) != 1:
+        raise InvalidArgumentError(
+            "`model` must have one input (every resnet_keras model has). "
+            f"Received: a model with {len(model.inputs)} inputs"
+        )
+    return model, tuple(model.inputs[0].shape)[1:]
+
+
+def _check_batch(x: Any, shape: tuple, what: str) -> np.ndarray:
+    """`x` as float32 of shape (n,) + shape; a typed error otherwise."""
+    wanted = "(n, " + ", ".join("any" if d is None else str(d) for d in shape) + ")"
+    try:
+        array = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgumentError(
+            f"`{what}` must be a numeric array of images of shape {wanted}. "
+            f"Received: {type(x).__name__} that NumPy cannot read as float32 ({error})"
+        ) from None
+    fits = array.ndim == len(shape) + 1 and all(
+        want is None or want == got for want, got in zip(shape, array.shape[1:])
+    )
+    if not fits:
+        raise InvalidArgumentError(
+            f"`{what}` must have shape {wanted}: a batch of preprocessed images as the model "
+            f"takes them. Received: shape {array.shape}"
+        )
+    return array
+
+
+def _check_calibration(calibration: Any, precision: str, shape: tuple) -> np.ndarray | None:
+    if precision != "int8":
+        if calibration is not None:
+            raise InvalidArgumentError(
+                "`calibration` is used by precision='int8' only. Received: a calibration set "
+                f"with precision={precision!r}. Drop it, or ask for precision='int8'."
+            )
+        return None
+    if calibration is None:
+        raise InvalidArgumentError(
+            "precision='int8' needs `calibration`: a few hundred preprocessed images like the "
+            f"ones you will predict on (at least {MIN_CALIBRATION}), to measure activation ranges. "
+            "Received: calibration=None"
+        )
+    array = _check_batch(calibration, shape, "calibration")
+    if len(array) < MIN_CALIBRATION:
+        raise InvalidArgumentError(
+            f"`calibration` must hold at least {MIN_CALIBRATION} images (a few hundred is better). "
+            f"Received: {len(array)}"
+        )
+    if not np.isfinite(array).all():
+        raise InvalidArgumentError(
+            "`calibration` must be finite: NaN or inf would set the int8 ranges. Received: "
+            f"{int(np.size(array) - np.isfinite(array).sum())} non-finite values"
+        )
+    return array
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidArgumentError(
+            f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
+        )
+    return int(batch_size)
+
+
+class Predictor:
+    """A Keras model compiled for fast CPU inference, called like `model.predict`.
+
+    The model is folded (BatchNorm into convolutions), handed to a runtime
+    and compiled for the CPU; its outputs are compared with the Keras
+    model's right away (`parity`). `predict` takes the same preprocessed
+    batch `model.predict` takes and returns the same NumPy arrays.
+
+    Args:
+        model: A functional Keras model with one input: any resnet_keras model,
+            with or without top, any pooling.
+        precision: "float32" (same results as Keras within 1e-5 relative),
+            "bfloat16" (CPUs with AVX-512 BF16 or AMX; about 3 significant
+            digits) or "int8" (post-training static quantization; needs
+            `calibration`).
+        runtime: "auto" (the fastest installed for `precision`, see
+            `runtimes.AUTO_ORDER`), "openvino", "onnxruntime" or "tensorflow".
+        calibration: For int8: a few hundred preprocessed images like the ones
+            you will predict on, shape (n, *input_shape), at least 32.
+
+    Attributes:
+        runtime: The runtime chosen.
+        precision: The compute precision.
+        parity: A `ParityReport` against the Keras model in float32.
+        build_seconds: Time spent converting, quantizing and compiling.
+
+    Raises:
+        InvalidArgumentError: Unknown precision or runtime, a runtime that
+            lacks the precision, or a missing, small or malformed calibration set.
+        MissingDependencyError: The runtime asked for (or every runtime
+            "auto" may pick) is not installed; the message names the extra.
+        PredictorParityError: A float32 engine disagrees with Keras.
+
+    Example:
+        >>> model = resnet_keras.ResNet50(weights="imagenet")
+        >>> fast = resnet_keras.Predictor(model, precision="bfloat16")
+        >>> probabilities = fast.predict(images, batch_size=32)
+    """
+
+    def __init__(self, model, precision: str = "float32", runtime: str = "auto", calibration=None):
+        precision = runtimes.check_precision(precision)
+        chosen = runtimes.choose(runtime, precision)
+        model, self.input_shape = _model_input(model)
+        calibration = _check_calibration(calibration, precision, self.input_shape)
+        started = time.perf_counter()
+        self._engine = chosen.build(model, precision, calibration)
+        self.build_seconds = time.perf_counter() - started
+        self.runtime = chosen.name
+        self.precision = precision
+        self._structure = model.output  # a tensor, or a list/dict of them: predict returns the same
+        self.parity = self._measure_parity(model, calibration)
+
+    def _measure_parity(self, model, calibration) -> ParityReport:
+        if calibration is not None:
+            probe, source = calibration[:PARITY_SAMPLES], "calibration"
+        else:
+            shape = (PARITY_SAMPLES,) + tuple(d or 64 for d in self.input_shape)
+            probe, source = np.random.default_rng(0).standard_normal(shape, np.float32), "random"
+        import keras
+
+        reference = keras.tree.flatten(model.predict_on_batch(probe))[0]
+        actual = self._engine.run(probe)[0]
+        error, cosine, top1 = compare(reference, actual)
+        if self.precision == "float32" and not error <= FLOAT32_TOLERANCE:
+            raise PredictorParityError(
+                f"runtime={self.runtime!r} in float32 must match the Keras model within "
+                f"{FLOAT32_TOLERANCE:g} (largest difference relative to the largest output). "
+                f"Received: {error:.3g}. Use runtime='tensorflow', and report the model."
+            )
+        return ParityReport(len(probe), source, error, cosine, top1)
+
+    def predict(self, x, batch_size: int = 32):
+        """Outputs for a batch of preprocessed images, like `model.predict(x)`.
+
+        Args:
+            x: Array of shape (n, *input_shape), preprocessed as the model
+               expects (e.g. `resnet_keras.resnet.preprocess_input`).
+            batch_size: Images per engine call.
+
+        Returns:
+            A float32 NumPy array; for a model with several outputs, the same
+            list or dict of them `model.predict` returns.
+        """
+        batch_size = _check_batch_size(batch_size)
+        x = _check_batch(x, self.input_shape, "x")
+        if len(x) == 0:
+            raise InvalidArgumentError(
+                "`x` must hold at least one image. Received: an empty batch of shape "
+                f"{x.shape}"
+            )
+        chunks = [self._engine.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        import keras
+
+        outputs = [np.concatenate(parts) for parts in zip(*chunks)]
+        return keras.tree.pack_sequence_as(self._structure, outputs)
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v}" for k, v in self._engine.settings.items())
+        return (
+            f"Predictor(runtime={self.runtime!r}, precision={self.precision!r}, {settings}; "
+            f"parity: max relative error {self.parity.max_relative_error:.2g}, "
+            f"min cosine {self.parity.min_cosine:.6f})"
+        )

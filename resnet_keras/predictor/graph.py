@@ -1,0 +1,47 @@
+"""What every engine shares: the engine record and the model's traced graph."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Engine:
+    """A compiled model: `run(batch) -> [outputs]`, float32 NumPy in and out.
+
+    Attributes:
+        runtime: The runtime's name.
+        precision: The compute precision.
+        run: Runs one batch; returns one array per model output.
+        settings: What was chosen (streams, threads, graph rewrites), for repr and reports.
+    """
+
+    runtime: str
+    precision: str
+    run: Callable[[np.ndarray], list]
+    settings: dict
+
+
+def input_spec(model):
+    """The model's one input as a `tf.TensorSpec`, batch left open."""
+    import tensorflow as tf
+
+    return tf.TensorSpec((None,) + tuple(model.inputs[0].shape)[1:], tf.float32)
+
+
+def float32_function(model):
+    """The model with BatchNorm folded, as a traced TensorFlow function.
+
+    What the converters read: folding first spares them the BatchNorm ops and
+    gives every runtime the same graph.
+    """
+    import tensorflow as tf
+
+    from ..tools.inference import optimize_for_inference
+
+    fused = optimize_for_inference(model, "float32")
+    call = tf.function(lambda x: fused(x, training=False), input_signature=[input_spec(model)])
+    return fused, call.get_concrete_function()
