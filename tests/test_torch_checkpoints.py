@@ -192,11 +192,13 @@ def test_converted_h5_loads_without_torch(checkpoints, tmp_path, monkeypatch):
     torch_model, path = checkpoints("resnet18")
     converted = resnet_keras.convert_checkpoint(path, tmp_path / "resnet18.h5", "resnet18")
     assert "sha256:" + converted.sha256 == sha256(converted.path.read_bytes())
-    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
-    model = resnet_keras.ResNet18(weights=str(converted.path), classifier_activation=None,
-                                  input_shape=(64, 64, 3))
     x = images()
-    assert relative_error(keras_outputs(model, x), torch_logits(torch_model, x)) <= TOLERANCE
+    want = torch_logits(torch_model, x)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+        model = resnet_keras.ResNet18(weights=str(converted.path), classifier_activation=None,
+                                      input_shape=(64, 64, 3))
+        assert relative_error(keras_outputs(model, x), want) <= TOLERANCE
     with pytest.raises(InvalidArgumentError, match="exists already"):
         resnet_keras.convert_checkpoint(path, converted.path, "resnet18")
     with pytest.raises(InvalidArgumentError, match="torchvision's layout"):
