@@ -20,7 +20,7 @@ from .options import active_manifest
 from ..architecture import catalog
 from ..architecture.specs import SPECS, ResNetSpec
 from ..data_format import current, image_shape
-from ..errors import UnknownWeightsError
+from ..errors import InvalidArgumentError, UnknownWeightsError
 
 if TYPE_CHECKING:  # weights.resolve loads NumPy: not for --help
     from ..weights.resolve import Resolved
@@ -112,3 +112,42 @@ def build_model(
     # weights were trained at unless --size says otherwise.
     input_shape = image_shape(size or resolved.input_size, current())
     return build(resolved, pooling=pooling, input_shape=input_shape)
+
+
+# Calibration images read for --precision int8: enough for stable ranges, bounded memory.
+CALIBRATION_LIMIT = 300
+
+
+def check_inference_options(args: argparse.Namespace) -> list | None:
+    """The calibration image paths, checked with --precision/--runtime before any weights are fetched."""
+    from .images import collect_images
+
+    if args.calibration and args.precision != "int8":
+        raise InvalidArgumentError(
+            "--calibration is used by --precision int8 only. Received: --calibration with "
+            f"--precision={args.precision or 'float32'}. Add --precision int8, or drop --calibration."
+        )
+    if args.precision == "int8" and not args.calibration:
+        raise InvalidArgumentError(
+            "--precision int8 needs --calibration: a folder or files of at least 32 images like "
+            "the ones to run on (their activation ranges set the int8 scales). Received: none"
+        )
+    return collect_images(args.calibration)[:CALIBRATION_LIMIT] if args.calibration else None
+
+
+def predict_function(args: argparse.Namespace, model, resolved: Resolved, size: int, calibration):
+    """`x -> outputs` for a preprocessed batch: Keras as built, or a `Predictor`
+    when `--precision`/`--runtime` ask for one (int8 calibrated on `calibration` paths)."""
+    if args.precision is None and args.runtime is None:
+        return model.predict_on_batch
+    from ..predictor import Predictor
+    from .images import load_batch, preprocess
+
+    if calibration is not None:
+        calibration = preprocess(load_batch(calibration, size), resolved.preprocessing)
+    predictor = Predictor(
+        model, precision=args.precision or "float32", runtime=args.runtime or "auto",
+        calibration=calibration,
+    )
+    print(f"resnet-keras: {predictor!r}", file=sys.stderr)
+    return lambda x: predictor.predict(x, batch_size=len(x))

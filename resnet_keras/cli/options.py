@@ -54,3 +54,22 @@ def add_model_options(parser: argparse.ArgumentParser, *, model: bool = True) ->
         help="no network: only weights already in the cache (like RESNET_KERAS_OFFLINE=1)",
     )
     add_manifest_option(parser)
+
+
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """--precision, --runtime, --calibration: run the model through a `Predictor`."""
+    from ..predictor.runtimes import PRECISIONS, RUNTIMES  # no Keras, no NumPy
+
+    parser.add_argument(
+        "--precision", choices=PRECISIONS,
+        help="compute precision through resnet_keras.Predictor (default: float32 in plain Keras); "
+        "int8 needs --calibration",
+    )
+    parser.add_argument(
+        "--runtime", choices=("auto", *RUNTIMES),
+        help="the Predictor's runtime (default with --precision: auto, the fastest installed)",
+    )
+    parser.add_argument(
+        "--calibration", nargs="+", metavar="IMAGE_OR_DIR",
+        help="images like the ones to run on, for --precision int8 (at least 32; the first 300 are used)",
+    )

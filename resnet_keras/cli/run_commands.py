@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .loading import build_model, model_spec, resolve_weights
-from .options import add_batch_size, add_model_options, positive_int
+from .loading import build_model, check_inference_options, model_spec, predict_function, resolve_weights
+from .options import add_batch_size, add_inference_options, add_model_options, positive_int
 from .output import printable
 from .registry import EXIT_OK, command
 from ..architecture.catalog import PREPROCESSING_TEXT
@@ -33,6 +33,7 @@ def _configure_classify(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
     parser.add_argument("--top", type=positive_int, default=5, help="labels per image (default: 5)")
     add_batch_size(parser)
+    add_inference_options(parser)
 
 
 @command(
@@ -51,6 +52,7 @@ def run_classify(args: argparse.Namespace) -> int:
             f"--top must be at most the number of classes ({spec.classes}). Received: --top={args.top}"
         )
     paths = collect_images(args.images)  # every file checked before a model is built
+    calibration = check_inference_options(args)
     resolved = resolve_weights(args, spec, include_top=True)
     model = build_model(args, resolved)
     if not resolved.has_weights:
@@ -59,8 +61,9 @@ def run_classify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     size = spatial_size(model)
+    predict = predict_function(args, model, resolved, size, calibration)
     for batch in _batches(paths, args.batch_size):
-        scores = model.predict_on_batch(preprocess(load_batch(batch, size), resolved.preprocessing))
+        scores = predict(preprocess(load_batch(batch, size), resolved.preprocessing))
         for path, labels in zip(batch, top_labels(np.asarray(scores), args.top)):
             print(format_top(printable(path), labels))
     return EXIT_OK
@@ -82,6 +85,7 @@ def _configure_features(parser: argparse.ArgumentParser) -> None:
         help="input height and width (default: the size of the weights, e.g. 224)",
     )
     add_batch_size(parser)
+    add_inference_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -104,15 +108,17 @@ def run_features(args: argparse.Namespace) -> int:
         )
     spec = model_spec(args)
     paths = collect_images(args.inputs)
+    calibration = check_inference_options(args)
     resolved = resolve_weights(args, spec, include_top=False)
     model = build_model(args, resolved, pooling=args.pooling, size=args.size)
     size = spatial_size(model)
+    predict = predict_function(args, model, resolved, size, calibration)
     chunks = []
     with tqdm(total=len(paths), unit="img", desc=f"{spec.name} features",
               disable=args.quiet, file=sys.stderr) as bar:
         for batch in _batches(paths, args.batch_size):
             x = preprocess(load_batch(batch, size), resolved.preprocessing)
-            chunks.append(np.asarray(model.predict_on_batch(x), np.float32))
+            chunks.append(np.asarray(predict(x), np.float32))
             bar.update(len(batch))
     features = np.concatenate(chunks)
     # Unicode arrays only: np.load(path, allow_pickle=False) reads every key.

@@ -1,0 +1,72 @@
+"""`classify` and `features` with --precision/--runtime/--calibration (the Predictor)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from optional import require
+from test_cli import assert_one_line_error, image_dir, keras_outputs, parse_classify, resnet20_files, run  # noqa: F401
+
+
+@pytest.fixture
+def calibration_dir(tmp_path):
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime", "tensorflow"])
+def test_classify_float32_predictor_gives_keras_scores(runtime, resnet20_files, image_dir, capsys):
+    if runtime != "tensorflow":
+        require(runtime)
+    status, out, err = run(capsys, "classify", image_dir, "--model", "resnet20", "--weights",
+                           resnet20_files["top"], "--top", "3", "--precision", "float32", "--runtime", runtime)
+    assert status == 0 and f"Predictor(runtime='{runtime}', precision='float32'" in err
+    result = parse_classify(out)
+    expected = keras_outputs(list(result), resnet20_files["top"], include_top=True)
+    for path, scores in zip(result, expected):
+        best = np.argsort(-scores)[:3]
+        assert [label for label, _ in result[path]] == [f"class_{i}" for i in best]
+        np.testing.assert_allclose([s for _, s in result[path]], scores[best], atol=1e-4)
+
+
+def test_features_int8_with_calibration(resnet20_files, image_dir, calibration_dir, tmp_path, capsys):
+    require("openvino")
+    out_path = tmp_path / "f.npz"
+    status, out, err = run(capsys, "features", image_dir, "--out", out_path, "--model", "resnet20",
+                           "--weights", resnet20_files["notop"], "--precision", "int8",
+                           "--calibration", calibration_dir, "--quiet")
+    assert status == 0 and "precision='int8'" in err
+    with np.load(out_path, allow_pickle=False) as data:
+        features, paths = data["features"], data["paths"].tolist()
+    expected = keras_outputs(paths, resnet20_files["notop"], include_top=False, pooling="avg")
+    cos = (features * expected).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cos.min() >= 0.99
+
+
+@pytest.mark.parametrize(
+    "extra, phrase",
+    [
+        (["--precision", "int8"], "--precision int8 needs --calibration"),
+        (["--calibration", "x"], "--calibration is used by --precision int8 only"),
+        (["--precision", "bfloat16", "--calibration", "x"], "Received: --calibration with --precision=bfloat16"),
+    ],
+)
+def test_inference_options_checked_before_weights(extra, phrase, image_dir, capsys, monkeypatch):
+    # The default tag of resnet50 would be fetched; --offline with an empty cache would fail
+    # with an OfflineError if weights were resolved first.
+    monkeypatch.setenv("KERAS_HOME", str(image_dir / "empty_keras_home"))
+    status, out, err = run(capsys, "classify", image_dir, "--offline", *extra)
+    assert_one_line_error(status, out, err, phrase)
+
+
+def test_unknown_runtime_is_a_usage_error(image_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run(capsys, "classify", image_dir, "--runtime", "tensorrt")
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
