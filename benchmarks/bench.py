@@ -11,14 +11,19 @@ Both libraries are timed the same way: a `tf.function` around
 `model(x, training=False)`, traced and warmed up before timing. Every repeat
 times both libraries back to back, the order swapping each repeat, so load
 drifts hit both; ratios are taken per repeat and reported as min / median /
-max. Then ResNet50 after `optimize_for_inference` (float32 and bfloat16)
-against keras' float32 ResNet50. Shares of peak use the measured matmul peak
-of this machine (float32 and bfloat16) and the multiply-adds counted from the
-graph (2 FLOP each).
+max. Then every inference path for ResNet50 in one alternating run: keras
+(float32, mixed_bfloat16), the peers (onnxruntime and OpenVINO on the ONNX
+export, OpenVINO int8 by NNCF) and resnet_keras' Predictor on each runtime
+and precision (`paths.py`, `peers.py`). Shares of peak use the machine's
+multiply-add limit measured by an AVX-512 loop on every core (`fma_peak.c`,
+float32, bfloat16 and int8) and the multiply-adds counted from the graph
+(2 FLOP each); TensorFlow's matmul rate is reported beside it.
 
-The parts: `measure.py` times (and picks the contenders), `official_files.py`
-writes the weights files both libraries load, `report.py` writes the page and
-its plot, `results.py` holds the labels and per-repeat summaries they share.
+The parts: `measure.py` times (and picks the contenders), `paths.py` and
+`peers.py` the inference paths, `peak.py` the arithmetic limit,
+`official_files.py` writes the weights files both libraries load, `report.py`
+writes the page and its plot, `results.py` holds the labels and per-repeat
+summaries they share.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import resnet_keras  # noqa: E402
-from measure import EXTRA, KERAS, bench_fused, bench_model, matmul_peak  # noqa: E402
+from measure import EXTRA, KERAS, bench_model, matmul_peak  # noqa: E402
+from paths import bench_paths  # noqa: E402
+from peak import fma_peak  # noqa: E402
 from report import plot, targets, write_report  # noqa: E402
 from results import OURS, THEIRS, med, restore  # noqa: E402
 
@@ -58,7 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", help="registry names (default: the six keras variants and 18/34)")
     parser.add_argument(
         "--repeats", type=int,
-        help="repeats per measurement (default 6, quick 2; the fused comparison runs twice as many)",
+        help="repeats per measurement (default 6, quick 2; the inference paths run twice as many)",
     )
     parser.add_argument("--size", type=int, default=224, help="input size (default 224; below it, no top)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
@@ -74,6 +81,7 @@ def main(argv=None) -> int:
     args.batches = (1, 16)
     # Short blocks, many repeats: each pair of blocks runs close in time.
     args.calls = {1: 4, 16: 1}
+    args.path_calls = {1: 8, 16: 2}
     names = args.models or (["resnet50"] + EXTRA[:1] if args.quick else list(KERAS) + EXTRA)
     unknown = [n for n in names if n not in resnet_keras.list_models()]
     if unknown:
@@ -82,8 +90,13 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     log(f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     peak_size = 2048
-    peak = {d: matmul_peak(d, peak_size, 4 if args.quick else 12) for d in ("float32", "bfloat16")}
-    log(f"matmul peak: float32 {peak['float32']:.0f} GFLOP/s, bfloat16 {peak['bfloat16']:.0f} GFLOP/s")
+    matmul = {d: matmul_peak(d, peak_size, 4 if args.quick else 12) for d in ("float32", "bfloat16")}
+    log(f"TF matmul: float32 {matmul['float32']:.0f} GFLOP/s, bfloat16 {matmul['bfloat16']:.0f} GFLOP/s")
+    fma = fma_peak(3 if args.quick else 7)
+    if fma:
+        log("FMA loop peak: " + ", ".join(f"{k} {v:.0f}" for k, v in fma.items()) + " G(FL)OP/s")
+    # Shares of peak are taken against the FMA loop; int8 falls back to twice bfloat16's matmul.
+    peak = fma or {**matmul, "int8": 2 * matmul["bfloat16"]}
 
     started = time.perf_counter()
     load_during = []
@@ -102,10 +115,12 @@ def main(argv=None) -> int:
             keras.backend.clear_session()
             gc.collect()
             load_during.append(os.getloadavg())
-    fused = bench_fused(args)
+    log("ResNet50 inference paths:")
+    paths = bench_paths(args)
     load_during.append(os.getloadavg())
-    for label, values in fused["throughput"][max(args.batches)].items():
-        log(f"ResNet50 {label}: {med(values):.1f} img/s")
+    for batch in args.batches:
+        for label, values in paths["throughput"][batch].items():
+            log(f"  batch {batch}: {label}: {med(values):.1f} img/s")
     load_after = os.getloadavg()
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,10 +142,13 @@ def main(argv=None) -> int:
         "repeats": args.repeats,
         "batches": list(args.batches),
         "calls": args.calls,
+        "path_calls": args.path_calls,
         "peak_size": peak_size,
+        "matmul_gflops": matmul,
+        "peak_source": "FMA loop (benchmarks/fma_peak.c)" if fma else "TensorFlow matmul",
         "peak_gflops": peak,
         "models": models,
-        "fused": fused,
+        "paths": paths,
         "plot": plot_path.name,
         "seconds": time.perf_counter() - started,
     }

@@ -141,30 +141,3 @@ def bench_model(name: str, args, folder: Path) -> dict:
         result["max_output_difference"] = float(parity)
     path.unlink()
     return result
-
-
-def bench_fused(args) -> dict:
-    """ResNet50: keras float32 against ours fused float32 and fused bfloat16."""
-    shape = (args.size, args.size, 3)
-    include_top = args.size == 224
-    base = keras.applications.ResNet50(weights=None, include_top=include_top, input_shape=shape)
-    seed_weights(base, seed=0)
-    ours = resnet_keras.ResNet50(weights=None, include_top=include_top, input_shape=shape)
-    ours.set_weights(base.get_weights())
-    start = time.perf_counter()
-    fused32 = resnet_keras.optimize_for_inference(ours, "float32")
-    optimize_s = time.perf_counter() - start
-    fused16 = resnet_keras.optimize_for_inference(ours, "bfloat16")
-    models = {
-        "keras float32": base,
-        "resnet_keras fused float32": fused32,
-        "resnet_keras fused bfloat16": fused16,
-    }
-    calls = {label: compiled(m) for label, m in models.items()}
-    result = {"macs": count_macs(base), "optimize_s": optimize_s, "error": {}}
-    result["throughput"], x = throughputs(calls, shape, args, args.repeats * 2)
-    reference = calls["keras float32"](x).numpy()
-    for label in list(models)[1:]:
-        out = calls[label](x).numpy()
-        result["error"][label] = float(np.abs(out - reference).max() / np.abs(reference).max())
-    return result

@@ -29,8 +29,9 @@ def ratios(ours, theirs):
 
 def restore(results: dict) -> dict:
     """JSON turned the batch keys into strings; make them ints again."""
-    results["calls"] = {int(b): n for b, n in results["calls"].items()}
-    for table in [m["throughput"] for m in results["models"]] + [results["fused"]["throughput"]]:
+    for key in ("calls", "path_calls"):
+        results[key] = {int(b): n for b, n in results[key].items()}
+    for table in [m["throughput"] for m in results["models"]] + [results["paths"]["throughput"]]:
         for b in list(table):
             table[int(b)] = table.pop(b)
     return results

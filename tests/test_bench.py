@@ -22,7 +22,7 @@ def test_quick_benchmark_writes_the_report(tmp_path):
         timeout=600,
     )
     report = out.read_text()
-    assert "## Fast inference" in report and "| resnet50 |" in report and "| resnet18 |" in report
+    assert "## Inference paths" in report and "Predictor int8 (auto)" in report and "| resnet50 |" in report and "| resnet18 |" in report
     assert "Load average" in report and "GFLOP/s" in report
     results = json.loads(out.with_suffix(".json").read_text())
     assert {m["name"] for m in results["models"]} == {"resnet18", "resnet50"}
