@@ -55,6 +55,27 @@ def test_float32_matches_keras_within_1e5(tiny, runtime):
     assert predictor.parity.top1_agreement == 1.0
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_openvino_results_survive_tensorflow_reusing_memory(tiny, precision):
+    """OpenVINO's converted constants share the folded model's TensorFlow buffers.
+
+    If the engine let that model go, TensorFlow would reuse the memory and the
+    weights would change under OpenVINO: garbage outputs a while later.
+    """
+    require("openvino")
+    import gc
+
+    import tensorflow as tf
+
+    predictor = resnet_keras.Predictor(tiny, precision, runtime="openvino")
+    expected = tiny.predict(X, verbose=0)
+    gc.collect()
+    for size in (1, 3, 7, 64):  # TensorFlow allocates (and reuses) buffers of many sizes
+        tiny.predict(X[:size % len(X) or 1], verbose=0)
+        [tf.random.uniform((size, 1000)) for _ in range(20)]
+    assert cosine(predictor.predict(X), expected).min() >= 0.999
+
+
 @pytest.mark.parametrize(
     "runtime, precision, min_cosine",
     [("tensorflow", "bfloat16", 0.999), ("openvino", "bfloat16", 0.999),

@@ -1,14 +1,12 @@
 """OpenVINO engine: the folded graph converted in memory, compiled for the CPU.
 
 What makes it faster than OpenVINO's defaults on the same graph:
-- Throughput streams. A batch is cut into parts that run side by side, each
-  on its own stream of one or a few cores: no barrier between threads at
-  every layer, which on a few cores costs more than the parallel split saves.
-  A batch smaller than the number of streams goes to a second, latency
-  compiled model that spreads one image over all cores.
-- Static shapes. Each part size gets its own compiled model (a few at most:
-  full parts and the last one), so the CPU plugin plans memory and picks
-  kernels once instead of per call.
+- Measured, not guessed: the first batch of each shape is timed on one
+  request over all cores (OpenVINO's latency default) and split over the
+  throughput streams (parts side by side, each stream on its own cores, with
+  no barrier between threads at every layer); the faster plan is kept.
+- Static shapes. Each batch (or part) shape gets its own compiled model, so
+  the CPU plugin plans memory and picks kernels once instead of per call.
 - The precision is explicit. OpenVINO's CPU plugin computes in bfloat16 by
   default where the CPU has it; float32 asks for float32.
 int8 is NNCF post-training quantization on the user's calibration set:
@@ -22,6 +20,7 @@ import contextlib
 import io
 import logging
 import os
+import time
 
 import numpy as np
 
@@ -31,6 +30,9 @@ _PRECISION_HINT = {"float32": "f32", "bfloat16": "bf16", "int8": "bf16"}
 # Parts per stream in a batch: two keep each stream busy while the other part's
 # result is copied out.
 _PARTS_PER_STREAM = 2
+# Timed calls per candidate when a batch shape is first seen, and shapes remembered.
+_TUNING_ROUNDS = 2
+_PLANS_KEPT = 8
 
 
 def _quantize(ov_model, calibration: np.ndarray):
@@ -56,66 +58,101 @@ def _collect(request, userdata) -> None:
     results[index] = [np.array(t.data) for t in request.output_tensors]
 
 
-class _Compiled:
-    """Compiled models of one graph, one per part shape, made on first use.
+class _Compiler:
+    """Compiles the graph for one batch shape and one performance hint."""
 
-    Throughput models come with an `AsyncInferQueue` of one request per
-    stream; latency models with one infer request.
-    """
-
-    def __init__(self, core, ov_model, precision: str):
-        self.core = core
-        self.model = ov_model
-        self.config = {"INFERENCE_PRECISION_HINT": _PRECISION_HINT[precision]}
-        probe = core.compile_model(ov_model, "CPU", {**self.config, "PERFORMANCE_HINT": "THROUGHPUT"})
-        self.streams = int(probe.get_property("NUM_STREAMS"))
-        self.cache: dict = {}
-
-    def get(self, shape: tuple, hint: str):
+    def __init__(self, ov_model, precision: str):
         import openvino as ov
 
-        key = (shape, hint)
-        if key not in self.cache:
-            if len(self.cache) >= 8:  # many odd batch sizes: keep memory bounded
-                self.cache.pop(next(iter(self.cache)))
-            model = self.model.clone()
-            model.reshape(list(shape))
-            compiled = self.core.compile_model(model, "CPU", {**self.config, "PERFORMANCE_HINT": hint})
-            if hint == "THROUGHPUT":
-                runner = ov.AsyncInferQueue(compiled, self.streams)
-                runner.set_callback(_collect)
-            else:
-                runner = compiled.create_infer_request()
-            self.cache[key] = runner
-        return self.cache[key]
+        self.core = ov.Core()
+        self.model = ov_model
+        self.config = {"INFERENCE_PRECISION_HINT": _PRECISION_HINT[precision]}
+        probe = self.core.compile_model(ov_model, "CPU", {**self.config, "PERFORMANCE_HINT": "THROUGHPUT"})
+        self.streams = int(probe.get_property("NUM_STREAMS"))
+
+    def compile(self, shape: tuple, hint: str):
+        model = self.model.clone()
+        model.reshape(list(shape))
+        return self.core.compile_model(model, "CPU", {**self.config, "PERFORMANCE_HINT": hint})
+
+    def latency(self, shape: tuple):
+        """One request on all cores."""
+        request = self.compile(shape, "LATENCY").create_infer_request()
+
+        def run(x):
+            request.infer({0: x})
+            return [np.array(t.data, dtype=np.float32) for t in request.output_tensors]
+
+        return run
+
+    def streams_of(self, shape: tuple, parts: int):
+        """The batch cut into `parts` that run side by side on the streams."""
+        import openvino as ov
+
+        sizes = [len(p) for p in np.array_split(np.empty(shape[0]), parts)]
+        queues = {}
+        for size in sorted(set(sizes)):  # at most two part sizes
+            queue = ov.AsyncInferQueue(self.compile((size,) + shape[1:], "THROUGHPUT"), self.streams)
+            queue.set_callback(_collect)
+            queues[size] = queue
+
+        def run(x):
+            results: list = [None] * parts
+            for index, part in enumerate(np.array_split(x, parts)):
+                queues[len(part)].start_async({0: part}, (results, index))
+            for queue in queues.values():
+                queue.wait_all()
+            return [np.concatenate([r[i] for r in results]).astype(np.float32, copy=False)
+                    for i in range(len(results[0]))]
+
+        return run
+
+
+def _tune(compiler: _Compiler, x: np.ndarray):
+    """The fastest way to run batches of this shape, timed on `x` itself.
+
+    Candidates: one request on all cores, and the batch split over the
+    streams (one and two parts per stream). Which wins depends on the batch,
+    the model and the machine (core count, what else runs), so it is measured
+    on the first batch of each shape rather than fixed.
+    """
+    candidates = [compiler.latency(x.shape)]
+    for parts in (compiler.streams, compiler.streams * _PARTS_PER_STREAM):
+        if compiler.streams > 1 and len(x) >= parts:
+            candidates.append(compiler.streams_of(x.shape, parts))
+    if len(candidates) == 1:
+        return candidates[0]
+    times = [0.0] * len(candidates)
+    for run in candidates:
+        run(x)  # first call: memory, caches
+    for _ in range(_TUNING_ROUNDS):
+        for i, run in enumerate(candidates):
+            start = time.perf_counter()
+            run(x)
+            times[i] += time.perf_counter() - start
+    return candidates[int(np.argmin(times))]
 
 
 def build(model, precision: str, calibration) -> Engine:
     import openvino as ov
 
-    _, function = float32_function(model)
+    fused, function = float32_function(model)
     ov_model = ov.convert_model(function)
     if precision == "int8":
         ov_model = _quantize(ov_model, calibration)
-    compiled = _Compiled(ov.Core(), ov_model, precision)
-    streams = compiled.streams
+    compiler = _Compiler(ov_model, precision)
+    plans: dict = {}  # batch shape -> the run that won
 
     def run(x: np.ndarray) -> list[np.ndarray]:
-        if len(x) < streams:  # too few images to share: all cores on each
-            request = compiled.get(x.shape, "LATENCY")
-            request.infer({0: x})
-            return [np.array(t.data, dtype=np.float32) for t in request.output_tensors]
-        parts = np.array_split(x, min(len(x), streams * _PARTS_PER_STREAM))
-        results: list = [None] * len(parts)
-        used = []
-        for index, part in enumerate(parts):
-            queue = compiled.get(part.shape, "THROUGHPUT")
-            if queue not in used:
-                used.append(queue)
-            queue.start_async({0: part}, (results, index))
-        for queue in used:
-            queue.wait_all()
-        return [np.concatenate([r[i] for r in results]).astype(np.float32, copy=False)
-                for i in range(len(results[0]))]
+        plan = plans.get(x.shape)
+        if plan is None:
+            if len(plans) >= _PLANS_KEPT:  # many batch shapes: keep memory bounded
+                plans.pop(next(iter(plans)))
+            plan = plans[x.shape] = _tune(compiler, x)
+        return plan(x)
 
-    return Engine("openvino", precision, run, {"streams": streams, "cores": os.cpu_count()})
+    # OpenVINO's constants share memory with the TensorFlow variables they were
+    # converted from (no copy): freeing the folded model would leave them
+    # pointing at reused memory, so the engine keeps it.
+    return Engine("openvino", precision, run, {"streams": compiler.streams, "cores": os.cpu_count()},
+                  keep=fused)

@@ -17,12 +17,14 @@ class Engine:
         precision: The compute precision.
         run: Runs one batch; returns one array per model output.
         settings: What was chosen (streams, threads, graph rewrites), for repr and reports.
+        keep: Objects the compiled model reads from and must outlive it.
     """
 
     runtime: str
     precision: str
     run: Callable[[np.ndarray], list]
     settings: dict
+    keep: object = None
 
 
 def input_spec(model):
