@@ -100,6 +100,7 @@ def test_user_tag_is_listed_for_an_unknown_tag(tmp_path, isolated_env, no_fetch)
         "x.h5.part",
         "x.h5.lock",
         "x.h5.corrupt",
+        "x.pth.sha256",  # the full-hash record of x.pth
         " x.h5",
         "-x.h5",
         "x" * 201,
@@ -166,11 +167,30 @@ def test_https_loopback_http_and_file_urls_are_accepted(url):
 @pytest.mark.parametrize(
     "digest",
     ["md5:" + "0" * 31, "md5:" + "0" * 33, "md5:" + "g" * 32, "0" * 32, "sha256:" + "0" * 32,
-     "sha1:" + "0" * 40, "md5: " + "0" * 31, "md5-" + "0" * 32, "", 123, None],
+     "sha1:" + "0" * 40, "md5: " + "0" * 31, "md5-" + "0" * 32, "", 123, None,
+     "sha256-prefix:" + "0" * 7, "sha256-prefix:" + "0" * 64, "sha256-prefix:f37072fg",
+     "sha256-prefix:", "sha256prefix:f37072fd", "md5-prefix:f37072fd"],
 )
 def test_bad_hashes_are_refused(digest):
-    message = refused(document({"hash": digest}), r"'md5:' \+ 32 hex digits or 'sha256:' \+ 64")
+    message = refused(document({"hash": digest}), r"'md5:' \+ 32 hex digits, 'sha256:' \+ 64")
+    assert "'sha256-prefix:' + 8 to 63 hex digits (the weaker kind" in message
     assert "Received: hash=" in message
+
+
+@pytest.mark.parametrize("digits", ["f37072fd", "F37072FD", "f37072fd" * 7 + "0123456"])
+def test_sha256_prefix_is_a_kind_of_its_own(digits):
+    manifest = parse_manifest(json.dumps(document({"hash": "sha256-prefix:" + digits})))
+    wfile = manifest.entry("resnet50", "imagenet").file(True)
+    assert (wfile.hash_kind, wfile.hash_algorithm, wfile.hash_hex) == ("sha256-prefix", "sha256", digits.lower())
+    assert wfile.weak_hash and "a weaker check" in wfile.hash_text
+    assert wfile.matches(digits.lower() + "0" * (64 - len(digits)))
+    assert not wfile.matches("0" * 64)
+
+
+def test_full_hashes_are_not_weak():
+    wfile = parse_manifest(json.dumps(document())).entry("resnet50", "imagenet").file(True)
+    assert not wfile.weak_hash and wfile.hash_text == GOOD_HASH
+    assert wfile.matches("0" * 32) and not wfile.matches("0" * 31) and not wfile.matches("0" * 33)
 
 
 def test_uppercase_hash_is_normalised_not_blamed_on_the_file():

@@ -17,15 +17,18 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ManifestError
-from .records import FILE_KINDS, Manifest, WeightsEntry, WeightsFile
+from .records import FILE_KINDS, PREFIX_KIND, Manifest, WeightsEntry, WeightsFile
 from .urls import check_url, invisible_or_control
 
 SHIPPED_MANIFEST = Path(__file__).parents[1] / "weights_manifest.json"  # shipped at the package top
 SCHEMA_VERSION = 1
-HASH_LENGTHS = {"md5": 32, "sha256": 64}
+# Hex digits per hash kind, (fewest, most). The prefix kind is weaker: 8
+# digits are 32 bits (what torchvision publishes); 64 would be plain sha256.
+HASH_LENGTHS = {"md5": (32, 32), "sha256": (64, 64), PREFIX_KIND: (8, 63)}
 # Names the cache uses for its own files (temp downloads, locks, files
-# set aside because they failed their hash); a manifest may not claim them.
-RESERVED_SUFFIXES = (".part", ".lock", ".corrupt")
+# set aside because they failed their hash, full-hash records of files
+# with a prefix hash); a manifest may not claim them.
+RESERVED_SUFFIXES = (".part", ".lock", ".corrupt", ".sha256")
 # UTF-8 bytes, not characters: file systems limit a name to 255 bytes, and
 # the cache adds a temp-file suffix of up to 40.
 MAX_FILE_NAME = 200
@@ -91,13 +94,15 @@ def _check_key(value: str, where: str) -> str:
 
 def _check_hash(value: Any, where: str) -> str:
     text = value.lower() if isinstance(value, str) else ""
-    algorithm, _, digest = text.partition(":")
-    if algorithm not in HASH_LENGTHS or not re.fullmatch(
-        f"[0-9a-f]{{{HASH_LENGTHS[algorithm]}}}", digest
-    ):
+    kind, _, digest = text.partition(":")
+    fewest, most = HASH_LENGTHS.get(kind, (0, 0))
+    if not (fewest and re.fullmatch(f"[0-9a-f]{{{fewest},{most}}}", digest)):
+        shown = repr(value) if len(repr(value)) <= 100 else repr(value)[:97] + "..."
         raise ManifestError(
-            f"{where}.hash must be 'md5:' + 32 hex digits or 'sha256:' + 64 "
-            f"hex digits. Received: hash={value!r}"
+            f"{where}.hash must be 'md5:' + 32 hex digits, 'sha256:' + 64 hex "
+            f"digits, or '{PREFIX_KIND}:' + 8 to 63 hex digits (the weaker kind: "
+            "a prefix of the SHA-256, as torchvision publishes). Received: "
+            f"hash={shown}"
         )
     return text
 

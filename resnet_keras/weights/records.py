@@ -21,6 +21,11 @@ LAYOUT_ALLOWANCE = 16 << 20
 # With neither a size nor a parameter count, still a bound (the largest
 # ResNet file, ResNet152 with a 21k-class head, is under 1 GB).
 MAX_UNDECLARED_BYTES = 2 << 30
+# The weak kind: torchvision publishes only the first hex digits of a file's
+# SHA-256 (in its name; torch.hub checks that prefix). A prefix of 8 digits
+# is 32 bits, so the cache records the full SHA-256 at the first verified
+# download and checks it on every later hit (see cache.py).
+PREFIX_KIND = "sha256-prefix"
 
 @dataclasses.dataclass(frozen=True)
 class WeightsFile:
@@ -28,17 +33,44 @@ class WeightsFile:
 
     file_name: str
     urls: tuple[str, ...]
-    hash: str  # "md5:<hex>" or "sha256:<hex>", lower case
+    hash: str  # "md5:<hex>", "sha256:<hex>" or "sha256-prefix:<hex>", lower case
     num_params: int | None = None
     size: int | None = None
 
     @property
-    def hash_algorithm(self) -> str:
+    def hash_kind(self) -> str:
+        """What the manifest declares: 'md5', 'sha256' or 'sha256-prefix'."""
         return self.hash.split(":", 1)[0]
+
+    @property
+    def hash_algorithm(self) -> str:
+        """The hashlib algorithm that computes the digest to compare."""
+        return "sha256" if self.weak_hash else self.hash_kind
 
     @property
     def hash_hex(self) -> str:
         return self.hash.split(":", 1)[1]
+
+    @property
+    def weak_hash(self) -> bool:
+        """Only a prefix of the digest is declared (a full-hash record backs it up)."""
+        return self.hash_kind == PREFIX_KIND
+
+    @property
+    def hash_text(self) -> str:
+        """The declared hash as error messages show it, the weak kind named as such."""
+        if self.weak_hash:
+            return (
+                f"{self.hash} (a weaker check: only the first {len(self.hash_hex)} "
+                "hex digits of the SHA-256 are published)"
+            )
+        return self.hash
+
+    def matches(self, digest: str) -> bool:
+        """True if `digest` (hex, of `hash_algorithm`) is the declared one."""
+        if self.weak_hash:
+            return digest.startswith(self.hash_hex)
+        return digest == self.hash_hex
 
     @property
     def max_bytes(self) -> int:
