@@ -35,6 +35,8 @@ MAX_FILE_NAME = 200
 # Upper bounds that make a hostile manifest cheap to refuse.
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_FILE_SIZE = 1 << 40
+# Evaluation resize of an entry (a shorter side in pixels).
+MAX_RESIZE = 4096
 # Model keys and tags are plain identifiers, so they never look like paths.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -156,7 +158,7 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
         obj,
         where,
         {"files"},
-        {"default", "source", "preprocessing", "input_size", "metrics"},
+        {"default", "source", "preprocessing", "input_size", "resize_size", "metrics"},
     )
     files = obj["files"]
     if not isinstance(files, dict) or not files or set(files) - set(FILE_KINDS):
@@ -177,6 +179,13 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
             raise ManifestError(
                 f"{where}.{key} must be a string. Received: {obj[key]!r}"
             )
+    input_size = _optional_int(obj, "input_size", where)
+    resize_size = _optional_int(obj, "resize_size", where, maximum=MAX_RESIZE)
+    if resize_size is not None and resize_size < (input_size or 1):
+        raise ManifestError(
+            f"{where}.resize_size (the shorter side before the center crop) must be "
+            f"at least input_size ({input_size}). Received: resize_size={resize_size}"
+        )
     if not isinstance(obj.get("default", False), bool):
         raise ManifestError(
             f"{where}.default must be true or false. Received: {obj['default']!r}"
@@ -191,7 +200,8 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
         default=obj.get("default", False),
         source=obj.get("source", ""),
         preprocessing=obj.get("preprocessing", ""),
-        input_size=_optional_int(obj, "input_size", where),
+        input_size=input_size,
+        resize_size=resize_size,
         metrics=MappingProxyType(dict(metrics)),
     )
 

@@ -26,6 +26,10 @@ MAX_UNDECLARED_BYTES = 2 << 30
 # is 32 bits, so the cache records the full SHA-256 at the first verified
 # download and checks it on every later hit (see cache.py).
 PREFIX_KIND = "sha256-prefix"
+# keras' name for "the pretrained weights". On a model with no tag of that
+# name it selects the model's default tag (ResNet18/34: torchvision's), so
+# `weights="imagenet"` means the same thing on every model that has weights.
+IMAGENET_TAG = "imagenet"
 
 @dataclasses.dataclass(frozen=True)
 class WeightsFile:
@@ -93,6 +97,9 @@ class WeightsEntry:
     source: str = ""
     preprocessing: str = ""
     input_size: int | None = None
+    # Evaluation resize: the shorter side goes to this size, then the center
+    # `input_size` crop is taken (torchvision: 256 for V1, 232 for V2 weights).
+    resize_size: int | None = None
     metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
     # Fields the manifest spelled out (a user entry overrides only those).
     given: frozenset = dataclasses.field(default=frozenset(), compare=False, repr=False)
@@ -154,10 +161,19 @@ class Manifest:
                 for kind, wfile in entry.files.items():
                     yield entry, kind, wfile
 
+    def _selected(self, model: str, tag: str) -> str:
+        """The tag that `tag` selects: itself, or the default one for IMAGENET_TAG."""
+        tags = self.entries.get(model, {})
+        if tag == IMAGENET_TAG and tag not in tags and tags:
+            return self.default_tag(model)
+        return tag
+
     def is_tag(self, model: str, tag: str) -> bool:
-        return tag in self.entries.get(model, {})
+        return self._selected(model, tag) in self.entries.get(model, {})
 
     def entry(self, model: str, tag: str) -> WeightsEntry:
+        """The entry `tag` selects ('imagenet' on a model without that tag: the default)."""
+        tag = self._selected(model, tag)
         tags = self.tags(model)
         if tag not in tags:
             hint = difflib.get_close_matches(tag, tags, n=1)
