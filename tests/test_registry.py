@@ -41,7 +41,8 @@ def test_list_models_natural_order_and_patterns():
 
 def test_list_models_pretrained_follows_the_active_manifest(tmp_path, monkeypatch):
     pretrained = resnet_keras.list_models(pretrained=True)
-    assert set(pretrained) == {*KERAS_KEYS, "resnet18", "resnet34"}  # 18/34: torchvision's
+    # keras' six, and torchvision's weights for 18/34 and the v1.5 models (where registered)
+    assert set(pretrained) == {*KERAS_KEYS, "resnet18", "resnet34", *resnet_keras.list_models("*_v1_5")}
     assert "resnet20" in resnet_keras.list_models(pretrained=False)
     assert not set(resnet_keras.list_models(pretrained=False)) & set(pretrained)
     user = write_manifest(
