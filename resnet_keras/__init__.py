@@ -20,8 +20,9 @@ _LAZY = {
     "list_models": ".architecture.catalog",
     "optimize_for_inference": ".tools.inference",
     **dict.fromkeys(("ExportReport", "export_for_inference"), ".tools.export"),
+    **dict.fromkeys(("ConvertedWeights", "convert_checkpoint"), ".tools.convert"),
 }
-_SUBMODULES = ("cifar", "errors", "resnet", "resnet50", "resnet_small", "resnet_v2")
+_SUBMODULES = ("cifar", "errors", "resnet", "resnet50", "resnet_small", "resnet_v1_5", "resnet_v2")
 
 
 def _builders() -> dict:

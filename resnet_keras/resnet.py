@@ -34,6 +34,7 @@ def ResNet50(
     *,
     manifest=None,
     offline=None,
+    adapt_input_channels=False,
 ):
     return create_model(SPECS["resnet50"], **locals())
 
@@ -52,6 +53,7 @@ def ResNet101(
     *,
     manifest=None,
     offline=None,
+    adapt_input_channels=False,
 ):
     return create_model(SPECS["resnet101"], **locals())
 
@@ -70,6 +72,7 @@ def ResNet152(
     *,
     manifest=None,
     offline=None,
+    adapt_input_channels=False,
 ):
     return create_model(SPECS["resnet152"], **locals())
 

@@ -34,6 +34,7 @@ def ResNet50V2(
     *,
     manifest=None,
     offline=None,
+    adapt_input_channels=False,
 ):
     return create_model(SPECS["resnet50v2"], **locals())
 
@@ -52,6 +53,7 @@ def ResNet101V2(
     *,
     manifest=None,
     offline=None,
+    adapt_input_channels=False,
 ):
     return create_model(SPECS["resnet101v2"], **locals())
 
@@ -70,6 +72,7 @@ def ResNet152V2(
     *,
     manifest=None,
     offline=None,
+    adapt_input_channels=False,
 ):
     return create_model(SPECS["resnet152v2"], **locals())
 

@@ -20,7 +20,7 @@ import resnet_keras
 
 REPO = Path(__file__).resolve().parents[1]
 # Our builders add keyword-only options after keras' arguments.
-OUR_OPTIONS = ("manifest", "offline")
+OUR_OPTIONS = ("manifest", "offline", "adapt_input_channels")
 
 
 def keras_resnet_modules() -> dict[str, object]:

@@ -20,10 +20,11 @@ KERAS_KEYS = ["resnet50", "resnet50v2", "resnet101", "resnet101v2", "resnet152",
 
 def test_every_builder_is_registered_under_its_default_name():
     names = resnet_keras.list_models()
-    assert len(names) == len(set(names)) == 19
+    assert len(names) == len(set(names)) == 22
     builders = {ENTRIES[n].builder for n in names}
     assert builders == {
         "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152",
+        "ResNet50V1_5", "ResNet101V1_5", "ResNet152V1_5",
         "ResNet50V2", "ResNet101V2", "ResNet152V2",
         "ResNet20", "ResNet32", "ResNet44", "ResNet56", "ResNet110", "ResNet1202",
         "PlainNet20", "PlainNet32", "PlainNet44", "PlainNet56", "PlainNet110",
@@ -32,7 +33,8 @@ def test_every_builder_is_registered_under_its_default_name():
 
 def test_list_models_natural_order_and_patterns():
     assert resnet_keras.list_models("resnet1*") == [
-        "resnet18", "resnet101", "resnet101v2", "resnet110", "resnet152", "resnet152v2", "resnet1202",
+        "resnet18", "resnet101", "resnet101_v1_5", "resnet101v2", "resnet110",
+        "resnet152", "resnet152_v1_5", "resnet152v2", "resnet1202",
     ]
     assert resnet_keras.list_models("plain*") == ["plain20", "plain32", "plain44", "plain56", "plain110"]
     assert resnet_keras.list_models("ResNet*V2") == ["resnet50v2", "resnet101v2", "resnet152v2"]

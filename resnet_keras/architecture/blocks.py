@@ -47,28 +47,40 @@ def batch_norm(x, name: str, epsilon: float = BN_EPSILON):
     )(x)
 
 
-def bottleneck_v1(x, width: int, *, stride: int, projection: bool, name: str):
-    """Post-activation bottleneck (ResNet V1, Caffe layout).
+def bottleneck_v1(
+    x,
+    width: int,
+    *,
+    stride: int,
+    projection: bool,
+    name: str,
+    stride_on: str = "first_1x1",
+    epsilon: float = BN_EPSILON,
+    use_bias: bool = True,
+):
+    """Post-activation bottleneck (ResNet V1; v1.5 with `stride_on="3x3"`).
 
-    The stride sits on the first 1x1 convolution, as in the original
-    Caffe models that the keras weights come from.
+    keras' V1 (the original Caffe models its weights come from) strides on
+    the first 1x1 convolution; v1.5 (torchvision, timm) on the 3x3, padded
+    on all sides as torch pads (`_2_pad`, see `_conv3x3`).
     """
     if projection:
         shortcut = layers.Conv2D(
-            EXPANSION * width, 1, strides=stride, name=f"{name}_0_conv"
+            EXPANSION * width, 1, strides=stride, use_bias=use_bias, name=f"{name}_0_conv"
         )(x)
-        shortcut = batch_norm(shortcut, f"{name}_0_bn")
+        shortcut = batch_norm(shortcut, f"{name}_0_bn", epsilon)
     else:
         shortcut = x
 
-    x = layers.Conv2D(width, 1, strides=stride, name=f"{name}_1_conv")(x)
-    x = batch_norm(x, f"{name}_1_bn")
+    stride_1x1, stride_3x3 = (stride, 1) if stride_on == "first_1x1" else (1, stride)
+    x = layers.Conv2D(width, 1, strides=stride_1x1, use_bias=use_bias, name=f"{name}_1_conv")(x)
+    x = batch_norm(x, f"{name}_1_bn", epsilon)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
-    x = layers.Conv2D(width, 3, padding="same", name=f"{name}_2_conv")(x)
-    x = batch_norm(x, f"{name}_2_bn")
+    x = _conv3x3(x, width, stride=stride_3x3, use_bias=use_bias, name=f"{name}_2")
+    x = batch_norm(x, f"{name}_2_bn", epsilon)
     x = layers.Activation("relu", name=f"{name}_2_relu")(x)
-    x = layers.Conv2D(EXPANSION * width, 1, name=f"{name}_3_conv")(x)
-    x = batch_norm(x, f"{name}_3_bn")
+    x = layers.Conv2D(EXPANSION * width, 1, use_bias=use_bias, name=f"{name}_3_conv")(x)
+    x = batch_norm(x, f"{name}_3_bn", epsilon)
 
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
@@ -109,8 +121,8 @@ def bottleneck_v2(x, width: int, *, stride: int, projection: bool, name: str):
     return layers.Add(name=f"{name}_out")([shortcut, x])
 
 
-def stage_v1(x, width: int, depth: int, *, stride: int, name: str):
-    """A V1 stage: the first block projects (and strides), the rest are identity."""
+def stage_v1(x, width: int, depth: int, *, stride: int, spec: ResNetSpec, name: str):
+    """A V1 (or v1.5) stage: the first block projects (and strides), the rest are identity."""
     for i in range(1, depth + 1):
         first = i == 1
         x = bottleneck_v1(
@@ -119,6 +131,9 @@ def stage_v1(x, width: int, depth: int, *, stride: int, name: str):
             stride=stride if first else 1,
             projection=first,
             name=f"{name}_block{i}",
+            stride_on=spec.stride_on,
+            epsilon=spec.bn_epsilon,
+            use_bias=spec.conv_bias,
         )
     return x
 
@@ -277,7 +292,7 @@ def body(x, spec: ResNetSpec) -> tuple[object, list[FeatureStage]]:
     ):
         name = f"conv{index}"
         if spec.block == "bottleneck":
-            x = feature = stage_v1(x, width, depth, stride=stride, name=name)
+            x = feature = stage_v1(x, width, depth, stride=stride, spec=spec, name=name)
             feature_stride = stride_in * stride
         elif spec.block == "preact_bottleneck":
             x, feature = stage_v2(x, width, depth, stride=stride, name=name)

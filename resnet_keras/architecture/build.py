@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 from . import validation
 from .. import data_format
 from .specs import ResNetSpec
-from ..weights import h5
-from ..weights.resolve import Resolved, open_weights, resolve
+from ..weights.resolve import Resolved, load_opened, open_weights, resolve
 
 if TYPE_CHECKING:
     import keras
@@ -55,6 +54,7 @@ def create_model(
     manifest=None,
     offline: bool | None = None,
     shortcut: str | None = None,
+    adapt_input_channels: bool = False,
 ):
     """What every builder calls with its spec and its arguments."""
     validation.check_flag("include_top", include_top)
@@ -65,6 +65,7 @@ def create_model(
     resolved = resolve(spec, weights, include_top=include_top, manifest=manifest, offline=offline)
     return build(
         resolved,
+        adapt_input_channels=adapt_input_channels,
         input_tensor=input_tensor,
         input_shape=input_shape,
         pooling=pooling,
@@ -83,16 +84,20 @@ def build(
     classes: int | None = None,
     classifier_activation="softmax",
     name: str | None = None,
+    adapt_input_channels: bool = False,
 ):
     """The Keras model that `resolved` describes, with its weights loaded.
 
     `classes` and `name` default to the spec's (as its builder's defaults do).
+    `adapt_input_channels`: load 3-channel weights into a stem of any
+    number of input channels (`weights.adapt`).
     """
     spec, include_top = resolved.spec, resolved.include_top
     name = spec.name if name is None else name
     classes = spec.classes if classes is None else classes
     validation.check_name(name)
     validation.check_pooling(pooling)
+    validation.check_adapt_input_channels(adapt_input_channels, has_weights=resolved.has_weights)
     validation.check_classes(classes, include_top=include_top, pretrained_top=resolved.pretrained)
     if include_top:
         validation.check_classifier_activation(
@@ -103,6 +108,7 @@ def build(
         min_size=spec.min_size,
         pretrained=resolved.pretrained,
         data_format=data_format.current(),
+        adapt_input_channels=adapt_input_channels,
     )
     if input_tensor is not None:
         tensor_shape = validation.check_input_tensor(input_tensor, input_shape)
@@ -119,7 +125,7 @@ def build(
         model = _graph(spec, input_tensor, input_shape, include_top, pooling,
                        classes, classifier_activation, name)
         if opened is not None:
-            h5.load_from_file(model, *opened)
+            load_opened(model, resolved, *opened, adapt_input_channels=adapt_input_channels)
     return model
 
 

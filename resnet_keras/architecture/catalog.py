@@ -29,7 +29,7 @@ from .specs import SPECS, ResNetSpec
 from ..errors import InvalidArgumentError
 
 # The modules whose decorators register the zoo, in the order of its table.
-ZOO_MODULES = ("resnet_small", "resnet", "resnet_v2", "cifar")
+ZOO_MODULES = ("resnet_small", "resnet", "resnet_v1_5", "resnet_v2", "cifar")
 
 
 @dataclasses.dataclass(frozen=True)

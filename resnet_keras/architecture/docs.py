@@ -24,7 +24,8 @@ Args:
     input_shape: Optional shape tuple (or list). None means
         ({size}, {size}, 3) with the top (`(3, {size}, {size})` with
         channels_first), any height and width without it. Height and
-        width at least {min_size}; 3 channels with pretrained weights.{exact}
+        width at least {min_size}; 3 channels with pretrained weights
+        (unless `adapt_input_channels`).{exact}
     pooling: Only with `include_top=False`: None (4D feature map), `"avg"`
         or `"max"` (global pooling to a 2D tensor).
     classes: Number of classes of the classifier (default {classes}).{classes_rule}
@@ -36,7 +37,7 @@ Args:
         weights.
     offline: Keyword-only. True forbids network access (default: the
         `RESNET_KERAS_OFFLINE` environment variable).
-
+{adapt}
 Returns:
     A `keras.Model`.{preprocess}
 
@@ -61,7 +62,8 @@ Example:
 
 _PRETRAINED = dict(
     weights='None (random initialization), a weights tag from the\n'
-    '        manifest (`"imagenet"`), or the path to an HDF5 weights file.',
+    '        manifest (`"imagenet"`), or the path to a weights file (HDF5,\n'
+    '        torch state_dict `.pth`, or `.safetensors`).',
     exact="\n        Exactly the default shape with `include_top=True` and pretrained\n"
     "        weights.",
     classes_rule=" 1000 with\n        pretrained weights and `include_top=True`.",
@@ -70,7 +72,8 @@ _PRETRAINED = dict(
 _NO_PRETRAINED = dict(
     weights="None (random initialization; no pretrained Keras weights\n"
     "        exist for this model), a weights tag of a manifest passed with\n"
-    "        `manifest=`, or the path to an HDF5 weights file.",
+    "        `manifest=`, or the path to a weights file (HDF5, torch\n"
+    "        state_dict `.pth`, or `.safetensors`).",
     exact="",
     classes_rule="",
     activation_rule="",
@@ -80,6 +83,14 @@ SHORTCUT_DOC = '''    shortcut: Keyword-only. Where a block changes shape, `"A"`
         default, as in the paper's CIFAR experiments) subsamples the input
         and pads the new channels with zeros: no parameters; `"B"` uses a
         1x1 convolution with stride and BatchNorm (`_0_conv`, `_0_bn`).
+'''
+
+
+ADAPT_DOC = '''    adapt_input_channels: Keyword-only. True loads 3-channel (RGB)
+        weights into a model whose input has any number of channels: the
+        stem kernel is summed over RGB for 1 channel, else repeated
+        (R, G, B, R, ...) to the channels and scaled by 3 / channels
+        (timm's rule). Needs `weights`.
 '''
 
 
@@ -100,6 +111,7 @@ def builder_doc(fn, spec: ResNetSpec, title: str, about: str, *, keras_name: boo
         min_size=spec.min_size,
         classes=spec.classes,
         extra=SHORTCUT_DOC if "shortcut" in inspect.signature(fn).parameters else "",
+        adapt=ADAPT_DOC if "adapt_input_channels" in inspect.signature(fn).parameters else "",
         preprocess=f" Preprocess its inputs with\n    `resnet_keras.{module}.preprocess_input`." if keras_name else "",
         example_size=max(spec.min_size, 64 if keras_name else 32),
         features=spec.widths[-1] * spec.expansion,

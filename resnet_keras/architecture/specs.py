@@ -13,10 +13,12 @@ from typing import Literal
 BlockKind = Literal["bottleneck", "preact_bottleneck", "basic", "plain"]
 StemKind = Literal["imagenet", "cifar"]
 ShortcutOption = Literal["A", "B"]
+StrideOn = Literal["first_1x1", "3x3"]
 
 BLOCK_KINDS = ("bottleneck", "preact_bottleneck", "basic", "plain")
 STEM_KINDS = ("imagenet", "cifar")
 SHORTCUT_OPTIONS = ("A", "B")
+STRIDE_ON = ("first_1x1", "3x3")
 
 # keras.applications uses 1.001e-5 (not 1e-5) in every ResNet BatchNorm; the
 # official weights were converted with it, so outputs match only with it.
@@ -49,6 +51,9 @@ class ResNetSpec:
             (no parameters; basic blocks only).
         preprocessing: The `preprocess_input` mode the model expects, or
             None where no pretrained weights define one.
+        stride_on: Where a `"bottleneck"` block that downsamples strides:
+            `"first_1x1"` (keras' V1, the original Caffe layout) or `"3x3"`
+            (ResNet v1.5, the layout of torchvision and timm).
         default_size: Default (and pretrained) input height and width.
         min_size: Smallest input height and width (the total stride, so the
             last feature map is at least 1x1).
@@ -65,6 +70,7 @@ class ResNetSpec:
     conv_bias: bool = True
     shortcut: ShortcutOption = "B"
     preprocessing: str | None = "caffe"
+    stride_on: StrideOn = "first_1x1"
     default_size: int = 224
     min_size: int = 32
     classes: int = 1000
@@ -79,9 +85,13 @@ class ResNetSpec:
             problems.append(f"shortcut must be one of {SHORTCUT_OPTIONS}")
         if not self.depths or len(self.depths) != len(self.widths):
             problems.append("depths and widths must have the same, non-zero length")
-        if self.expansion == 4 and (self.bn_epsilon != BN_EPSILON or not self.conv_bias):
-            # The bottleneck blocks are keras' layout, fixed by its weights.
-            problems.append("bottleneck blocks use keras' BN epsilon and conv biases")
+        if self.stride_on not in STRIDE_ON:
+            problems.append(f"stride_on must be one of {STRIDE_ON}")
+        if self.stride_on != "first_1x1" and self.block != "bottleneck":
+            problems.append("stride_on is an option of 'bottleneck' blocks only")
+        if self.preact and (self.bn_epsilon != BN_EPSILON or not self.conv_bias):
+            # TF-slim's layout, fixed by keras' V2 weights.
+            problems.append("preact_bottleneck blocks use keras' BN epsilon and conv biases")
         if self.shortcut == "A" and self.block not in ("basic", "plain"):
             problems.append("shortcut 'A' exists for basic blocks only")
         if self.shortcut == "A" and any(
@@ -112,6 +122,20 @@ class ResNetSpec:
         return (1,) + (2,) * (n - 1)
 
     @property
+    def block_name(self) -> str:
+        """`block`, with "_v1.5" for bottlenecks that stride on the 3x3 (for listings)."""
+        return "bottleneck_v1.5" if self.stride_on == "3x3" else self.block
+
+    @property
+    def torch_layout(self) -> bool:
+        """Whether torchvision/timm checkpoints fit: an ImageNet stem and
+        basic blocks or v1.5 bottlenecks (keras' V1 has the same shapes
+        but strides elsewhere, so loading one there would be silently wrong)."""
+        return self.stem == "imagenet" and (
+            self.block == "basic" or (self.block == "bottleneck" and self.stride_on == "3x3")
+        )
+
+    @property
     def num_layers(self) -> int:
         """Weighted layers counted as in the paper (convs of the main path + fc)."""
         per_block = 3 if self.expansion == 4 else 2
@@ -125,6 +149,9 @@ _V2 = dict(block="preact_bottleneck", preprocessing="tf")
 _TORCHVISION = dict(
     block="basic", conv_bias=False, bn_epsilon=TORCH_BN_EPSILON, preprocessing="torch"
 )
+# ResNet v1.5 (torchvision's and timm's ResNet-50/101/152): keras' V1 blocks
+# with the stride on the 3x3 conv and torchvision's conv/BN conventions.
+_V1_5 = dict(_TORCHVISION, block="bottleneck", stride_on="3x3")
 # The paper's section 4.2: 3x3/16 stem, three stages of 16/32/64 filters.
 _CIFAR = dict(
     widths=(16, 32, 64),
@@ -150,6 +177,9 @@ SPECS: dict[str, ResNetSpec] = {
         ResNetSpec("resnet50", depths=(3, 4, 6, 3), **_V1),
         ResNetSpec("resnet101", depths=(3, 4, 23, 3), **_V1),
         ResNetSpec("resnet152", depths=(3, 8, 36, 3), **_V1),
+        ResNetSpec("resnet50_v1_5", depths=(3, 4, 6, 3), **_V1_5),
+        ResNetSpec("resnet101_v1_5", depths=(3, 4, 23, 3), **_V1_5),
+        ResNetSpec("resnet152_v1_5", depths=(3, 8, 36, 3), **_V1_5),
         ResNetSpec("resnet50v2", depths=(3, 4, 6, 3), **_V2),
         ResNetSpec("resnet101v2", depths=(3, 4, 23, 3), **_V2),
         ResNetSpec("resnet152v2", depths=(3, 8, 36, 3), **_V2),

@@ -92,13 +92,14 @@ def normalize_input_shape(
     include_top: bool,
     pretrained: bool,
     data_format: str,
+    adapt_input_channels: bool = False,
 ) -> tuple:
     """Check `input_shape` and return it as a tuple, filling the default.
 
     Mirrors keras' `obtain_input_shape`: a pretrained model with its top
     needs exactly the default shape; otherwise any spatial size of at least
     `min_size` (or None without the top) and, with pretrained weights,
-    exactly 3 channels.
+    exactly 3 channels (any number with `adapt_input_channels`).
     """
     default = image_shape(default_size, data_format)
     if input_shape is None:
@@ -128,12 +129,16 @@ def normalize_input_shape(
             "The channel dimension of `input_shape` must be known.",
             f"input_shape={input_shape!r} (image_data_format={data_format!r})",
         )
-    if pretrained and channels != 3:
+    if pretrained and channels != 3 and not adapt_input_channels:
         raise _fail(
             "With pretrained weights the input must have 3 channels.",
             f"input_shape={input_shape!r} (image_data_format={data_format!r})",
-            "Use weights=None to train on other inputs.",
+            "Pass adapt_input_channels=True to adapt the pretrained stem "
+            "convolution to your channels, or use weights=None to train on "
+            "other inputs.",
         )
+    if adapt_input_channels:  # the channels are free, the size is not
+        default = image_shape(default_size, data_format, channels)
     if include_top and pretrained and shape != default:
         raise _fail(
             "With pretrained weights and `include_top=True`, `input_shape` "
@@ -185,6 +190,17 @@ def check_input_tensor(input_tensor: Any, input_shape: Any) -> tuple:
                 "Pass only one of them.",
             )
     return tensor_shape
+
+
+def check_adapt_input_channels(adapt: Any, *, has_weights: bool) -> None:
+    check_flag("adapt_input_channels", adapt)
+    if adapt and not has_weights:
+        raise _fail(
+            "`adapt_input_channels=True` adapts pretrained weights to the "
+            "input's channels, so it needs `weights`.",
+            "adapt_input_channels=True, weights=None",
+            "Pass a weights tag or file, or leave adapt_input_channels out.",
+        )
 
 
 def check_shortcut(shortcut: Any) -> str:

@@ -13,6 +13,7 @@ from ..errors import InvalidArgumentError
 
 _BLOCK_TEXT = {
     "bottleneck": "bottleneck (V1, post-activation)",
+    "bottleneck_v1.5": "bottleneck (v1.5: stride on the 3x3 conv, post-activation)",
     "preact_bottleneck": "pre-activation bottleneck (V2)",
     "basic": "basic (two 3x3 convs)",
     "plain": "plain (basic block without shortcut)",
@@ -62,7 +63,7 @@ def run_list(args: argparse.Namespace) -> int:
         row = [
             name,
             ENTRIES[name].builder,
-            spec.block,
+            spec.block_name,
             "-".join(map(str, spec.depths)),
             f"{spec.default_size}x{spec.default_size}",
             str(spec.classes),
@@ -93,7 +94,7 @@ def run_info(args: argparse.Namespace) -> int:
     shortcut = {"A": "A (zero-padded identity)", "B": "B (1x1 projection)"}[spec.shortcut]
     rows = [
         ("model", f"{key} (resnet_keras.{listed.builder}, from resnet_keras.{listed.module})"),
-        ("blocks", f"{_BLOCK_TEXT[spec.block]}, shortcut option {shortcut}"),
+        ("blocks", f"{_BLOCK_TEXT[spec.block_name]}, shortcut option {shortcut}"),
         ("stages", f"depths {'-'.join(map(str, spec.depths))}, widths "
                    f"{'-'.join(map(str, spec.widths))}, {spec.num_layers} weighted layers"),
         ("parameters", f"{listed.params:,} with the top ({listed.trainable_params:,} trainable)"),

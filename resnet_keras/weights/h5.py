@@ -29,6 +29,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from ..errors import WeightsFormatError, WeightsMismatchError
+from . import adapt
 from .h5_bounds import MAX_REPORTED, check_structure, format_error
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -103,14 +104,19 @@ def _weight_groups(root, where):
     return layers
 
 
-def check_signature(path: Path) -> None:
-    """Raise unless `path` is a regular file that starts like an HDF5 file."""
+def check_regular(path: Path) -> None:
+    """Raise unless `path` is an existing regular file."""
     if not path.exists():
         raise missing_file_error(path)
     if path.is_dir():
         raise format_error(path, "it is a directory")
     if not path.is_file():
         raise format_error(path, "it is not a regular file")
+
+
+def check_signature(path: Path) -> None:
+    """Raise unless `path` is a regular file that starts like an HDF5 file."""
+    check_regular(path)
     with open(path, "rb") as f:
         _check_head(f.read(512), path)
 
@@ -206,8 +212,19 @@ def load_weights(model, path: str | os.PathLike) -> None:
         load_from_file(model, file, path)
 
 
-def load_from_file(model, file: BinaryIO, where, verify: Callable[[BinaryIO], None] | None = None) -> None:
-    """Load from an open file: `verify(file)` (a hash check) sees the same bytes h5py reads."""
+def load_from_file(
+    model,
+    file: BinaryIO,
+    where,
+    verify: Callable[[BinaryIO], None] | None = None,
+    *,
+    adapt_input_channels: bool = False,
+) -> None:
+    """Load from an open file: `verify(file)` (a hash check) sees the same bytes h5py reads.
+
+    `adapt_input_channels`: a 3-channel stem kernel in the file is adapted
+    to the model's input channels (`adapt.adapt_stem_kernel`).
+    """
     import h5py
 
     if verify is not None:
@@ -218,17 +235,17 @@ def load_from_file(model, file: BinaryIO, where, verify: Callable[[BinaryIO], No
     try:
         with h5py.File(file, "r") as root:
             check_structure(root, where)
-            plan = _plan(model, _weight_groups(root, where), where)
+            plan = _plan(model, _weight_groups(root, where), where, adapt_input_channels)
     except (WeightsFormatError, WeightsMismatchError):
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         # h5py reports damaged files as any of these; all are "unreadable".
-        raise format_error(where, f"HDF5 could not read it ({_first_line(error)})") from error
+        raise format_error(where, f"HDF5 could not read it ({first_line(error)})") from error
     for variable, value in plan:
         variable.assign(value)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0][:200] if lines else type(error).__name__
 
@@ -257,13 +274,13 @@ def _count_mismatch(model, model_layers, file_layers, where) -> WeightsMismatchE
     )
 
 
-def _plan(model, file_layers, where):
+def _plan(model, file_layers, where, adapt_input_channels: bool = False):
     """Read and check every array; return (variable, value) pairs to assign."""
     model_layers = weighted_layers(model)
     if len(file_layers) != len(model_layers):
         raise _count_mismatch(model, model_layers, file_layers, where)
     plan, problems = [], []
-    for layer, (file_name, datasets) in zip(model_layers, file_layers):
+    for index, (layer, (file_name, datasets)) in enumerate(zip(model_layers, file_layers)):
         label = layer.name if file_name == layer.name else f"{layer.name} (file: {file_name})"
         variables = _keras_weight_order(layer)
         if len(variables) != len(datasets):
@@ -274,15 +291,19 @@ def _plan(model, file_layers, where):
             continue
         for variable, (weight_name, dataset) in zip(variables, datasets):
             what = f"{label}/{_short_name(weight_name)}"
-            if tuple(dataset.shape) != tuple(variable.shape):
+            # the stem: the first weighted layer of every model of the zoo
+            adaptable = index == 0 and adapt.can_adapt(dataset.shape, variable.shape)
+            if tuple(dataset.shape) != tuple(variable.shape) and not (adapt_input_channels and adaptable):
                 problems.append(
                     f"{what}: shape {tuple(dataset.shape)} in the file, "
-                    f"{tuple(variable.shape)} in the model"
+                    f"{tuple(variable.shape)} in the model" + (adapt.HINT if adaptable else "")
                 )
             elif dataset.dtype.kind != "f":
                 problems.append(f"{what}: dtype {dataset.dtype} is not floating point")
             else:
                 value = dataset[()]
+                if adapt_input_channels and adaptable:
+                    value = adapt.adapt_stem_kernel(value, variable.shape[adapt.INPUT_AXIS])
                 if not np.all(np.isfinite(value)):
                     problems.append(f"{what}: contains NaN or Inf")
                 else:

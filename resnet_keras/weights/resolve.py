@@ -28,27 +28,26 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from . import cache, h5, settings
+from . import cache, formats, h5, settings
 from .manifest import merge, read_manifest, shipped_manifest
 from .records import Manifest, WeightsEntry, WeightsFile
 from ..architecture.specs import SPECS, ResNetSpec
 from ..errors import InvalidArgumentError, ManifestError, WeightsFormatError
 
 # Strings that are meant as paths even when the file is missing.
-_PATH_SUFFIXES = (".h5", ".hdf5", ".keras", ".pkl", ".pt", ".pth", ".npz")
+_PATH_SUFFIXES = (".h5", ".hdf5", ".keras", ".pkl", ".pt", ".pth", ".npz", ".safetensors")
 # Formats that are refused by name before a byte is read: pickle-based ones
 # can run code when loaded, and a whole saved model can carry code (Lambda).
+# (.pth and .safetensors are read safely: weights.torch_files.)
 _REFUSED_SUFFIXES = {
     ".pkl": "a pickle",
     ".pickle": "a pickle",
     ".joblib": "a pickle",
     ".pt": "a PyTorch pickle",
-    ".pth": "a PyTorch pickle",
     ".bin": "a PyTorch pickle",
     ".ckpt": "a checkpoint",
     ".npz": "a NumPy archive",
     ".npy": "a NumPy array file",
-    ".safetensors": "a safetensors file",
     ".keras": "a whole saved Keras model (it may carry code, e.g. a Lambda layer)",
     ".pb": "a TensorFlow graph",
     ".onnx": "an ONNX model",
@@ -161,12 +160,13 @@ def _check_local_file(path: Path, weights: Any) -> Path:
     if refused and not path.is_dir():
         raise WeightsFormatError(
             f"{path} is {refused}; resnet_keras loads only HDF5 weights files "
-            "(.h5, Keras 2 `save_weights` layout) and never unpickles or runs "
-            "code from a file. Received: "
+            "(.h5, Keras 2 `save_weights` layout), torch state_dicts (.pth, read "
+            "with torch.load(weights_only=True)) and .safetensors files, and never "
+            "unpickles or runs code from a file. Received: "
             f"weights={os.fspath(weights)!r}. Convert the weights to such a "
             ".h5 file with code you trust."
         )
-    h5.check_signature(path)
+    formats.check_signature(path)
     return path
 
 
@@ -229,6 +229,13 @@ def _expand_path(text: str) -> Path:
         return Path(text).expanduser()
     except RuntimeError:  # '~nosuchuser/w.h5': keep it literal, then "not found"
         return Path(text)
+
+
+def load_opened(model, resolved: Resolved, file: BinaryIO, where, *, adapt_input_channels: bool = False) -> None:
+    """Load the file `open_weights` gave (HDF5, torch .pth or .safetensors) into `model`."""
+    formats.load_from_file(
+        model, resolved.spec, file, where, adapt_input_channels=adapt_input_channels
+    )
 
 
 @contextlib.contextmanager

@@ -1,0 +1,105 @@
+"""ResNet v1.5: the ResNet-50/101/152 of torchvision and timm.
+
+keras' V1 (`resnet_keras.resnet`, from the original Caffe models) puts a
+downsampling block's stride on its first 1x1 convolution; v1.5 puts it on
+the 3x3 convolution, which costs a little more compute and gives about
+0.5 points more top-1. The rest follows torchvision: no conv biases,
+BatchNorm epsilon 1e-5 (torch's default; keras' V1 uses 1.001e-5), and
+"torch" preprocessing. 25,557,032 / 44,549,160 / 60,192,808 trainable
+parameters with the 1000-class head, as torchvision reports.
+
+Layer names follow keras' scheme (`conv1_conv`, `conv2_block1_1_conv`, ...,
+`predictions`); a strided 3x3 conv has an explicit `_2_pad`, so that
+torchvision and timm checkpoints (`weights="....pth"` or
+`"model.safetensors"`, mapped by `resnet_keras.resnet_small.torchvision_key`)
+give torch's outputs.
+"""
+
+from __future__ import annotations
+
+from . import _imagenet
+from ._imagenet import decode_predictions
+from .architecture.build import create_model
+from .architecture.catalog import builder_names, preprocessing_of, register_model
+from .architecture.specs import SPECS
+
+_ABOUT = (
+    "Bottleneck blocks (1x1, 3x3, 1x1 convolutions), post-activation, "
+    "stride on the 3x3 conv (v1.5, torchvision and timm layout: no conv "
+    "bias, BatchNorm epsilon 1e-5); loads torchvision `.pth` and timm "
+    "`.safetensors` checkpoints."
+)
+
+
+@register_model(SPECS["resnet50_v1_5"], "ResNet-50 v1.5", _ABOUT,
+                counts=(25_610_152, 25_557_032, 4_089_184_256))
+def ResNet50V1_5(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnet50_v1_5",
+    *,
+    manifest=None,
+    offline=None,
+    adapt_input_channels=False,
+):
+    return create_model(SPECS["resnet50_v1_5"], **locals())
+
+
+@register_model(SPECS["resnet101_v1_5"], "ResNet-101 v1.5", _ABOUT,
+                counts=(44_654_504, 44_549_160, 7_801_405_440))
+def ResNet101V1_5(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnet101_v1_5",
+    *,
+    manifest=None,
+    offline=None,
+    adapt_input_channels=False,
+):
+    return create_model(SPECS["resnet101_v1_5"], **locals())
+
+
+@register_model(SPECS["resnet152_v1_5"], "ResNet-152 v1.5", _ABOUT,
+                counts=(60_344_232, 60_192_808, 11_513_626_624))
+def ResNet152V1_5(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnet152_v1_5",
+    *,
+    manifest=None,
+    offline=None,
+    adapt_input_channels=False,
+):
+    return create_model(SPECS["resnet152_v1_5"], **locals())
+
+
+# The mode of this module's specs (SPECS is its one source).
+_MODE = preprocessing_of(__name__)
+
+
+def preprocess_input(x, data_format=None):
+    """Preprocess RGB images in [0, 255] for torchvision/timm-trained weights
+    ("torch" mode: scale to [0, 1], minus the ImageNet mean, over its std).
+
+    A NumPy input is returned as a new array instead of being written over.
+    """
+    return _imagenet.preprocess_input(x, data_format=data_format, mode=_MODE)
+
+
+# From the registrations above: a new builder is exported by its decorator.
+__all__ = [*builder_names(__name__), "preprocess_input", "decode_predictions"]

@@ -1,0 +1,147 @@
+"""Torch state dicts (torchvision, timm) into Keras models, all or nothing.
+
+Keys map to Keras weights by rule (`torch_names.torchvision_key`). Every
+weight of the model is looked up, transposed to Keras' layout and checked
+(shape, floating dtype, finite) before the first assignment; every key of
+the file must be used (`num_batches_tracked` aside, and `fc.*` when the
+model has no head). A Keras conv bias the checkpoint lacks (torch convs
+have none) is zero. Any problem: WeightsMismatchError naming the keys, and
+the model is unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import adapt
+from .h5 import weighted_layers
+from .h5_bounds import MAX_REPORTED
+from .torch_names import HEAD_PREFIX, IGNORED_SUFFIX, torchvision_key
+from ..architecture.specs import SPECS, ResNetSpec
+from ..errors import WeightsMismatchError
+
+# Bounds on a file for a model with `n` float32 weights: float64 files are
+# twice as large, and a head left out of the model (include_top=False) may
+# still be in the file.
+HEADROOM_BYTES = 64 << 20
+
+
+def byte_limit(model) -> int:
+    """The most bytes a checkpoint for `model` may hold."""
+    return 2 * 4 * model.count_params() + HEADROOM_BYTES
+
+
+def max_tensors(model) -> int:
+    """Tensors a checkpoint may hold: the model's, a BN step counter per BN, a head."""
+    return 2 * len(model.weights) + 2
+
+
+def torch_shape(keras_shape: tuple) -> tuple:
+    """(h, w, in, out) -> (out, in, h, w); (in, out) -> (out, in); vectors as they are."""
+    if len(keras_shape) == 4:
+        return (keras_shape[3], keras_shape[2], keras_shape[0], keras_shape[1])
+    return keras_shape[::-1]
+
+
+def keras_shape(torch_shape: tuple) -> tuple:
+    """The inverse of `torch_shape`."""
+    if len(torch_shape) == 4:
+        return (torch_shape[2], torch_shape[3], torch_shape[1], torch_shape[0])
+    return torch_shape[::-1]
+
+
+def to_keras_layout(value: np.ndarray) -> np.ndarray:
+    if value.ndim == 4:
+        return value.transpose(2, 3, 1, 0)
+    return value.T if value.ndim == 2 else value
+
+
+def _is_floating(value: Any) -> bool:
+    dtype = value.dtype
+    return getattr(dtype, "is_floating_point", None) is True or (
+        isinstance(dtype, np.dtype) and dtype.kind == "f"
+    )
+
+
+def _as_float32(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor (bfloat16 has no NumPy dtype)
+        value = value.detach().float().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def check_layout(spec: ResNetSpec, model_name: str, where) -> None:
+    if not spec.torch_layout:
+        fits = ", ".join(name for name, s in SPECS.items() if s.torch_layout)
+        raise WeightsMismatchError(
+            f"{where} is a torch checkpoint, which fits only models in torchvision's "
+            f"layout ({fits}). Received: model {model_name!r} ({spec.name}). keras' "
+            "resnet50/101/152 stride on the first 1x1 conv and have conv biases: for "
+            "torchvision's or timm's ResNet-50/101/152 build ResNet50V1_5 (resnet50_v1_5) etc."
+        )
+
+
+def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool = False):
+    """(variable, value) pairs for every weight of `model`; raise listing every problem."""
+    layers = weighted_layers(model)
+    has_head = any(layer.name == "predictions" for layer in layers)
+    pairs, problems, used = [], [], set()
+    stem = layers[0].name if layers else None
+    for layer in layers:
+        for variable in layer.weights:
+            key = torchvision_key(layer.name, variable.name)
+            shape = tuple(variable.shape)
+            if key not in state:
+                if variable.name == "bias" and not layer.name.endswith("_bn") and layer.name != "predictions":
+                    pairs.append((variable, np.zeros(shape, np.float32)))  # torch convs have no bias
+                else:
+                    problems.append(f"{key}: missing (for {layer.name}/{variable.name})")
+                continue
+            used.add(key)
+            value = state[key]
+            got = tuple(value.shape)
+            wanted = torch_shape(shape)
+            adaptable = layer.name == stem and adapt.can_adapt(keras_shape(got), shape)
+            adapting = adapt_input_channels and adaptable
+            if got != wanted and not adapting:
+                hint = adapt.HINT if adaptable else ""
+                problems.append(f"{key}: shape {got} in the file, {wanted} in the model ({layer.name}){hint}")
+            elif not _is_floating(value):
+                problems.append(f"{key}: dtype {value.dtype} is not floating point")
+            else:
+                array = to_keras_layout(_as_float32(value))
+                if adapting:
+                    array = adapt.adapt_stem_kernel(array, shape[adapt.INPUT_AXIS])
+                if not np.all(np.isfinite(array)):
+                    problems.append(f"{key}: contains NaN or Inf")
+                else:
+                    pairs.append((variable, array))
+    unused = [
+        key for key in state
+        if key not in used
+        and not key.endswith(IGNORED_SUFFIX)
+        and not (not has_head and key.startswith(HEAD_PREFIX))
+    ]
+    if unused:
+        problems.append(
+            f"{len(unused)} keys of the file have no place in the model: {unused[:MAX_REPORTED]}"
+            " (another architecture or depth? a 'module.' prefix from DataParallel?)"
+        )
+    if problems:
+        listed = "; ".join(problems[:MAX_REPORTED])
+        more = len(problems) - MAX_REPORTED
+        raise WeightsMismatchError(
+            f"{where} does not fit model {model.name!r} ({len(problems)} problems, "
+            f"model unchanged): {listed}" + (f"; and {more} more" if more > 0 else "")
+        )
+    return pairs
+
+
+def load_state_dict(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool = False) -> None:
+    """Assign a checked state dict to `model` (nothing is assigned on any problem)."""
+    for variable, value in plan(model, state, where, adapt_input_channels=adapt_input_channels):
+        variable.assign(value)
+
+
+__all__ = ["byte_limit", "check_layout", "load_state_dict", "max_tensors", "plan"]
