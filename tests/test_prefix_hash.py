@@ -256,3 +256,42 @@ def test_record_is_written_atomically(served, tiny_weights, isolated_env, monkey
     with pytest.raises(CacheError, match="No space left"):
         _download.fetch(wfile, progressbar=False)
     assert_clean_cache(isolated_env)
+
+
+# -- torchvision's own format: a .pth behind the shipped tag ------------------------
+
+
+def test_imagenet_on_resnet18_loads_a_pth_by_its_prefix_and_records_it(mirror, tmp_path, isolated_env):
+    """The shipped tag with the file replaced by a generated checkpoint (no network):
+    weights="imagenet" -> torchvision_imagenet1k_v1 -> prefix check -> record -> .pth reader."""
+    from optional import require
+
+    torch = require("torch")
+    import torch_reference
+
+    torch_model = torch_reference.randomized("resnet18", seed=3)
+    path = tmp_path / "r18.pth"
+    torch.save(torch_model.state_dict(), path)
+    data = path.read_bytes()
+    name = f"resnet18-{sha256_hex(data)[:8]}.pth"
+    files = {head: (name, [mirror.add(name, data)], f"sha256-prefix:{sha256_hex(data)[:8]}") for head in ("top", "notop")}
+    manifest = user_manifest(tmp_path / "m.json", {"resnet18": {"torchvision_imagenet1k_v1": entry(files)}})
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype("float32")
+    model = build_torchvision_resnet18(manifest)
+    with torch.no_grad():
+        want = torch_model.avgpool(torch_model.features(torch.from_numpy(x))).flatten(1).numpy()
+    got = model.predict(x.transpose(0, 2, 3, 1), verbose=0)
+    assert np.max(np.abs(got - want)) / np.max(np.abs(want)) <= 1e-5
+    assert_clean_cache(isolated_env, {name: data, name + ".sha256": record_line(name, data)})
+    (isolated_env / name).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # bit rot in the cache
+    with pytest.raises(OfflineError, match=f"{name} is corrupt"):
+        build_torchvision_resnet18(manifest, offline=True)
+
+
+def build_torchvision_resnet18(manifest, **kwargs):
+    import resnet_keras
+
+    return resnet_keras.ResNet18(
+        weights="imagenet", manifest=manifest, input_shape=(64, 64, 3), include_top=False,
+        pooling="avg", **kwargs,
+    )
