@@ -309,7 +309,7 @@ def mirrored_resnet50(mirror, tmp_path, monkeypatch):
     (["classify", "{junk}"], "Not an image Pillow can read"),
     (["classify", "{empty}"], "must name at least one image file"),
     (["classify", "{photo}", "--model", "resnet5"], "'resnet50', 'resnet152'? Received: --model='resnet5'"),
-    (["classify", "{photo}", "--model", "resnet18"], "Pass --weights PATH (an .h5 weights file) or --weights none"),
+    (["classify", "{photo}", "--model", "resnet20"], "Pass --weights PATH (an .h5 weights file) or --weights none"),
     (["classify", "{photo}", "--weights", "missing.h5"], "Weights file not found: missing.h5"),
     (["classify", "{photo}", "--weights", "imagenett"], "Did you mean 'imagenet'?"),
     (["classify", "{photo}", "--top", "1001"], "--top must be at most the number of classes (1000)"),

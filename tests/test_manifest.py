@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
+from pathlib import Path
 
 import pytest
 
 import resnet_keras
 from cache_checks import entry, md5, user_manifest
 from conftest import KERAS_BUILDERS
+from facts import table
 from resnet_keras.weights import manifest as _manifest
 from resnet_keras.weights import resolve as _weights
 from resnet_keras.weights.manifest import parse_manifest
@@ -100,6 +103,7 @@ def test_user_tag_is_listed_for_an_unknown_tag(tmp_path, isolated_env, no_fetch)
         "x.h5.part",
         "x.h5.lock",
         "x.h5.corrupt",
+        "x.pth.sha256",  # the full-hash record of x.pth
         " x.h5",
         "-x.h5",
         "x" * 201,
@@ -166,11 +170,30 @@ def test_https_loopback_http_and_file_urls_are_accepted(url):
 @pytest.mark.parametrize(
     "digest",
     ["md5:" + "0" * 31, "md5:" + "0" * 33, "md5:" + "g" * 32, "0" * 32, "sha256:" + "0" * 32,
-     "sha1:" + "0" * 40, "md5: " + "0" * 31, "md5-" + "0" * 32, "", 123, None],
+     "sha1:" + "0" * 40, "md5: " + "0" * 31, "md5-" + "0" * 32, "", 123, None,
+     "sha256-prefix:" + "0" * 7, "sha256-prefix:" + "0" * 64, "sha256-prefix:f37072fg",
+     "sha256-prefix:", "sha256prefix:f37072fd", "md5-prefix:f37072fd"],
 )
 def test_bad_hashes_are_refused(digest):
-    message = refused(document({"hash": digest}), r"'md5:' \+ 32 hex digits or 'sha256:' \+ 64")
+    message = refused(document({"hash": digest}), r"'md5:' \+ 32 hex digits, 'sha256:' \+ 64")
+    assert "'sha256-prefix:' + 8 to 63 hex digits (the weaker kind" in message
     assert "Received: hash=" in message
+
+
+@pytest.mark.parametrize("digits", ["f37072fd", "F37072FD", "f37072fd" * 7 + "0123456"])
+def test_sha256_prefix_is_a_kind_of_its_own(digits):
+    manifest = parse_manifest(json.dumps(document({"hash": "sha256-prefix:" + digits})))
+    wfile = manifest.entry("resnet50", "imagenet").file(True)
+    assert (wfile.hash_kind, wfile.hash_algorithm, wfile.hash_hex) == ("sha256-prefix", "sha256", digits.lower())
+    assert wfile.weak_hash and "a weaker check" in wfile.hash_text
+    assert wfile.matches(digits.lower() + "0" * (64 - len(digits)))
+    assert not wfile.matches("0" * 64)
+
+
+def test_full_hashes_are_not_weak():
+    wfile = parse_manifest(json.dumps(document())).entry("resnet50", "imagenet").file(True)
+    assert not wfile.weak_hash and wfile.hash_text == GOOD_HASH
+    assert wfile.matches("0" * 32) and not wfile.matches("0" * 31) and not wfile.matches("0" * 33)
 
 
 def test_uppercase_hash_is_normalised_not_blamed_on_the_file():
@@ -370,6 +393,11 @@ def _slow_unless_50(key):
     return pytest.param(key, marks=marks)
 
 
+def _slow_unless_small(key):
+    marks = () if key.startswith(("resnet18", "resnet34")) else (pytest.mark.slow,)
+    return pytest.param(key, marks=marks)
+
+
 def test_num_params_of_shipped_entries_match_the_golden_layer_shapes():
     """All six, cheaply: the golden (name, shapes) list is itself held against builds."""
     import math
@@ -402,3 +430,117 @@ def test_every_shipped_file_declares_num_params():
     for entry_, kind, wfile in _manifest.shipped_manifest().files():
         assert wfile.num_params, f"{entry_.model} {entry_.tag} {kind} lacks num_params"
 
+
+
+# -- torchvision's published weights ----------------------------------------------
+
+TORCHVISION_WEIGHTS = table("torchvision_weights")
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+# torchvision's model -> ours: its ResNet-50/101/152 are the v1.5 layout.
+OUR_KEY = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50_v1_5",
+           "resnet101": "resnet101_v1_5", "resnet152": "resnet152_v1_5"}
+
+
+def torchvision_entries():
+    """{facts key ('resnet50/IMAGENET1K_V2'): shipped entry}, read from each entry's source."""
+    found = {}
+    for tags in _manifest.shipped_manifest().entries.values():
+        for entry_ in tags.values():
+            if entry_.source.startswith("torchvision "):
+                weights_class, _, version = entry_.source.split()[1].partition(".")
+                found[f"{weights_class.removesuffix('_Weights').lower()}/{version}"] = entry_
+    return found
+
+
+def test_every_published_torchvision_weight_of_a_registered_model_is_shipped():
+    expected = {key for key in TORCHVISION_WEIGHTS if OUR_KEY[key.split("/")[0]] in SPECS}
+    assert {"resnet18/IMAGENET1K_V1", "resnet34/IMAGENET1K_V1"} <= expected
+    assert set(torchvision_entries()) == expected
+
+
+@pytest.mark.parametrize("key", sorted(torchvision_entries()))
+def test_shipped_torchvision_entry_is_as_published(key):
+    fact, entry_ = TORCHVISION_WEIGHTS[key], torchvision_entries()[key]
+    model, version = key.split("/")
+    assert (entry_.model, entry_.tag) == (OUR_KEY[model], f"torchvision_{version.lower()}")
+    top = entry_.files["top"]
+    assert entry_.files["notop"] == top  # one file holds both heads
+    assert top.file_name == fact["file"] and top.urls == (TORCHVISION_URL + fact["file"],)
+    assert top.hash == "sha256-prefix:" + fact["file"].rsplit("-", 1)[1].removesuffix(".pth")
+    assert top.size is None  # not published exactly: max_bytes comes from num_params
+    assert dict(entry_.metrics) == {"top1": fact["top1"], "top5": fact["top5"], "eval_size": fact["crop"]}
+    assert (entry_.preprocessing, entry_.input_size, entry_.resize_size) == ("torch", fact["crop"], fact["resize"])
+
+
+@pytest.mark.parametrize("key", [_slow_unless_small(k) for k in sorted(torchvision_entries())])
+def test_num_params_of_torchvision_entries_match_the_built_model(key):
+    """num_params counts what count_params() counts (BatchNorm statistics too),
+    so the file's bound (4 bytes each, 1% and 16 MiB more) holds torch's file."""
+    from resnet_keras.architecture.catalog import ENTRIES
+
+    fact, entry_ = TORCHVISION_WEIGHTS[key], torchvision_entries()[key]
+    model = ENTRIES[entry_.model].function(weights=None)
+    assert sum(math.prod(w.shape) for w in model.trainable_weights) == fact["params"]
+    assert entry_.files["top"].num_params == model.count_params()
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ({"resize_size": 0}, "resize_size must be a positive integer"),
+        ({"resize_size": "232"}, "resize_size must be a positive integer"),
+        ({"resize_size": 5000}, "at most 4,096"),
+        ({"resize_size": 200, "input_size": 224}, "resize_size .* must be at least input_size \\(224\\)"),
+    ],
+)
+def test_resize_size_is_checked(extra, match):
+    refused(document(entry_extra=extra), match)
+
+
+def test_resize_size_is_kept():
+    manifest = parse_manifest(json.dumps(document(entry_extra={"input_size": 224, "resize_size": 232})))
+    assert manifest.entry("resnet50", "imagenet").resize_size == 232
+
+
+def test_imagenet_selects_the_default_tag_where_no_tag_has_that_name(tmp_path):
+    shipped = _weights.active_manifest()
+    assert shipped.entry("resnet18", "imagenet").tag == "torchvision_imagenet1k_v1"
+    assert shipped.is_tag("resnet18", "imagenet") and not shipped.is_tag("resnet20", "imagenet")
+    assert shipped.entry("resnet50", "imagenet").source == "keras-applications"  # a tag of that name wins
+    files = {"top": ("r18_mine.h5", ["https://example.org/r18_mine.h5"], md5(b"x"))}
+    literal = user_manifest(tmp_path / "a.json", {"resnet18": {"imagenet": entry(files)}})
+    assert _weights.active_manifest(literal).entry("resnet18", "imagenet").tag == "imagenet"
+    default = user_manifest(tmp_path / "b.json", {"resnet18": {"mine": entry(files, default=True)}})
+    assert _weights.active_manifest(default).entry("resnet18", "imagenet").tag == "mine"
+
+
+# -- the README's table of pretrained weights ---------------------------------------
+
+
+def weights_table_rows() -> list[str]:
+    """The rows the README's "Pretrained weights" table must hold, from the shipped manifest."""
+    manifest = _manifest.shipped_manifest()
+    rows = []
+    for model in sorted(manifest.entries, key=lambda m: (sum(SPECS[m].depths), m)):
+        for tag, entry_ in manifest.entries[model].items():
+            selected_by = [tag] + (["imagenet"] if manifest.entry(model, "imagenet") is entry_ and tag != "imagenet" else [])
+            names = ", ".join(f'`"{name}"`' for name in reversed(selected_by))
+            metrics = entry_.metrics
+            evaluated = (
+                f"resize {entry_.resize_size}, crop {entry_.input_size}" if entry_.resize_size
+                else str(metrics["eval_size"])
+            )
+            kinds = sorted({f.hash_kind + (" (weaker)" if f.weak_hash else "") for f in entry_.files.values()})
+            rows.append(
+                f"| `{model}` | {names} | {entry_.source} | {metrics['top1']} / {metrics['top5']} "
+                f"| {evaluated} | {entry_.preprocessing} | {', '.join(kinds)} |"
+            )
+    return rows
+
+
+def test_readme_weights_table_is_the_shipped_manifest():
+    """To print the rows: cd tests; python -c 'import test_manifest as t; print(*t.weights_table_rows(), sep=chr(10))'."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Pretrained weights", 1)[1].split("\n#", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    assert table == weights_table_rows()

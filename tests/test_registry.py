@@ -42,18 +42,20 @@ def test_list_models_natural_order_and_patterns():
 
 
 def test_list_models_pretrained_follows_the_active_manifest(tmp_path, monkeypatch):
-    assert resnet_keras.list_models(pretrained=True) == KERAS_KEYS
-    assert "resnet18" in resnet_keras.list_models(pretrained=False)
-    assert not set(resnet_keras.list_models(pretrained=False)) & set(KERAS_KEYS)
+    pretrained = resnet_keras.list_models(pretrained=True)
+    # keras' six, and torchvision's weights for 18/34 and the v1.5 models (where registered)
+    assert set(pretrained) == {*KERAS_KEYS, "resnet18", "resnet34", *resnet_keras.list_models("*_v1_5")}
+    assert "resnet20" in resnet_keras.list_models(pretrained=False)
+    assert not set(resnet_keras.list_models(pretrained=False)) & set(pretrained)
     user = write_manifest(
         tmp_path / "mine.json",
-        "resnet18",
-        {"notop": ("r18_mine.h5", ["https://example.org/r18_mine.h5"], "md5:" + "0" * 32)},
+        "resnet20",
+        {"notop": ("r20_mine.h5", ["https://example.org/r20_mine.h5"], "md5:" + "0" * 32)},
         tag="mine",
     )
     monkeypatch.setenv("RESNET_KERAS_MANIFEST", str(user))
-    assert resnet_keras.list_models("resnet1?", pretrained=True) == ["resnet18"]
-    assert resnet_keras.model_info("resnet18").weights == ("mine",)
+    assert resnet_keras.list_models("resnet2?", pretrained=True) == ["resnet20"]
+    assert resnet_keras.model_info("resnet20").weights == ("mine",)
 
 
 @pytest.mark.parametrize(
@@ -119,7 +121,8 @@ def test_count_macs_needs_a_static_size():
 def readme_models_table() -> dict[str, dict[str, str]]:
     """{model key: {column header: cell}} from the README's "## Models" table."""
     section = README.read_text(encoding="utf-8").split("## Models", 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in section.splitlines() if line.startswith("|")]
+    table = section[section.index("\n|"):].split("\n\n", 1)[0]  # the first table only
+    lines = [line for line in table.splitlines() if line.startswith("|")]
     split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]  # noqa: E731
     header = split(lines[0])
     return {

@@ -63,9 +63,12 @@ def test_signature_is_keras_then_keyword_only_extras(key):
     spec = SPECS[key]
     assert defaults["name"] == key == spec.name
     assert defaults["classes"] == spec.classes
-    tags = resnet_keras.weights.resolve.active_manifest().tags(key)
-    # a model defaults to pretrained weights exactly when some exist
-    assert defaults["weights"] == ("imagenet" if tags else None)
+    manifest = resnet_keras.weights.resolve.active_manifest()
+    # A model defaults to pretrained weights exactly when Keras (HDF5) weights
+    # exist. torchvision's .pth files need torch, an optional extra: a plain
+    # ResNet18() stays weights=None, and weights="imagenet" opts in.
+    hdf5 = bool(manifest.tags(key)) and manifest.entry(key, "imagenet").file(True).file_name.endswith(".h5")
+    assert defaults["weights"] == ("imagenet" if hdf5 else None)
     assert ("shortcut" in defaults) == (key.startswith("resnet") and spec.stem == "cifar")
     assert getattr(resnet_keras, builder.__name__) is builder
     assert builder.__name__ in resnet_keras.__all__
@@ -107,13 +110,23 @@ def test_misspelled_keyword_is_a_type_error(key):
 
 
 @pytest.mark.parametrize("key", ["resnet18", "resnet34"])
-def test_no_keras_weights_for_18_34_and_the_error_says_so(key):
+@pytest.mark.parametrize("include_top", [True, False])
+def test_imagenet_on_18_34_selects_torchvision_v1(key, include_top):
+    """Resolution only (no network): the one file of torchvision's V1 weights serves both heads."""
     manifest = resnet_keras.weights.resolve.active_manifest()
-    assert key in manifest.entries and manifest.tags(key) == []  # listed, no tags
+    assert manifest.tags(key) == ["torchvision_imagenet1k_v1"]
+    resolved = resnet_keras.weights.resolve.resolve(SPECS[key], "imagenet", include_top=include_top)
+    assert resolved.tag == "torchvision_imagenet1k_v1"
+    assert resolved.file.file_name.startswith(f"{key}-") and resolved.file.file_name.endswith(".pth")
+    assert resolved.file.weak_hash
+    assert (resolved.preprocessing, resolved.input_size, resolved.entry.resize_size) == ("torch", 224, 256)
+
+
+def test_imagenet_without_any_weights_still_names_the_choices():
     with pytest.raises(errors.UnknownWeightsError) as info:
-        ENTRIES[key].function(weights="imagenet")
+        ENTRIES["resnet20"].function(weights="imagenet")
     message = str(info.value)
-    assert f"weights tag of {key} (available: none)" in message
+    assert "weights tag of resnet20 (available: none)" in message
     assert "Received: weights='imagenet'" in message
 
 

@@ -19,6 +19,16 @@ Cache layout, for a file `NAME` of the manifest:
                                ends, or by a later run once its process is gone)
     .NAME.lock                 held while one process fetches NAME
     NAME.corrupt               a cached NAME that failed its hash, set aside
+    NAME.sha256                the full SHA-256 of NAME, when the manifest
+                               declares only a prefix (`sha256-prefix:`, the
+                               weaker kind; hash_record.py)
+    NAME.sha256.corrupt        a malformed record, set aside
+
+A file with a prefix hash is accepted when its SHA-256 starts with the
+prefix and, once a record exists, equals the recorded full hash: the record
+is written at the first verification (download or cache hit) and never
+replaced while it is well formed, so a later download (a mirror that
+changed, a made-up file with the same 32-bit prefix) must match it too.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from . import h5, housekeeping, http, settings
+from . import h5, hash_record, housekeeping, http, settings
 from ..errors import (
     CacheError,
     DownloadError,
@@ -59,8 +69,12 @@ def _digest(file: BinaryIO, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def _open_if_verified(path: Path, wfile: WeightsFile) -> BinaryIO | None:
-    """The open file at `path` if it is regular and has the declared size and hash."""
+def _open_if_verified(path: Path, wfile: WeightsFile) -> tuple[BinaryIO, str] | None:
+    """(open file, its digest) if `path` is regular and has the declared size and hash.
+
+    With a prefix hash, the full SHA-256 must also equal the record, if
+    there is one; a malformed record fails the file.
+    """
     if housekeeping.not_a_file(path) is not None:
         return None
     try:
@@ -68,20 +82,43 @@ def _open_if_verified(path: Path, wfile: WeightsFile) -> BinaryIO | None:
     except (OSError, ValueError):
         return None
     size = os.fstat(file.fileno()).st_size
-    if (wfile.size is None or size == wfile.size) and _digest(file, wfile.hash_algorithm) == wfile.hash_hex:
-        file.seek(0)
-        return file
+    if wfile.size is None or size == wfile.size:
+        digest = _digest(file, wfile.hash_algorithm)
+        recorded = hash_record.read(path) if wfile.weak_hash else None
+        if wfile.matches(digest) and recorded in (None, digest):
+            file.seek(0)
+            return file, digest
     file.close()
     return None
 
 
 def is_verified(path: Path, wfile: WeightsFile) -> bool:
-    """True if `path` is a regular file whose hash is the declared one."""
-    file = _open_if_verified(path, wfile)
-    if file is None:
+    """True if `path` is a regular file whose hash is the declared one (and the recorded one)."""
+    verified = _open_if_verified(path, wfile)
+    if verified is None:
         return False
-    file.close()
+    verified[0].close()
     return True
+
+
+def _failed_check(path: Path, wfile: WeightsFile) -> str:
+    """Which check a cached file failed, for error messages (reads no weights)."""
+    recorded = hash_record.read(path) if wfile.weak_hash else None
+    record = hash_record.path_of(path).name
+    if recorded == hash_record.MALFORMED:
+        return f"its full-hash record {record} is malformed"
+    if recorded is not None:
+        return (
+            f"it fails its weaker {wfile.hash_kind} hash or the full SHA-256 "
+            f"recorded in {record} at its first verification"
+        )
+    return f"it fails its {wfile.hash_kind} hash"
+
+
+def _record_full_hash(path: Path, wfile: WeightsFile, digest: str) -> None:
+    """After a prefix-hash file is verified, record its full SHA-256 if none is recorded."""
+    if wfile.weak_hash and hash_record.read(path) is None:
+        hash_record.write(path, digest)
 
 
 def cache_state(wfile: WeightsFile, folder: Path | None = None) -> str:
@@ -133,7 +170,11 @@ def _attempts(url: str, wfile: WeightsFile, temp: BinaryIO, progressbar: bool) -
 
 
 def _download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: bool) -> BinaryIO:
-    """Download `url` into a temp file, verify, move it to `path`; return it open, or raise _Failure."""
+    """Download `url` into a temp file, verify, move it to `path`; return it open, or raise _Failure.
+
+    A prefix-hash file must also match its full-hash record, if one exists;
+    if none does, the record is written before the file gets its name.
+    """
     folder = path.parent
     try:
         temp_path, temp = housekeeping.open_temp(folder, wfile.file_name)
@@ -143,7 +184,7 @@ def _download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: bo
     try:
         http.announce(url, path, progressbar)
         got = _attempts(url, wfile, temp, progressbar)
-        if got.digest != wfile.hash_hex or (wfile.size is not None and got.size != wfile.size):
+        if not wfile.matches(got.digest) or (wfile.size is not None and got.size != wfile.size):
             temp.seek(0)
             html = "html" in got.content_type.lower() or h5.looks_like_html(temp.read(512))
             what = (
@@ -153,12 +194,23 @@ def _download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: bo
             )
             raise _Failure(
                 f"sent {what}: {got.size} bytes with {wfile.hash_algorithm} "
-                f"{got.digest}, expected {wfile.hash}",
+                f"{got.digest}, expected {wfile.hash_text}",
+                integrity=True,
+            )
+        recorded = hash_record.read(path) if wfile.weak_hash else None
+        if recorded is not None and recorded != got.digest:
+            record = hash_record.path_of(path)
+            raise _Failure(
+                f"sent a file that passes the weaker {wfile.hash} check but whose "
+                f"SHA-256 {got.digest} is not the one recorded in {record} at "
+                f"the first verified download ({recorded}); if you trust the new "
+                f"file, remove {record} and try again",
                 integrity=True,
             )
         try:
             temp.flush()
             os.fsync(temp.fileno())  # durable before it gets the trusted name
+            _record_full_hash(path, wfile, got.digest)
             os.replace(temp_path, path)
         except OSError as error:
             raise housekeeping.not_writable(folder, error) from error
@@ -173,8 +225,17 @@ def _download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: bo
 
 
 def _set_aside_if_corrupt(path: Path, wfile: WeightsFile) -> bool:
-    """Move a cached file that fails its hash to NAME.corrupt; True if moved."""
-    if not path.exists() or is_verified(path, wfile):
+    """Move a cached file that fails its hash to NAME.corrupt; True if moved.
+
+    A malformed full-hash record cannot vouch for any file: it goes to
+    NAME.sha256.corrupt. A well-formed one stays, to hold the next download.
+    """
+    if wfile.weak_hash and hash_record.read(path) == hash_record.MALFORMED:
+        hash_record.set_aside(path)
+        corrupt = path.exists()  # whatever it holds, no record vouches for it
+    else:
+        corrupt = path.exists() and not is_verified(path, wfile)
+    if not corrupt:
         return False
     try:
         os.replace(path, path.with_name(path.name + housekeeping.CORRUPT_SUFFIX))
@@ -225,45 +286,39 @@ def _obtain(wfile: WeightsFile, *, offline, progressbar, force, label) -> Binary
     folder = settings.cache_dir()
     path = folder / wfile.file_name
     what = f"{label}: {wfile.file_name}" if label else wfile.file_name
-    blocker = housekeeping.not_a_file(path)
-    if blocker:
-        raise CacheError(
-            f"{path} is {blocker}, not a weights file ({what}). Remove it and "
-            "try again; resnet_keras never deletes what it did not write."
-        )
+    _check_not_blocked(path, f"not a weights file ({what})")
+    if wfile.weak_hash:
+        _check_not_blocked(hash_record.path_of(path), f"not the full-hash record of {what}")
     if not force:
         cached = _open_if_verified(path, wfile)
         if cached is not None:
-            return cached  # also in a read-only cache: no write, no lock
+            return _recorded_hit(path, wfile, *cached)
     corrupt = path.exists()  # and not verified (or force)
+    failed = _failed_check(path, wfile) if corrupt else ""
     offline = settings.check_offline(offline)
     if offline:
         moved = False
         if corrupt and folder.is_dir():
             with contextlib.suppress(CacheError), housekeeping.locked(folder, wfile.file_name):
                 moved = _set_aside_if_corrupt(path, wfile)
-        state = "is corrupt (it fails its hash)" if corrupt else "is not in the cache"
+        state = f"is corrupt ({failed})" if corrupt else "is not in the cache"
         aside = f" (moved to {path.name}{housekeeping.CORRUPT_SUFFIX})" if moved else ""
         raise OfflineError(
             f"Offline mode is on and {what} {state}{aside} ({folder}). "
             f"Download {wfile.urls[0]} and put it at {path} (expected "
-            f"{wfile.hash}), or turn offline mode off (RESNET_KERAS_OFFLINE, "
+            f"{wfile.hash_text}), or turn offline mode off (RESNET_KERAS_OFFLINE, "
             "offline=)."
         )
-    why = (
-        f" The cached {wfile.file_name} is corrupt (it fails its {wfile.hash_algorithm} "
-        "hash) and must be replaced."
-        if corrupt and not force
-        else ""
-    )
+    why = f" The cached {wfile.file_name} is corrupt ({failed}) and must be replaced." if corrupt and not force else ""
     housekeeping.make_folder(folder)
     try:
         with housekeeping.locked(folder, wfile.file_name):
             housekeeping.remove_stale_temps(folder, wfile.file_name)
+            housekeeping.remove_stale_temps(folder, hash_record.path_of(path).name)
             if not force:
                 cached = _open_if_verified(path, wfile)
-                if cached is not None:
-                    return cached  # another process fetched it while we waited
+                if cached is not None:  # another process fetched it while we waited
+                    return _recorded_hit(path, wfile, *cached)
             _set_aside_if_corrupt(path, wfile)
             failures: list[tuple[str, _Failure]] = []
             for url in wfile.urls:
@@ -276,6 +331,26 @@ def _obtain(wfile: WeightsFile, *, offline, progressbar, force, label) -> Binary
             raise CacheError(f"{error}{why}") from error
         raise
     raise _all_failed(wfile, path, what, failures, force)
+
+
+def _check_not_blocked(path: Path, role: str) -> None:
+    blocker = housekeeping.not_a_file(path)
+    if blocker:
+        raise CacheError(
+            f"{path} is {blocker}, {role}. Remove it and try again; "
+            "resnet_keras never deletes what it did not write."
+        )
+
+
+def _recorded_hit(path: Path, wfile: WeightsFile, file: BinaryIO, digest: str) -> BinaryIO:
+    """A verified cache hit; a prefix-hash file without a record gets one now.
+
+    A read-only cache cannot take the record: the file still loads, checked
+    against its prefix only (as at a first download).
+    """
+    with contextlib.suppress(OSError):
+        _record_full_hash(path, wfile, digest)
+    return file
 
 
 def _all_failed(wfile, path: Path, what: str, failures, force: bool) -> Exception:
@@ -300,7 +375,7 @@ def _all_failed(wfile, path: Path, what: str, failures, force: bool) -> Exceptio
         )
     error_type = IntegrityError if integrity else DownloadError
     error = error_type(
-        f"Could not get a verified {what} (expected {wfile.hash}) into "
+        f"Could not get a verified {what} (expected {wfile.hash_text}) into "
         f"{path.parent}. Tried {len(failures)} URL(s): {detail}.{kept} {remedy}"
     )
     error.__cause__ = failures[-1][1]

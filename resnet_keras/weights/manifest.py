@@ -17,21 +17,26 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ManifestError
-from .records import FILE_KINDS, Manifest, WeightsEntry, WeightsFile
+from .records import FILE_KINDS, PREFIX_KIND, Manifest, WeightsEntry, WeightsFile
 from .urls import check_url, invisible_or_control
 
 SHIPPED_MANIFEST = Path(__file__).parents[1] / "weights_manifest.json"  # shipped at the package top
 SCHEMA_VERSION = 1
-HASH_LENGTHS = {"md5": 32, "sha256": 64}
+# Hex digits per hash kind, (fewest, most). The prefix kind is weaker: 8
+# digits are 32 bits (what torchvision publishes); 64 would be plain sha256.
+HASH_LENGTHS = {"md5": (32, 32), "sha256": (64, 64), PREFIX_KIND: (8, 63)}
 # Names the cache uses for its own files (temp downloads, locks, files
-# set aside because they failed their hash); a manifest may not claim them.
-RESERVED_SUFFIXES = (".part", ".lock", ".corrupt")
+# set aside because they failed their hash, full-hash records of files
+# with a prefix hash); a manifest may not claim them.
+RESERVED_SUFFIXES = (".part", ".lock", ".corrupt", ".sha256")
 # UTF-8 bytes, not characters: file systems limit a name to 255 bytes, and
 # the cache adds a temp-file suffix of up to 40.
 MAX_FILE_NAME = 200
 # Upper bounds that make a hostile manifest cheap to refuse.
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_FILE_SIZE = 1 << 40
+# Evaluation resize of an entry (a shorter side in pixels).
+MAX_RESIZE = 4096
 # Model keys and tags are plain identifiers, so they never look like paths.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -91,13 +96,15 @@ def _check_key(value: str, where: str) -> str:
 
 def _check_hash(value: Any, where: str) -> str:
     text = value.lower() if isinstance(value, str) else ""
-    algorithm, _, digest = text.partition(":")
-    if algorithm not in HASH_LENGTHS or not re.fullmatch(
-        f"[0-9a-f]{{{HASH_LENGTHS[algorithm]}}}", digest
-    ):
+    kind, _, digest = text.partition(":")
+    fewest, most = HASH_LENGTHS.get(kind, (0, 0))
+    if not (fewest and re.fullmatch(f"[0-9a-f]{{{fewest},{most}}}", digest)):
+        shown = repr(value) if len(repr(value)) <= 100 else repr(value)[:97] + "..."
         raise ManifestError(
-            f"{where}.hash must be 'md5:' + 32 hex digits or 'sha256:' + 64 "
-            f"hex digits. Received: hash={value!r}"
+            f"{where}.hash must be 'md5:' + 32 hex digits, 'sha256:' + 64 hex "
+            f"digits, or '{PREFIX_KIND}:' + 8 to 63 hex digits (the weaker kind: "
+            "a prefix of the SHA-256, as torchvision publishes). Received: "
+            f"hash={shown}"
         )
     return text
 
@@ -151,7 +158,7 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
         obj,
         where,
         {"files"},
-        {"default", "source", "preprocessing", "input_size", "metrics"},
+        {"default", "source", "preprocessing", "input_size", "resize_size", "metrics"},
     )
     files = obj["files"]
     if not isinstance(files, dict) or not files or set(files) - set(FILE_KINDS):
@@ -172,6 +179,13 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
             raise ManifestError(
                 f"{where}.{key} must be a string. Received: {obj[key]!r}"
             )
+    input_size = _optional_int(obj, "input_size", where)
+    resize_size = _optional_int(obj, "resize_size", where, maximum=MAX_RESIZE)
+    if resize_size is not None and resize_size < (input_size or 1):
+        raise ManifestError(
+            f"{where}.resize_size (the shorter side before the center crop) must be "
+            f"at least input_size ({input_size}). Received: resize_size={resize_size}"
+        )
     if not isinstance(obj.get("default", False), bool):
         raise ManifestError(
             f"{where}.default must be true or false. Received: {obj['default']!r}"
@@ -186,7 +200,8 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
         default=obj.get("default", False),
         source=obj.get("source", ""),
         preprocessing=obj.get("preprocessing", ""),
-        input_size=_optional_int(obj, "input_size", where),
+        input_size=input_size,
+        resize_size=resize_size,
         metrics=MappingProxyType(dict(metrics)),
     )
 

@@ -21,6 +21,15 @@ LAYOUT_ALLOWANCE = 16 << 20
 # With neither a size nor a parameter count, still a bound (the largest
 # ResNet file, ResNet152 with a 21k-class head, is under 1 GB).
 MAX_UNDECLARED_BYTES = 2 << 30
+# The weak kind: torchvision publishes only the first hex digits of a file's
+# SHA-256 (in its name; torch.hub checks that prefix). A prefix of 8 digits
+# is 32 bits, so the cache records the full SHA-256 at the first verified
+# download and checks it on every later hit (see cache.py).
+PREFIX_KIND = "sha256-prefix"
+# keras' name for "the pretrained weights". On a model with no tag of that
+# name it selects the model's default tag (ResNet18/34: torchvision's), so
+# `weights="imagenet"` means the same thing on every model that has weights.
+IMAGENET_TAG = "imagenet"
 
 @dataclasses.dataclass(frozen=True)
 class WeightsFile:
@@ -28,17 +37,44 @@ class WeightsFile:
 
     file_name: str
     urls: tuple[str, ...]
-    hash: str  # "md5:<hex>" or "sha256:<hex>", lower case
+    hash: str  # "md5:<hex>", "sha256:<hex>" or "sha256-prefix:<hex>", lower case
     num_params: int | None = None
     size: int | None = None
 
     @property
-    def hash_algorithm(self) -> str:
+    def hash_kind(self) -> str:
+        """What the manifest declares: 'md5', 'sha256' or 'sha256-prefix'."""
         return self.hash.split(":", 1)[0]
+
+    @property
+    def hash_algorithm(self) -> str:
+        """The hashlib algorithm that computes the digest to compare."""
+        return "sha256" if self.weak_hash else self.hash_kind
 
     @property
     def hash_hex(self) -> str:
         return self.hash.split(":", 1)[1]
+
+    @property
+    def weak_hash(self) -> bool:
+        """Only a prefix of the digest is declared (a full-hash record backs it up)."""
+        return self.hash_kind == PREFIX_KIND
+
+    @property
+    def hash_text(self) -> str:
+        """The declared hash as error messages show it, the weak kind named as such."""
+        if self.weak_hash:
+            return (
+                f"{self.hash} (a weaker check: only the first {len(self.hash_hex)} "
+                "hex digits of the SHA-256 are published)"
+            )
+        return self.hash
+
+    def matches(self, digest: str) -> bool:
+        """True if `digest` (hex, of `hash_algorithm`) is the declared one."""
+        if self.weak_hash:
+            return digest.startswith(self.hash_hex)
+        return digest == self.hash_hex
 
     @property
     def max_bytes(self) -> int:
@@ -61,6 +97,9 @@ class WeightsEntry:
     source: str = ""
     preprocessing: str = ""
     input_size: int | None = None
+    # Evaluation resize: the shorter side goes to this size, then the center
+    # `input_size` crop is taken (torchvision: 256 for V1, 232 for V2 weights).
+    resize_size: int | None = None
     metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
     # Fields the manifest spelled out (a user entry overrides only those).
     given: frozenset = dataclasses.field(default=frozenset(), compare=False, repr=False)
@@ -122,10 +161,19 @@ class Manifest:
                 for kind, wfile in entry.files.items():
                     yield entry, kind, wfile
 
+    def _selected(self, model: str, tag: str) -> str:
+        """The tag that `tag` selects: itself, or the default one for IMAGENET_TAG."""
+        tags = self.entries.get(model, {})
+        if tag == IMAGENET_TAG and tag not in tags and tags:
+            return self.default_tag(model)
+        return tag
+
     def is_tag(self, model: str, tag: str) -> bool:
-        return tag in self.entries.get(model, {})
+        return self._selected(model, tag) in self.entries.get(model, {})
 
     def entry(self, model: str, tag: str) -> WeightsEntry:
+        """The entry `tag` selects ('imagenet' on a model without that tag: the default)."""
+        tag = self._selected(model, tag)
         tags = self.tags(model)
         if tag not in tags:
             hint = difflib.get_close_matches(tag, tags, n=1)
