@@ -43,7 +43,7 @@ def _configure_classify(parser: argparse.ArgumentParser) -> None:
 def run_classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .images import collect_images, format_top, load_batch, preprocess, spatial_size, top_labels
+    from ..images import collect_images, format_top, load_batch, preprocess, spatial_size, top_labels
 
     spec = model_spec(args)
     if args.top > spec.classes:
@@ -94,7 +94,7 @@ def run_features(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from .images import collect_images, load_batch, preprocess, spatial_size
+    from ..images import collect_images, load_batch, preprocess, spatial_size
 
     out = Path(args.out)
     if not out.parent.is_dir() or out.is_dir():

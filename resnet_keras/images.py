@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from .._imagenet import NUM_CLASSES, decode_predictions, preprocess_input
-from ..data_format import current, spatial_dims
-from ..errors import ImageError, InvalidArgumentError
+from ._imagenet import NUM_CLASSES, decode_predictions, preprocess_input
+from .data_format import current, spatial_dims
+from .errors import ImageError, InvalidArgumentError
 
 if TYPE_CHECKING:  # Keras is imported where pixels are read, not to check files
     import keras
