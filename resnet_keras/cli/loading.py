@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from .options import active_manifest
 from ..architecture import catalog
 from ..architecture.specs import SPECS, ResNetSpec
-from ..data_format import current, image_shape
 from ..errors import UnknownWeightsError
 
 if TYPE_CHECKING:  # weights.resolve loads NumPy: not for --help
@@ -104,11 +103,8 @@ def build_model(
 ):
     """The Keras model `resolved` describes; without the top, globally pooled."""
     _import_keras(args)
-    from ..architecture.build import build
+    from ..architecture.build import build, build_pooled
 
     if resolved.include_top:
         return build(resolved)
-    # A fixed input size, so that images can be batched: the size the
-    # weights were trained at unless --size says otherwise.
-    input_shape = image_shape(size or resolved.input_size, current())
-    return build(resolved, pooling=pooling, input_shape=input_shape)
+    return build_pooled(resolved, pooling=pooling, size=size)

@@ -30,6 +30,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _number(text: str, *, least: float, strict: bool, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > least if strict else value >= least):  # NaN fails both
+        raise argparse.ArgumentTypeError(f"must be a {what} number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    return _number(text, least=0, strict=True, what="positive")
+
+
+def non_negative_float(text: str) -> float:
+    return _number(text, least=0, strict=False, what="non-negative")
+
+
 def add_batch_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=positive_int, default=32, help="images per forward pass (default: 32)"
