@@ -30,7 +30,8 @@ class ExtractionSummary:
         resumed_shards: Shards a previous run had finished (skipped now).
         dim: Values per embedding.
         seconds: Time spent reading and embedding in this run.
-        images_per_second: Images this run processed, per second.
+        images_per_second: Images per second this run processed after its
+            first batch (which holds the pipeline's start and the first trace).
     """
 
     out: Path
@@ -84,20 +85,44 @@ def run(*, paths: Sequence[str], out: Path, resolved: Any, make_model: Callable[
         from tqdm import tqdm
 
         done_before = sum(len(plan.positions(k)) for k in store.shards)
-        start = time.perf_counter()
+        clock = _SteadyRate()
         with tqdm(total=len(plan.paths), initial=done_before, unit="img", disable=not progress,
                   desc=f"{settings.model} features", file=sys.stderr) as bar:
-            write_batches(store, batches, bar.update)
-        seconds = time.perf_counter() - start
+            write_batches(store, batches, lambda n: (bar.update(n), clock.update(n)))
         rows, errors = store.totals()
     finally:
         store.close()
-    new = len(plan.paths) - done_before
     return ExtractionSummary(
         out=out, images=len(plan.paths), rows=rows, errors=errors, shards=plan.shard_count,
-        resumed_shards=resumed, dim=dim, seconds=seconds,
-        images_per_second=new / seconds if seconds > 0 else 0.0,
+        resumed_shards=resumed, dim=dim, seconds=clock.seconds, images_per_second=clock.rate,
     )
+
+
+class _SteadyRate:
+    """Images/s after the first batch: its wait holds the pipeline's start and
+    the model's first trace, which a long run pays once."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.first: tuple[float, int] | None = None
+        self.images = 0
+        self.seconds = 0.0
+
+    def update(self, n: int) -> None:
+        now = time.perf_counter()
+        self.images += n
+        self.seconds = now - self.start
+        if self.first is None:
+            self.first = (now, self.images)
+
+    @property
+    def rate(self) -> float:
+        if self.first is None:
+            return 0.0
+        steady_seconds, steady_images = self.seconds - (self.first[0] - self.start), self.images - self.first[1]
+        if steady_images and steady_seconds > 0:
+            return steady_images / steady_seconds
+        return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
 def extract_features(
@@ -202,10 +227,10 @@ def _dataset_paths(dataset: Any) -> list[str]:
             "A ray.data.Dataset of images must have a string column `path`. "
             f"Received: columns={dataset.columns()}"
         )
-    from ray.data import DataContext
-
-    options = DataContext.get_current().execution_options
-    saved, options.preserve_order = options.preserve_order, True  # the same order every run
+    # A Dataset keeps the context it was made with; its order is kept for
+    # this read only (the same order every run), then the option restored.
+    options = dataset.context.execution_options
+    saved, options.preserve_order = options.preserve_order, True
     try:
         return [str(row["path"]) for row in dataset.select_columns(["path"]).iter_rows()]
     finally:
