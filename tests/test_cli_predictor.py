@@ -70,3 +70,10 @@ def test_unknown_runtime_is_a_usage_error(image_dir, capsys):
         run(capsys, "classify", image_dir, "--runtime", "tensorrt")
     assert exit_info.value.code == 2
     assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+
+def test_parquet_output_refuses_int8_before_any_work(image_dir, tmp_path, capsys):
+    status, out, err = run(capsys, "features", image_dir, "--out", tmp_path / "parquet",
+                           "--precision", "int8", "--calibration", image_dir, "--offline")
+    assert_one_line_error(status, out, err, "--precision int8 and --calibration apply to --out FILE.npz")
+    assert not (tmp_path / "parquet").exists()

@@ -373,7 +373,7 @@ def test_a_png_that_declares_a_huge_picture(tmp_path):
     import struct
     import zlib
 
-    from resnet_keras.cli import images as _images
+    from resnet_keras import images as _images
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

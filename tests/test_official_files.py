@@ -136,7 +136,7 @@ def test_probs_file_through_the_manifest_is_the_readme_main_job(world_file, mirr
 @pytest.mark.parametrize("model_key", list(OUR_BUILDERS))
 def test_real_imagenet_weights_match_keras(model_key):
     """With internet: the six real files through the shipped manifest, against keras' own download."""
-    from resnet_keras.cli import images as _images
+    from resnet_keras import images as _images
 
     images = sorted((Path(__file__).parents[1] / "examples" / "images").glob("*.jpg"))
     x = _images.load_batch(images, (224, 224))

@@ -129,6 +129,17 @@ def build(
     return model
 
 
+def build_pooled(resolved: Resolved, *, pooling: str | None, size: int | None = None):
+    """The model without its top, globally pooled, at a fixed input size.
+
+    A fixed size so that images can be batched: the size the weights were
+    trained at unless `size` says otherwise. What the CLI's `features` and
+    `export --pooling` and `resnet_keras.extraction` build.
+    """
+    shape = data_format.image_shape(size or resolved.input_size, data_format.current())
+    return build(resolved, pooling=pooling, input_shape=shape)
+
+
 def _graph(spec, input_tensor, input_shape, include_top, pooling, classes,
            classifier_activation, name) -> keras.Model:
     import keras

@@ -9,8 +9,8 @@ The package, by job:
   info), `run_commands` (classify, features, export).
 - `options`: arguments several subcommands share; `output`: tables,
   escaped file names, one-line errors in the command's words;
-  `loading`: builds the model a command asks for; `images`: reads and
-  checks image files.
+  `loading`: builds the model a command asks for. Image files are read
+  and checked by `resnet_keras.images`, which the library shares.
 
 Errors of this package (and OS errors) become one line on stderr,
 `resnet-keras: error: ...`, and exit status 1; usage errors exit with 2.

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from .options import active_manifest
 from ..architecture import catalog
 from ..architecture.specs import SPECS, ResNetSpec
-from ..data_format import current, image_shape
 from ..errors import InvalidArgumentError, UnknownWeightsError
 
 if TYPE_CHECKING:  # weights.resolve loads NumPy: not for --help
@@ -104,14 +103,11 @@ def build_model(
 ):
     """The Keras model `resolved` describes; without the top, globally pooled."""
     _import_keras(args)
-    from ..architecture.build import build
+    from ..architecture.build import build, build_pooled
 
     if resolved.include_top:
         return build(resolved)
-    # A fixed input size, so that images can be batched: the size the
-    # weights were trained at unless --size says otherwise.
-    input_shape = image_shape(size or resolved.input_size, current())
-    return build(resolved, pooling=pooling, input_shape=input_shape)
+    return build_pooled(resolved, pooling=pooling, size=size)
 
 
 # Calibration images read for --precision int8: enough for stable ranges, bounded memory.
@@ -120,7 +116,7 @@ CALIBRATION_LIMIT = 300
 
 def check_inference_options(args: argparse.Namespace) -> list | None:
     """The calibration image paths, checked with --precision/--runtime before any weights are fetched."""
-    from .images import collect_images
+    from ..images import collect_images
 
     if args.calibration and args.precision != "int8":
         raise InvalidArgumentError(
@@ -140,14 +136,9 @@ def predict_function(args: argparse.Namespace, model, resolved: Resolved, size: 
     when `--precision`/`--runtime` ask for one (int8 calibrated on `calibration` paths)."""
     if args.precision is None and args.runtime is None:
         return model.predict_on_batch
-    from ..predictor import Predictor
-    from .images import load_batch, preprocess
+    from ..extraction.model import inference_function
+    from ..images import load_batch, preprocess
 
     if calibration is not None:
         calibration = preprocess(load_batch(calibration, size), resolved.preprocessing)
-    predictor = Predictor(
-        model, precision=args.precision or "float32", runtime=args.runtime or "auto",
-        calibration=calibration,
-    )
-    print(f"resnet-keras: {predictor!r}", file=sys.stderr)
-    return lambda x: predictor.predict(x, batch_size=len(x))
+    return inference_function(model, args.precision or "float32", args.runtime or "auto", calibration)

@@ -30,6 +30,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _number(text: str, *, least: float, strict: bool, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > least if strict else value >= least):  # NaN fails both
+        raise argparse.ArgumentTypeError(f"must be a {what} number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    return _number(text, least=0, strict=True, what="positive")
+
+
+def non_negative_float(text: str) -> float:
+    return _number(text, least=0, strict=False, what="non-negative")
+
+
 def add_batch_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=positive_int, default=32, help="images per forward pass (default: 32)"
@@ -56,14 +74,18 @@ def add_model_options(parser: argparse.ArgumentParser, *, model: bool = True) ->
     add_manifest_option(parser)
 
 
-def add_inference_options(parser: argparse.ArgumentParser) -> None:
-    """--precision, --runtime, --calibration: run the model through a `Predictor`."""
+def add_inference_options(parser: argparse.ArgumentParser, *, default_precision: str | None = None) -> None:
+    """--precision, --runtime, --calibration: run the model through a `Predictor`.
+
+    With no default precision the command runs plain Keras unless --precision or --runtime is given.
+    """
     from ..predictor.runtimes import PRECISIONS, RUNTIMES  # no Keras, no NumPy
 
     parser.add_argument(
-        "--precision", choices=PRECISIONS,
-        help="compute precision through resnet_keras.Predictor (default: float32 in plain Keras); "
-        "int8 needs --calibration",
+        "--precision", choices=PRECISIONS, default=default_precision,
+        help="compute precision through resnet_keras.Predictor (default: "
+        + (f"{default_precision}" if default_precision else "float32 in plain Keras")
+        + "); int8 needs --calibration",
     )
     parser.add_argument(
         "--runtime", choices=("auto", *RUNTIMES),

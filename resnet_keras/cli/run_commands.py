@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Sequence
 
 from .loading import build_model, check_inference_options, model_spec, predict_function, resolve_weights
-from .options import add_batch_size, add_inference_options, add_model_options, positive_int
+from .options import (
+    add_batch_size, add_inference_options, add_model_options, non_negative_float, positive_float, positive_int,
+)
 from .output import printable
 from .registry import EXIT_OK, command
 from ..architecture.catalog import PREPROCESSING_TEXT
 from ..errors import InvalidArgumentError, MissingDependencyError
+from ..extraction import DEFAULT_SHARD_SIZE, ENGINES, POOLINGS
 from ..tools.export import FORMATS, export_for_inference
 
 
@@ -44,7 +47,7 @@ def _configure_classify(parser: argparse.ArgumentParser) -> None:
 def run_classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .images import collect_images, format_top, load_batch, preprocess, spatial_size, top_labels
+    from ..images import collect_images, format_top, load_batch, preprocess, spatial_size, top_labels
 
     spec = model_spec(args)
     if args.top > spec.classes:
@@ -74,10 +77,13 @@ def _configure_features(parser: argparse.ArgumentParser) -> None:
         "inputs", nargs="+", metavar="IMAGE_DIR_OR_FILE",
         help="image files, or folders (searched recursively, sorted)",
     )
-    parser.add_argument("--out", required=True, metavar="PATH", help="the .npz file to write")
+    parser.add_argument(
+        "--out", required=True, metavar="FOLDER|FILE.npz",
+        help="a folder of Parquet shards (streamed, resumable), or an .npz file for small runs",
+    )
     add_model_options(parser)
     parser.add_argument(
-        "--pooling", choices=("avg", "max"), default="avg",
+        "--pooling", choices=POOLINGS, default="avg",
         help="global pooling of the last feature map (default: avg)",
     )
     parser.add_argument(
@@ -85,26 +91,71 @@ def _configure_features(parser: argparse.ArgumentParser) -> None:
         help="input height and width (default: the size of the weights, e.g. 224)",
     )
     add_batch_size(parser)
-    add_inference_options(parser)
+    add_inference_options(parser, default_precision="float32")
+    parquet = parser.add_argument_group("Parquet output (--out FOLDER)")
+    parquet.add_argument(
+        "--shard-size", type=positive_int, metavar="N",
+        help=f"images per Parquet shard (default: {DEFAULT_SHARD_SIZE}); a rerun must use the same",
+    )
+    parquet.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the features in FOLDER instead of resuming (or refusing other settings)",
+    )
+    parquet.add_argument(
+        "--engine", choices=ENGINES,
+        help="local: tf.data and this process; ray: Ray Data, one model per actor (default: local)",
+    )
+    parquet.add_argument(
+        "--address", metavar="RAY_ADDRESS",
+        help="with --engine ray: an existing cluster, e.g. ray://head:10001 "
+        "(default: RAY_ADDRESS, else a local Ray for the run)",
+    )
+    parquet.add_argument("--actors", type=positive_int,
+                         help="with --engine ray: model replicas (default: 1)")
+    parquet.add_argument("--cpus-per-actor", type=positive_float, metavar="N",
+                         help="with --engine ray: CPUs Ray reserves per model actor (default: 1)")
+    parquet.add_argument("--gpus-per-actor", type=non_negative_float, metavar="N",
+                         help="with --engine ray: GPUs per model actor (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 @command(
     "features",
-    help="pooled embeddings of many images, saved with their file names in an .npz",
+    help="pooled embeddings of many images: sharded Parquet (resumable, local or Ray) or one .npz",
     configure=_configure_features,
 )
 def run_features(args: argparse.Namespace) -> int:
+    if Path(args.out).suffix.lower() == ".npz":
+        return _features_npz(args)
+    return _features_parquet(args)
+
+
+# Left out (None) unless given, so that a misplaced one can be named.
+_RAY_ONLY = ("address", "actors", "cpus_per_actor", "gpus_per_actor")
+_PARQUET_ONLY = ("shard_size", "overwrite", "engine", *_RAY_ONLY)
+
+
+def _given(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
+    return [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False)]
+
+
+def _features_npz(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from .images import collect_images, load_batch, preprocess, spatial_size
+    from ..images import collect_images, load_batch, preprocess, spatial_size
 
     out = Path(args.out)
     if not out.parent.is_dir() or out.is_dir():
         raise InvalidArgumentError(
             "--out must be a file path in an existing folder. Received: "
             f"--out={args.out!r}. Create the folder first."
+        )
+    extra = _given(args, _PARQUET_ONLY)
+    if extra:
+        raise InvalidArgumentError(
+            f"{', '.join(extra)} only apply to --out FOLDER (Parquet); an .npz is written in one piece. "
+            f"Received: --out={args.out!r}. Give a folder instead."
         )
     spec = model_spec(args)
     paths = collect_images(args.inputs)
@@ -117,8 +168,7 @@ def run_features(args: argparse.Namespace) -> int:
     with tqdm(total=len(paths), unit="img", desc=f"{spec.name} features",
               disable=args.quiet, file=sys.stderr) as bar:
         for batch in _batches(paths, args.batch_size):
-            x = preprocess(load_batch(batch, size), resolved.preprocessing)
-            chunks.append(np.asarray(predict(x), np.float32))
+            chunks.append(np.asarray(predict(preprocess(load_batch(batch, size), resolved.preprocessing)), np.float32))
             bar.update(len(batch))
     features = np.concatenate(chunks)
     # Unicode arrays only: np.load(path, allow_pickle=False) reads every key.
@@ -136,6 +186,57 @@ def run_features(args: argparse.Namespace) -> int:
         f"{features.shape[0]} images x {features.shape[1]} features ({spec.name}, "
         f"{args.pooling} pooling, weights: {printable(resolved.weights_label)}, {size[0]}x{size[1]} "
         f"input) -> {printable(out)}"
+    )
+    return EXIT_OK
+
+
+def _features_parquet(args: argparse.Namespace) -> int:
+    from .. import extraction
+    from ..images import list_images
+
+    engine = args.engine or "local"
+    shard_size = args.shard_size or DEFAULT_SHARD_SIZE
+    if engine != "ray" and _given(args, _RAY_ONLY):
+        raise InvalidArgumentError(
+            f"{', '.join(_given(args, _RAY_ONLY))} only apply to --engine ray. "
+            f"Received: --engine={engine}. Add --engine ray, or leave them out."
+        )
+    if args.calibration or args.precision == "int8":
+        raise InvalidArgumentError(
+            "--precision int8 and --calibration apply to --out FILE.npz; Parquet output "
+            f"(--out FOLDER) runs float32 or bfloat16. Received: --precision={args.precision} "
+            f"--out={args.out!r}. Use --precision bfloat16, or write an .npz."
+        )
+    extraction.check_run_arguments(pooling=args.pooling, precision=args.precision,
+                                   batch_size=args.batch_size, shard_size=shard_size,
+                                   engine=engine)
+    spec = model_spec(args)
+    paths = list_images(args.inputs)  # unreadable files are listed in _errors.csv, not fatal
+    resolved = resolve_weights(args, spec, include_top=False)
+    arguments = dict(
+        command="features", inputs=list(args.inputs), model=spec.name,
+        weights=resolved.weights_label, pooling=args.pooling, size=args.size,
+        precision=args.precision, batch_size=args.batch_size, shard_size=shard_size,
+        engine=engine,
+    )
+    summary = extraction.run(
+        paths=paths, out=Path(args.out), resolved=resolved,
+        make_model=lambda: build_model(args, resolved, pooling=args.pooling, size=args.size),
+        pooling=args.pooling, size=args.size, precision=args.precision, runtime=args.runtime or "auto",
+        batch_size=args.batch_size, shard_size=shard_size, engine=engine,
+        ray_options=extraction.RayOptions(
+            address=args.address, actors=args.actors or 1,
+            cpus_per_actor=args.cpus_per_actor or 1, gpus_per_actor=args.gpus_per_actor or 0,
+        ),
+        overwrite=args.overwrite, arguments=arguments, progress=not args.quiet,
+    )
+    resumed = f", {summary.resumed_shards} done before" if summary.resumed_shards else ""
+    print(
+        f"{summary.images} images -> {summary.rows} rows x {summary.dim} features ({spec.name}, {args.pooling} pooling, "
+        f"weights: {printable(resolved.weights_label)}, {args.precision}) -> "
+        f"{printable(summary.out)}: {summary.shards} shards{resumed}; "
+        f"{summary.errors} unreadable (listed in {extraction.ERRORS_NAME}); "
+        f"{summary.images_per_second:.1f} images/s"
     )
     return EXIT_OK
 

@@ -1,12 +1,14 @@
-"""Image files in, model-ready batches out: what `classify` and `features` share.
+"""Image files in, model-ready batches out: what `classify`, `features` and
+`resnet_keras.extraction` share.
 
 One rule each, in one place:
 
-- which files are images (`collect_images`: files as given, folders walked
-  for image suffixes, sorted), checked before any model is built;
-- how a file becomes pixels (`load_batch`: `keras.utils.load_img` with the
+- which files are images (`list_images`: files as given, folders walked
+  for image suffixes, sorted); `collect_images` also checks every header
+  before any model is built (classify, features to .npz);
+- how a file becomes pixels (`read_pixels`: `keras.utils.load_img` with the
   model's input size, as keras resizes, converted to RGB so that grey and
-  RGBA files work);
+  RGBA files work; `load_batch` for a list that must all be readable);
 - how pixels are scaled for a model (`preprocess`: the model's
   `preprocess_input` mode; models without one, the CIFAR nets, get pixels
   / 255 as their examples train them);
@@ -22,9 +24,9 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from .._imagenet import NUM_CLASSES, decode_predictions, preprocess_input
-from ..data_format import current, spatial_dims
-from ..errors import ImageError, InvalidArgumentError
+from ._imagenet import NUM_CLASSES, decode_predictions, preprocess_input
+from .data_format import current, spatial_dims
+from .errors import ImageError, InvalidArgumentError
 
 if TYPE_CHECKING:  # Keras is imported where pixels are read, not to check files
     import keras
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # Keras is imported where pixels are read, not to check files
 # Suffixes picked up when a folder is walked (case-insensitive). A file named
 # on the command line is read whatever its suffix.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+_NOT_AN_IMAGE = "Not an image Pillow can read"
 
 
 def _image_error(path: Path, problem: str) -> ImageError:
@@ -49,27 +52,35 @@ def _check_header(path: Path) -> None:
         with Image.open(path) as image:
             image.verify()
     except UnidentifiedImageError as error:
-        raise _image_error(path, "Not an image Pillow can read") from error
+        raise _image_error(path, _NOT_AN_IMAGE) from error
     except Image.DecompressionBombError as error:
         raise _bomb_error(path, error) from error
     except (OSError, SyntaxError, ValueError) as error:  # Pillow's errors for broken headers
-        raise _image_error(path, f"Unreadable image ({' '.join(str(error).split())})") from error
+        raise _image_error(path, _unreadable(error)) from error
 
 
 def _bomb_error(path: Path, error: Exception) -> ImageError:
     # A header may declare 30000x30000 pixels in a file of a few hundred bytes.
-    return _image_error(path, f"Refused: too many pixels to decode safely ({' '.join(str(error).split()[:4])})")
+    return _image_error(path, _bomb_problem(error))
 
 
-def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """The image files that `inputs` name, every one's header checked.
+def _unreadable(error: Exception) -> str:
+    return f"Unreadable image ({' '.join(str(error).split())})"
+
+
+def _bomb_problem(error: Exception) -> str:
+    return f"Refused: too many pixels to decode safely ({' '.join(str(error).split()[:4])})"
+
+
+def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """The image files that `inputs` name, in a deterministic order.
 
     Files are taken as given, in the given order; a folder contributes the
     files below it (recursively) whose suffix is in `IMAGE_SUFFIXES`, sorted
-    by path.
+    by path. No file is opened: `collect_images` checks headers too.
 
     Raises:
-        ImageError: a path is missing, or a file is not a readable image.
+        ImageError: a path is missing or is neither a file nor a folder.
         InvalidArgumentError: no image at all (empty folders).
     """
     paths: list[Path] = []
@@ -93,6 +104,17 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             "The inputs must name at least one image file (folders are searched for "
             f"{', '.join(IMAGE_SUFFIXES)}). Received: {[os.fspath(p) for p in inputs]}"
         )
+    return paths
+
+
+def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """`list_images(inputs)`, every file's header checked.
+
+    Raises:
+        ImageError: a path is missing, or a file is not a readable image.
+        InvalidArgumentError: no image at all (empty folders).
+    """
+    paths = list_images(inputs)
     for path in paths:
         _check_header(path)
     return paths
@@ -109,20 +131,37 @@ def spatial_size(model: keras.Model) -> tuple[int, int]:
     return tuple(size)
 
 
+def read_pixels(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray | str:
+    """One image decoded, converted to RGB and resized as keras does (float32
+    pixels in [0, 255], height x width x 3), or what is wrong with the file.
+
+    The one decoding rule: `load_batch` raises on a problem, the streaming
+    extraction lists it in its errors file and goes on.
+    """
+    import keras
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = keras.utils.load_img(path, color_mode="rgb", target_size=tuple(size))
+    except Image.DecompressionBombError as error:
+        return _bomb_problem(error)
+    except FileNotFoundError:
+        return "No such file"
+    except UnidentifiedImageError:  # its message names an in-memory buffer, not the file
+        return _NOT_AN_IMAGE
+    except (OSError, SyntaxError, ValueError) as error:  # truncated, corrupt or not an image
+        return _unreadable(error)
+    return keras.utils.img_to_array(image, dtype="float32")
+
+
 def load_batch(paths: Iterable[Path], size: tuple[int, int]) -> np.ndarray:
     """Decode, convert to RGB and resize images as keras does; float32 pixels in [0, 255]."""
-    import keras
-    from PIL import Image
-
     arrays = []
     for path in paths:
-        try:
-            image = keras.utils.load_img(path, color_mode="rgb", target_size=tuple(size))
-        except Image.DecompressionBombError as error:
-            raise _bomb_error(path, error) from error
-        except OSError as error:  # truncated or corrupt pixel data
-            raise _image_error(path, f"Unreadable image ({' '.join(str(error).split())})") from error
-        arrays.append(keras.utils.img_to_array(image, dtype="float32"))
+        pixels = read_pixels(path, size)
+        if isinstance(pixels, str):
+            raise _image_error(Path(path), pixels)
+        arrays.append(pixels)
     return np.stack(arrays)
 
 

@@ -1,0 +1,212 @@
+"""Where the images are decoded and the model runs: here, or on Ray.
+
+Each engine yields `(positions, embeddings, problems)` per batch, in the
+order of `positions` it was given: embeddings is float32 (n, dim) (zeros
+where the image could not be read) and problems is "" or the reason, per
+row. `write_batches` turns that stream into shards. Neither engine
+schedules anything itself: tf.data runs the local input pipeline, Ray Data
+the distributed one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .model import inference_function, model_input
+from .store import FeatureStore
+from ..errors import MissingDependencyError
+
+Batch = tuple[np.ndarray, np.ndarray, Sequence[str]]
+
+
+def _embed(infer: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray,
+           problems: Sequence[str], dim: int) -> np.ndarray:
+    """Run the model on the readable rows; zeros where a row has a problem."""
+    readable = np.array([not problem for problem in problems], bool)
+    embeddings = np.zeros((len(readable), dim), np.float32)
+    if readable.any():
+        embeddings[readable] = infer(pixels[readable])
+    return embeddings
+
+
+# ---------------------------------------------------------------------------
+# local: tf.data decodes on all cores while the model runs
+
+
+def local_batches(files: Sequence[str], positions: Sequence[int], *, side: int,
+                  preprocessing: str | None, batch_size: int, model: Any,
+                  precision: str, runtime: str) -> Iterator[Batch]:
+    """Read `files[p]` for p in `positions` with a parallel tf.data pipeline."""
+    import tensorflow as tf
+
+    infer = inference_function(model, precision, runtime)
+    dim = int(model.output_shape[-1])
+    size = (side, side)
+
+    def load(position):
+        pixels, problem = model_input(files[int(position)], size, preprocessing)
+        return pixels, problem.encode("utf-8")
+
+    def read(position):
+        pixels, problem = tf.numpy_function(load, [position], (tf.float32, tf.string), stateful=False)
+        pixels.set_shape((side, side, 3))
+        problem.set_shape(())
+        return position, pixels, problem
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(np.asarray(positions, np.int64))
+        .map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    for batch_positions, pixels, problems in dataset.as_numpy_iterator():
+        problems = [p.decode("utf-8") for p in problems]
+        yield batch_positions, _embed(infer, pixels, problems, dim), problems
+
+
+# ---------------------------------------------------------------------------
+# Ray Data: decode in tasks, one model per actor (map_batches with a class)
+
+
+def require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as error:
+        raise MissingDependencyError(
+            "--engine ray needs Ray Data, which is not installed. "
+            f"Received: {error}. Install it with `pip install \"resnet-keras[ray]\"`, "
+            "or use --engine local."
+        ) from error
+    return ray
+
+
+@dataclasses.dataclass(frozen=True)
+class RayOptions:
+    """How the Ray engine is placed: passed through to Ray, nothing scheduled here."""
+
+    address: str | None = None  # None: RAY_ADDRESS, else a local Ray for the run
+    actors: int = 1  # model replicas (map_batches concurrency)
+    cpus_per_actor: float = 1
+    gpus_per_actor: float = 0
+
+
+def _decode_batch(batch: dict[str, np.ndarray], side: int, preprocessing: str | None) -> dict:
+    inputs = [model_input(str(f), (side, side), preprocessing) for f in batch["file"]]
+    return {
+        "position": batch["position"],
+        "pixels": np.stack([pixels for pixels, _ in inputs]),
+        "problem": np.array([problem for _, problem in inputs], dtype=object),
+    }
+
+
+class _Embedder:
+    """One model per Ray actor, built from the driver's weights."""
+
+    def __init__(self, resolved, pooling: str, side: int, precision: str, runtime: str, weights: list):
+        from ..architecture.build import build_pooled
+
+        # The driver sends the weights it loaded: no worker downloads or
+        # opens a weights file, and every actor has the same numbers.
+        blank = dataclasses.replace(resolved, path=None, entry=None, file=None)
+        model = build_pooled(blank, pooling=pooling, size=side)
+        model.set_weights(weights)
+        self.dim = int(model.output_shape[-1])
+        self.infer = inference_function(model, precision, runtime)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        problems = [str(p) for p in batch["problem"]]
+        return {
+            "position": batch["position"],
+            "embedding": _embed(self.infer, batch["pixels"], problems, self.dim),
+            "problem": batch["problem"],
+        }
+
+
+def ray_batches(files: Sequence[str], shards: Iterable[Sequence[int]], *, side: int,
+                preprocessing: str | None, batch_size: int, model: Any, resolved: Any,
+                pooling: str, precision: str, runtime: str, options: RayOptions) -> Iterator[Batch]:
+    """The same batches, computed by Ray Data; one Arrow block per shard."""
+    ray = require_ray()
+    import pyarrow as pa
+
+    started = not ray.is_initialized()
+    if started:
+        address = options.address or os.environ.get("RAY_ADDRESS") or "local"
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    context = ray.data.DataContext.get_current()
+    saved = (context.execution_options.preserve_order, context.enable_progress_bars)
+    context.execution_options.preserve_order = True  # rows come back in list order
+    context.enable_progress_bars = False  # the caller shows one bar
+    try:
+        blocks = [
+            pa.table({
+                "position": pa.array(list(positions), pa.int64()),
+                "file": pa.array([os.path.abspath(files[p]) for p in positions], pa.string()),
+            })
+            for positions in shards
+        ]
+        dataset = (
+            ray.data.from_arrow(blocks)
+            .map_batches(_decode_batch, fn_kwargs=dict(side=side, preprocessing=preprocessing),
+                         batch_size=batch_size, batch_format="numpy")
+            .map_batches(
+                _Embedder,
+                fn_constructor_kwargs=dict(resolved=resolved, pooling=pooling, side=side,
+                                           precision=precision, runtime=runtime,
+                                           weights=model.get_weights()),
+                compute=ray.data.ActorPoolStrategy(size=options.actors),
+                num_cpus=options.cpus_per_actor,
+                num_gpus=options.gpus_per_actor, batch_size=batch_size, batch_format="numpy",
+            )
+        )
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            yield batch["position"], batch["embedding"], [str(p) for p in batch["problem"]]
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = saved
+        if started:
+            ray.shutdown()
+
+
+# ---------------------------------------------------------------------------
+# the stream into shards
+
+
+def write_batches(store: FeatureStore, batches: Iterable[Batch],
+                  on_rows: Callable[[int], None] = lambda n: None) -> None:
+    """Write the engine's rows into the store's pending shards, committing each when full.
+
+    Checks that rows arrive exactly in the order of the pending positions,
+    so no engine can drop, repeat or reorder an image unnoticed.
+    """
+    plan = store.plan
+    pending = store.pending()
+    expected = (p for shard in pending for p in plan.positions(shard))
+    writer, shard, left = None, None, 0
+    try:
+        for positions, embeddings, problems in batches:
+            for row, position in enumerate(positions):
+                if position != next(expected, None):
+                    raise RuntimeError(f"engine returned position {position} out of order")
+                if writer is None:
+                    shard = plan.shard_of(int(position))
+                    writer, left = store.writer(shard), len(plan.positions(shard))
+                path = plan.paths[int(position)]
+                if problems[row]:
+                    writer.add_error(path, problems[row])
+                else:
+                    writer.add([path], embeddings[row : row + 1])
+                left -= 1
+                if left == 0:
+                    store.commit(shard, writer)
+                    writer = None
+            on_rows(len(positions))
+        if writer is not None or next(expected, None) is not None:
+            raise RuntimeError("engine stopped before every image was processed")
+    finally:
+        if writer is not None:
+            writer.abandon()
