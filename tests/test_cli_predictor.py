@@ -40,7 +40,7 @@ def test_features_int8_with_calibration(resnet20_files, image_dir, calibration_d
     out_path = tmp_path / "f.npz"
     status, out, err = run(capsys, "features", image_dir, "--out", out_path, "--model", "resnet20",
                            "--weights", resnet20_files["notop"], "--precision", "int8",
-                           "--calibration", calibration_dir, "--quiet")
+                           "--calibration", calibration_dir)
     assert status == 0 and "precision='int8'" in err
     with np.load(out_path, allow_pickle=False) as data:
         features, paths = data["features"], data["paths"].tolist()

@@ -144,7 +144,8 @@ def test_manifest_option(tmp_path, capsys, mirror, isolated_env):
     status, out, _ = run(capsys, "info", "resnet18", "--manifest", str(path))
     assert status == 0 and "v1 (default)" in out and "mine.h5 (cached)" in out
     status, out, _ = run(capsys, "list", "resnet1*", "--pretrained", "--manifest", str(path))
-    assert status == 0 and [line.split()[0] for line in out.splitlines()[1:]] == ["resnet18", "resnet101", "resnet101v2", "resnet152", "resnet152v2"]
+    assert status == 0 and [line.split()[0] for line in out.splitlines()[1:]] == [
+        "resnet18", "resnet101", "resnet101_v1_5", "resnet101v2", "resnet152", "resnet152_v1_5", "resnet152v2"]
     assert out.splitlines()[1].split()[-1] == "v1"
 
 

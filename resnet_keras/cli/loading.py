@@ -141,4 +141,7 @@ def predict_function(args: argparse.Namespace, model, resolved: Resolved, size: 
 
     if calibration is not None:
         calibration = preprocess(load_batch(calibration, size), resolved.preprocessing)
-    return inference_function(model, args.precision or "float32", args.runtime or "auto", calibration)
+    run = inference_function(model, args.precision or "float32", args.runtime or "auto", calibration)
+    if not getattr(args, "quiet", False):
+        print(f"resnet-keras: {run.predictor!r}", file=sys.stderr)
+    return run

@@ -69,4 +69,6 @@ def inference_function(model: Any, precision: str, runtime: str = "auto",
     from ..predictor import Predictor
 
     predictor = Predictor(model, precision=precision, runtime=runtime, calibration=calibration)
-    return lambda batch: np.asarray(predictor.predict(batch, batch_size=len(batch)), np.float32)
+    run = lambda batch: np.asarray(predictor.predict(batch, batch_size=len(batch)), np.float32)  # noqa: E731
+    run.predictor = predictor  # what the command line reports
+    return run
