@@ -83,7 +83,7 @@ def _check_batch(x: Any, shape: tuple, what: str) -> np.ndarray:
     """`x` as float32 of shape (n,) + shape; a typed error otherwise."""
     wanted = "(n, " + ", ".join("any" if d is None else str(d) for d in shape) + ")"
     try:
-        array = np.asarray(x, dtype=np.float32)
+        array = np.ascontiguousarray(x, dtype=np.float32)  # engines read it in place
     except (TypeError, ValueError) as error:
         raise InvalidArgumentError(
             f"`{what}` must be a numeric array of images of shape {wanted}. "

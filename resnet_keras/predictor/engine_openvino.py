@@ -7,6 +7,8 @@ What makes it faster than OpenVINO's defaults on the same graph:
   no barrier between threads at every layer); the faster plan is kept.
 - Static shapes. Each batch (or part) shape gets its own compiled model, so
   the CPU plugin plans memory and picks kernels once instead of per call.
+- Inputs are read in place (no copy) and denormals are flushed to zero,
+  as TensorFlow does on CPUs.
 - The precision is explicit. OpenVINO's CPU plugin computes in bfloat16 by
   default where the CPU has it; float32 asks for float32.
 int8 is NNCF post-training quantization on the user's calibration set:
@@ -66,7 +68,9 @@ class _Compiler:
 
         self.core = ov.Core()
         self.model = ov_model
-        self.config = {"INFERENCE_PRECISION_HINT": _PRECISION_HINT[precision]}
+        # Denormals flushed to zero, as TensorFlow does on CPUs: same results, no slow path.
+        self.config = {"INFERENCE_PRECISION_HINT": _PRECISION_HINT[precision],
+                       "CPU_DENORMALS_OPTIMIZATION": True}
         probe = self.core.compile_model(ov_model, "CPU", {**self.config, "PERFORMANCE_HINT": "THROUGHPUT"})
         self.streams = int(probe.get_property("NUM_STREAMS"))
 
@@ -80,7 +84,7 @@ class _Compiler:
         request = self.compile(shape, "LATENCY").create_infer_request()
 
         def run(x):
-            request.infer({0: x})
+            request.infer({0: x}, share_inputs=True)  # x lives until infer returns: no copy
             return [np.array(t.data, dtype=np.float32) for t in request.output_tensors]
 
         return run
@@ -99,7 +103,7 @@ class _Compiler:
         def run(x):
             results: list = [None] * parts
             for index, part in enumerate(np.array_split(x, parts)):
-                queues[len(part)].start_async({0: part}, (results, index))
+                queues[len(part)].start_async({0: part}, (results, index), share_inputs=True)
             for queue in queues.values():
                 queue.wait_all()
             return [np.concatenate([r[i] for r in results]).astype(np.float32, copy=False)
