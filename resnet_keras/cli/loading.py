@@ -131,10 +131,14 @@ def check_inference_options(args: argparse.Namespace) -> list | None:
     return collect_images(args.calibration)[:CALIBRATION_LIMIT] if args.calibration else None
 
 
-def predict_function(args: argparse.Namespace, model, resolved: Resolved, size: int, calibration):
-    """`x -> outputs` for a preprocessed batch: Keras as built, or a `Predictor`
-    when `--precision`/`--runtime` ask for one (int8 calibrated on `calibration` paths)."""
-    if args.precision is None and args.runtime is None:
+def predict_function(args: argparse.Namespace, model, resolved: Resolved, size: int, calibration,
+                     *, keras_by_default: bool = True):
+    """`x -> outputs` for a preprocessed batch: a `Predictor` (int8 calibrated on
+    `calibration` paths), or Keras as built when `keras_by_default` and neither
+    `--precision` nor `--runtime` is given. The Predictor's runtime and parity
+    line goes to stderr when the user asked for it (and not with --quiet)."""
+    asked = args.precision is not None or args.runtime is not None
+    if keras_by_default and not asked:
         return model.predict_on_batch
     from ..extraction.model import inference_function
     from ..images import load_batch, preprocess
@@ -142,6 +146,6 @@ def predict_function(args: argparse.Namespace, model, resolved: Resolved, size: 
     if calibration is not None:
         calibration = preprocess(load_batch(calibration, size), resolved.preprocessing)
     run = inference_function(model, args.precision or "float32", args.runtime or "auto", calibration)
-    if not getattr(args, "quiet", False):
+    if asked and not getattr(args, "quiet", False):
         print(f"resnet-keras: {run.predictor!r}", file=sys.stderr)
     return run

@@ -74,18 +74,18 @@ def add_model_options(parser: argparse.ArgumentParser, *, model: bool = True) ->
     add_manifest_option(parser)
 
 
-def add_inference_options(parser: argparse.ArgumentParser, *, default_precision: str | None = None) -> None:
+def add_inference_options(parser: argparse.ArgumentParser, *, predictor_by_default: bool = False) -> None:
     """--precision, --runtime, --calibration: run the model through a `Predictor`.
 
-    With no default precision the command runs plain Keras unless --precision or --runtime is given.
+    Left out, they are None: the command runs plain Keras, or a float32
+    Predictor where `predictor_by_default` (see `loading.predict_function`).
     """
     from ..predictor.runtimes import PRECISIONS, RUNTIMES  # no Keras, no NumPy
 
     parser.add_argument(
-        "--precision", choices=PRECISIONS, default=default_precision,
-        help="compute precision through resnet_keras.Predictor (default: "
-        + (f"{default_precision}" if default_precision else "float32 in plain Keras")
-        + "); int8 needs --calibration",
+        "--precision", choices=PRECISIONS,
+        help="compute precision through resnet_keras.Predictor (default: float32"
+        + ("" if predictor_by_default else " in plain Keras") + "); int8 needs --calibration",
     )
     parser.add_argument(
         "--runtime", choices=("auto", *RUNTIMES),

@@ -91,7 +91,7 @@ def _configure_features(parser: argparse.ArgumentParser) -> None:
         help="input height and width (default: the size of the weights, e.g. 224)",
     )
     add_batch_size(parser)
-    add_inference_options(parser, default_precision="float32")
+    add_inference_options(parser, predictor_by_default=True)
     parquet = parser.add_argument_group("Parquet output (--out FOLDER)")
     parquet.add_argument(
         "--shard-size", type=positive_int, metavar="N",
@@ -163,7 +163,7 @@ def _features_npz(args: argparse.Namespace) -> int:
     resolved = resolve_weights(args, spec, include_top=False)
     model = build_model(args, resolved, pooling=args.pooling, size=args.size)
     size = spatial_size(model)
-    predict = predict_function(args, model, resolved, size, calibration)
+    predict = predict_function(args, model, resolved, size, calibration, keras_by_default=False)
     chunks = []
     with tqdm(total=len(paths), unit="img", desc=f"{spec.name} features",
               disable=args.quiet, file=sys.stderr) as bar:
@@ -207,7 +207,8 @@ def _features_parquet(args: argparse.Namespace) -> int:
             f"(--out FOLDER) runs float32 or bfloat16. Received: --precision={args.precision} "
             f"--out={args.out!r}. Use --precision bfloat16, or write an .npz."
         )
-    extraction.check_run_arguments(pooling=args.pooling, precision=args.precision,
+    precision = args.precision or "float32"
+    extraction.check_run_arguments(pooling=args.pooling, precision=precision,
                                    batch_size=args.batch_size, shard_size=shard_size,
                                    engine=engine)
     spec = model_spec(args)
@@ -216,13 +217,13 @@ def _features_parquet(args: argparse.Namespace) -> int:
     arguments = dict(
         command="features", inputs=list(args.inputs), model=spec.name,
         weights=resolved.weights_label, pooling=args.pooling, size=args.size,
-        precision=args.precision, batch_size=args.batch_size, shard_size=shard_size,
+        precision=precision, batch_size=args.batch_size, shard_size=shard_size,
         engine=engine,
     )
     summary = extraction.run(
         paths=paths, out=Path(args.out), resolved=resolved,
         make_model=lambda: build_model(args, resolved, pooling=args.pooling, size=args.size),
-        pooling=args.pooling, size=args.size, precision=args.precision, runtime=args.runtime or "auto",
+        pooling=args.pooling, size=args.size, precision=precision, runtime=args.runtime or "auto",
         batch_size=args.batch_size, shard_size=shard_size, engine=engine,
         ray_options=extraction.RayOptions(
             address=args.address, actors=args.actors or 1,
@@ -233,7 +234,7 @@ def _features_parquet(args: argparse.Namespace) -> int:
     resumed = f", {summary.resumed_shards} done before" if summary.resumed_shards else ""
     print(
         f"{summary.images} images -> {summary.rows} rows x {summary.dim} features ({spec.name}, {args.pooling} pooling, "
-        f"weights: {printable(resolved.weights_label)}, {args.precision}) -> "
+        f"weights: {printable(resolved.weights_label)}, {precision}) -> "
         f"{printable(summary.out)}: {summary.shards} shards{resumed}; "
         f"{summary.errors} unreadable (listed in {extraction.ERRORS_NAME}); "
         f"{summary.images_per_second:.1f} images/s"
