@@ -170,6 +170,15 @@ def test_bad_arguments_fail_before_any_conversion(tiny, kwargs, message, monkeyp
         resnet_keras.Predictor(tiny, **kwargs)
 
 
+def test_another_keras_backend_is_refused_before_any_conversion(tiny, monkeypatch):
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(runtimes.Runtime, "build", lambda *a: pytest.fail("built before validation"))
+    with pytest.raises(InvalidArgumentError, match="needs the TensorFlow backend.*Received: KERAS_BACKEND='jax'"):
+        resnet_keras.Predictor(tiny, runtime="tensorflow")
+
+
 def test_a_model_with_two_inputs_is_refused():
     import keras
 
