@@ -12,10 +12,10 @@ entry rule.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import zipfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -35,6 +35,7 @@ from hostile_files import (  # noqa: E402
     torch_state,
 )
 from resnet_keras.errors import WeightsFormatError  # noqa: E402
+from resnet_keras.weights import torch_files  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +173,7 @@ def test_a_safetensors_header_over_16_mb_is_refused_unparsed(fresh, tmp_path, mo
     with open(path, "wb") as f:  # 20 MB, sparse on disk: a header that claims 17 MB of it
         f.write((17 << 20).to_bytes(8, "little") + b"{")
         f.truncate(20 << 20)
-    monkeypatch.setattr(json, "loads", lambda *a, **k: pytest.fail("the header was parsed"))
+    monkeypatch.setattr(torch_files, "json", SimpleNamespace(loads=lambda *a, **k: pytest.fail("the header was parsed")))
     refused_everywhere(model, unchanged, path, "its safetensors header claims 17,825,792 bytes")
 
 

@@ -9,6 +9,7 @@ loaded as Inf, and a dataset never written loaded as zeros.
 
 from __future__ import annotations
 
+import io
 import shutil
 import time
 import tracemalloc
@@ -19,11 +20,11 @@ import numpy as np
 import pytest
 
 import official_format
-from cache_checks import build_tiny
+from cache_checks import build_tiny, tiny_spec
 from hostile_files import repeat_names, share_one_heap_string, snapshot
 import resnet_keras
 from resnet_keras.errors import WeightsFormatError
-from resnet_keras.weights import h5_bounds
+from resnet_keras.weights import formats, h5_bounds
 
 FAST_SECONDS = 1.0  # measured ~0.1-0.3 s on a busy 2-core machine; before the fix: > 60 s
 SMALL_BYTES = 16 << 20
@@ -114,6 +115,26 @@ def test_name_lists_beyond_the_budget_are_refused_unread(copy, fresh, names, phr
     _, seconds, _ = refused(model, path, phrase)
     assert seconds < FAST_SECONDS
     assert unchanged()
+
+
+@pytest.mark.parametrize("libver", ["earliest", "latest"])  # object headers of version 1 and 2
+def test_variable_length_name_lists_load_from_bytes_in_memory(tiny_file, tmp_path, fresh, libver):
+    """Keras 3's full-model files write the lists as variable-length strings: their
+    references are read for the bounds, from any binary file object."""
+    source, expected = tiny_file
+    path = tmp_path / "vlen.h5"
+    with h5py.File(source) as src, h5py.File(path, "w", libver=libver) as dst:
+        layers = [n.decode() for n in src.attrs["layer_names"]]
+        dst.attrs["layer_names"] = layers
+        for layer in layers:
+            names = [n.decode() for n in src[layer].attrs["weight_names"]]
+            dst.create_group(layer).attrs["weight_names"] = names or np.asarray([])  # as Keras writes []
+            for name in names:
+                dst[layer].create_dataset(name, data=src[layer][name][()])
+    model, _ = fresh
+    formats.load_from_file(model, tiny_spec(), io.BytesIO(path.read_bytes()), path)
+    for got, want in zip(model.weights, expected):
+        np.testing.assert_array_equal(got.numpy(), want)
 
 
 def test_variable_length_names_that_share_one_string_are_refused_unread(tmp_path, fresh):
