@@ -12,6 +12,7 @@ entry rule.
 
 from __future__ import annotations
 
+import struct
 import sys
 import time
 import zipfile
@@ -34,7 +35,7 @@ from hostile_files import (  # noqa: E402
     snapshot,
     torch_state,
 )
-from resnet_keras.errors import WeightsFormatError  # noqa: E402
+from resnet_keras.errors import MissingDependencyError, WeightsFormatError  # noqa: E402
 from resnet_keras.weights import torch_files  # noqa: E402
 
 
@@ -206,3 +207,22 @@ def test_end_records_that_disagree_are_refused(source, fresh, tmp_path):
         count = len(archive.infolist())
     set_zip_entry_count(path, count - 1, zip64=False)
     refused_everywhere(model, unchanged, path, "its zip end record and zip64 end record disagree")
+
+
+def test_an_entry_larger_than_the_file_is_refused(source, fresh, tmp_path, monkeypatch):
+    """The README's rule: every entry lies inside the file (its directory says 1 GB here)."""
+    model, unchanged = fresh
+    path = write(tmp_path / "w.pth", source[1], "pth")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")  # the first entry of the central directory
+    struct.pack_into("<II", data, at + 20, 1 << 30, 1 << 30)  # its stored and real sizes
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load reached"))
+    refused_everywhere(model, unchanged, path, "entries larger than the bytes the file holds")
+
+
+def test_a_pth_without_torch_names_the_extra(source, tmp_path, monkeypatch):
+    path = write(tmp_path / "w.pth", source[1], "pth")
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    with pytest.raises(MissingDependencyError, match=r'needs torch.*pip install "resnet-keras\[torch\]"'):
+        build_tiny_torch(weights=str(path))

@@ -24,7 +24,7 @@ from cache_checks import build_tiny, tiny_spec
 from hostile_files import repeat_names, share_one_heap_string, snapshot
 import resnet_keras
 from resnet_keras.errors import WeightsFormatError
-from resnet_keras.weights import formats, h5_bounds
+from resnet_keras.weights import formats, h5_bounds, h5_vlen
 
 FAST_SECONDS = 1.0  # measured ~0.1-0.3 s on a busy 2-core machine; before the fix: > 60 s
 SMALL_BYTES = 16 << 20
@@ -146,6 +146,28 @@ def test_variable_length_names_that_share_one_string_are_refused_unread(tmp_path
     _, seconds, peak = refused(model, path, "variable-length strings stored with entries that refer to one stored string")
     assert seconds < FAST_SECONDS and peak < SMALL_BYTES, (seconds, peak)
     assert unchanged()
+
+
+def test_damaged_object_headers_give_only_the_typed_refusal(tmp_path):
+    """The reader of stored references, on 500 random byte changes near an object header:
+    it returns lengths or raises its refusal, never another error."""
+    path = tmp_path / "names.h5"
+    with h5py.File(path, "w") as root:
+        root.attrs["layer_names"] = ["conv1", "bn", "dense"]
+        root.attrs["backend"] = "tensorflow"
+    data = path.read_bytes()
+    rng = np.random.default_rng(0)
+    with h5py.File(path) as root:  # HDF5 reads the honest file; the parser a damaged copy
+        header = h5py.h5o.get_info(root.id).addr
+        assert h5_vlen.string_lengths(io.BytesIO(data), root, {"layer_names": 3}) == {"layer_names": [5, 2, 5]}
+        for _ in range(500):
+            damaged = bytearray(data)
+            for at in rng.integers(0, header + 300, size=rng.integers(1, 4)):
+                damaged[at] = rng.integers(256)
+            try:
+                h5_vlen.string_lengths(io.BytesIO(bytes(damaged)), root, {"layer_names": 3})
+            except h5_vlen.Unbounded:
+                pass
 
 
 # -- values: the rule every reader shares --------------------------------------------------

@@ -127,6 +127,16 @@ def string_lengths(file: BinaryIO, obj, counts: dict[str, int]) -> dict[str, lis
     Raises Unbounded where they cannot be read, and where two entries refer
     to one stored string: reading them would copy it once per entry.
     """
+    try:
+        return _string_lengths(file, obj, counts)
+    except Unbounded:
+        raise
+    except (struct.error, IndexError, OverflowError, OSError, ValueError) as error:
+        # a message or chunk cut short, an offset past what a file can seek to
+        raise Unbounded(f"a damaged object header ({type(error).__name__})") from error
+
+
+def _string_lengths(file: BinaryIO, obj, counts: dict[str, int]) -> dict[str, list[int]]:
     import h5py
 
     if obj.file.id.get_create_plist().get_sizes() != (8, 8):

@@ -92,7 +92,7 @@ def _as_numpy(value: Any) -> np.ndarray:
 
 def _converted(array: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
     with np.errstate(over="ignore"):  # an overflow is refused below, not warned about
-        out = array.astype(dtype)
+        out = array.astype(dtype, copy=False)
     if not np.all(np.isfinite(out)):
         if not np.all(np.isfinite(array)):
             raise UnusableValue("contains NaN or Inf")
