@@ -110,7 +110,8 @@ def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool =
     ]
     if unused:
         mismatched.append(
-            f"{len(unused)} keys of the file have no place in the model: {unused[:MAX_REPORTED]}"
+            f"{len(unused)} keys of the file have no place in the model: "
+            f"{[key[:100] for key in unused[:MAX_REPORTED]]}"
             " (another architecture or depth? a 'module.' prefix from DataParallel?)"
         )
     values.refuse(where, model.name, unusable, mismatched)

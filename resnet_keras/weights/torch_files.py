@@ -224,11 +224,11 @@ def read_pth(file: BinaryIO, where, *, limit: int, max_tensors: int) -> dict[str
 # --------------------------------------------------------------------------
 # .safetensors
 
-
 # The safetensors dtypes that load (values.LOADABLE_DTYPES), as little-endian
 # NumPy types; BF16 is read as 16-bit words and widened (NumPy has no bfloat16).
 _SAFETENSORS_NUMPY = {"F16": "<f2", "BF16": "<u2", "F32": "<f4", "F64": "<f8"}
 MAX_DIMENSIONS = 8  # weights are at most 4-D
+MAX_KEY_CHARACTERS = 1024  # keys and dtype names a message may quote
 
 
 @dataclass(frozen=True)
@@ -261,11 +261,13 @@ def _is_count(value) -> bool:
 
 def _safetensor(key: str, entry, body: memoryview, where):
     """(array or UnreadTensor, (begin, end)) of one header entry, inside the file's data."""
+    if len(key) > MAX_KEY_CHARACTERS:
+        raise format_error(where, f"a key is {len(key):,} characters long")
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise format_error(where, f"its entry {key!r} is not a tensor (dtype, shape, data_offsets)")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not (
-        isinstance(dtype, str)
+        isinstance(dtype, str) and len(dtype) <= MAX_KEY_CHARACTERS
         and isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS and all(map(_is_count, shape))
         and isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
         and offsets[0] <= offsets[1]
@@ -302,8 +304,8 @@ def read_safetensors(file: BinaryIO, where, *, limit: int, max_tensors: int) -> 
         )
     try:
         header = json.loads(data[8:8 + header_length], object_pairs_hook=_no_repeated_keys)
-    except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
-        raise format_error(where, f"its safetensors header is not JSON ({error})") from error
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError; deep nesting
+        raise format_error(where, f"its safetensors header is not JSON ({first_line(error)})") from error
     if not isinstance(header, dict) or len(header) > max_tensors + 1:  # + __metadata__
         raise format_error(
             where, f"its safetensors header is not a table of at most {max_tensors:,} tensors"
