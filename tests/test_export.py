@@ -11,7 +11,7 @@ import resnet_keras
 from optional import require
 from resnet_keras.tools.export import ExportParityError, export_for_inference
 from resnet_keras.errors import InvalidArgumentError
-from test_inference import images, rel_error, tiny_model
+from tiny_models import images, rel_error, tiny_model
 
 
 @pytest.fixture(scope="module")
