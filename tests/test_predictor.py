@@ -1,7 +1,8 @@
 """Predictor: every runtime and precision against Keras, and from several threads.
 
 Default run: a tiny CIFAR ResNet on each runtime (float32 within 1e-5 of
-Keras, bfloat16 and int8 close), heads and multi-output models, int8 top-1
+Keras, bfloat16 and int8 close, int8 graphs quantized as the README's table
+says), heads and multi-output models, int8 top-1
 agreement on held-out digits (a small model trained here on real scans), and
 `predict` from several threads at once (each thread gets its own input's
 outputs, no error). Slow: ResNet50 in the official file format, int8 pooled
@@ -23,6 +24,7 @@ import digits
 import official_format
 import resnet_keras
 from optional import require
+from quantized_layout import check_layout, record_quantized
 from resnet_keras.tools import inference
 from tiny_models import cosine, images, rel_error
 
@@ -120,15 +122,20 @@ def test_openvino_results_survive_tensorflow_reusing_memory(tiny, precision):
     [("tensorflow", "bfloat16", 0.999), ("openvino", "bfloat16", 0.999),
      ("openvino", "int8", 0.99), ("onnxruntime", "int8", 0.99)],
 )
-def test_reduced_precision_stays_close(tiny, runtime, precision, min_cosine):
+def test_reduced_precision_stays_close(tiny, runtime, precision, min_cosine, monkeypatch):
+    """Close to Keras; int8 graphs quantized as the README's runtime table says."""
     _needs(runtime)
     calibration = CALIBRATION if precision == "int8" else None
+    quantized = record_quantized(runtime, monkeypatch) if calibration is not None else []
     predictor = resnet_keras.Predictor(tiny, precision, runtime, calibration=calibration)
     actual = predictor.predict(X, batch_size=8)
     expected = tiny.predict(X, verbose=0)
     assert cosine(actual, expected).min() >= min_cosine
     assert predictor.parity.min_cosine >= min_cosine
     assert predictor.parity.inputs == ("calibration" if calibration is not None else "random")
+    for graph in quantized:
+        check_layout(runtime, graph)
+    assert len(quantized) == (calibration is not None)
 
 
 @pytest.fixture(scope="module")
