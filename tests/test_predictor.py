@@ -2,10 +2,9 @@
 
 Default run: a tiny CIFAR ResNet on each runtime (float32 within 1e-5 of
 Keras, bfloat16 and int8 close, int8 graphs quantized as the README's table
-says), heads and multi-output models, int8 top-1
-agreement on held-out digits (a small model trained here on real scans), and
-`predict` from several threads at once (each thread gets its own input's
-outputs, no error). Slow: ResNet50 in the official file format, int8 pooled
+says), heads and multi-output models, int8 top-1 agreement on held-out digits
+(a small model trained here on real scans), and `predict` from several
+threads at once (each thread gets its own input's outputs, no error). Slow: ResNet50 in the official file format, int8 pooled
 features against float32 (cosine >= 0.99). The Predictor's own logic (parity
 gate, arguments, "auto") is in test_predictor_contract.py.
 Speed is not tested here: benchmarks/bench.py and benchmarks/predictor_threads.py measure it.
