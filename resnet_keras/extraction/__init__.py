@@ -32,6 +32,10 @@ ENGINES = ("local", "ray")
 POOLINGS = ("avg", "max")
 PRECISIONS = ("float32", "bfloat16")
 DEFAULT_SHARD_SIZE = 10_000
+# Images per forward pass, at most (every command and the library): a batch
+# of 4096 224x224 images is 2.4 GB of float32 pixels, held twice while the
+# next is decoded; a typo like 10**20 fails in one line, not deep in TensorFlow.
+MAX_BATCH_SIZE = 4096
 
 _LAZY = {
     **dict.fromkeys(("ExtractionSummary", "check_run_arguments", "extract_features", "run"), ".api"),
