@@ -13,8 +13,8 @@ import contextlib
 import csv
 import io
 import json
-import os
 import resource
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -24,6 +24,8 @@ import official_format
 from image_files import ODD_MAGIC, bytes_name, odd_plugin, random_rgb, write_dds_texture, write_sparse
 from optional import require
 from resnet_keras import cli
+from resnet_keras.errors import ImageError
+from resnet_keras.images import load_batch
 
 pq = require("pyarrow.parquet")
 
@@ -107,6 +109,19 @@ def test_a_4gb_file_is_refused_before_it_is_read(extraction, photos):
         "Refused: 4,294,967,296 bytes, over the size limit for an image file (268,435,456 bytes; "
         "RESNET_KERAS_MAX_IMAGE_BYTES raises it)")
     assert extraction["rss_growth_mb"] < 1500, extraction["rss_growth_mb"]  # not 4 GB read in
+
+
+def test_a_file_under_the_limit_is_decoded_from_its_path_not_read_into_memory(tmp_path, monkeypatch):
+    path = write_sparse(tmp_path / "big.jpg", 2**30)  # 1 GiB of zeros: Pillow needs only its start
+    monkeypatch.setenv("RESNET_KERAS_MAX_IMAGE_BYTES", str(2**31))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match="Not an image Pillow can read"):
+            load_batch([path], (32, 32))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**24, peak  # keras.utils.load_img reads the whole file first
 
 
 def test_names_that_are_not_utf8_are_escaped_rows_and_errors(extraction, photos):

@@ -19,7 +19,10 @@ embedding, model, weights, pooling, image_size) with `OUT/_index.json` and
   tasks, one model per actor) on a local Ray or a cluster (`address`);
   the driver writes the shards, so the output is the same.
 - Paths in the output are as given: a folder `photos` gives
-  `photos/a/1.jpg`; an absolute folder, absolute paths.
+  `photos/a/1.jpg`; an absolute folder, absolute paths; names are written
+  by the rule of printed names (`resnet_keras._text.printable`).
+- `images` may be one file or folder (str or PathLike, searched as the
+  CLI searches), a list of files, or a Ray Dataset.
 """
 
 from __future__ import annotations
