@@ -145,7 +145,12 @@ def clean_run(images, out, weights, capsys, *extra):
     return read_rows(out)
 
 
-def test_resume_after_kill_minus_9_gives_the_rows_of_a_clean_run(weights, tmp_path, capsys):
+@pytest.mark.parametrize("stop", [
+    pytest.param(signal.SIGKILL, id="kill-9"),
+    pytest.param(signal.SIGINT, marks=pytest.mark.slow, id="ctrl-c"),
+    pytest.param(signal.SIGTERM, marks=pytest.mark.slow, id="sigterm"),
+])
+def test_resume_after_a_stop_gives_the_rows_of_a_clean_run(stop, weights, tmp_path, capsys):
     images = make_images(tmp_path / "images", 150)
     args = ["--shard-size", "2", "--batch-size", "2"]
     out = tmp_path / "killed"
@@ -153,16 +158,23 @@ def test_resume_after_kill_minus_9_gives_the_rows_of_a_clean_run(weights, tmp_pa
     command = [sys.executable, "-m", "resnet_keras", *map(str, features_args(images, out, weights, *args))]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     index_path, deadline = out / "_index.json", time.monotonic() + 120
-    try:  # kill -9 at a random moment after the first shards are in
+    try:  # stopped at a random moment after the first shards are in
         while time.monotonic() < deadline and process.poll() is None:
             if index_path.exists() and len(json.loads(index_path.read_text() or "{}").get("shards", [])) >= 3:
                 time.sleep(random.uniform(0, 0.2))
                 break
             time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(stop)
+        process.wait(timeout=60)
     finally:
+        process.kill()
         process.wait()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    stderr = process.stderr.read().decode()
+    if stop == signal.SIGINT:  # Ctrl-C: one line, exit 130, no temp file left
+        assert process.returncode == 130 and stderr.strip().splitlines()[-1] == "resnet-keras: interrupted", stderr
+        assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    else:
+        assert process.returncode == -stop, stderr
     index = json.loads(index_path.read_text())
     assert not index["complete"] and 3 <= len(index["shards"]) < 76
 

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import resource
 import tracemalloc
 
@@ -122,6 +123,14 @@ def test_a_file_under_the_limit_is_decoded_from_its_path_not_read_into_memory(tm
     finally:
         tracemalloc.stop()
     assert peak < 2**24, peak  # keras.utils.load_img reads the whole file first
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_a_fifo_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "camera.jpg"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    with pytest.raises(ImageError, match="Not a regular file: .*camera.jpg"):
+        load_batch([fifo], (32, 32))
 
 
 def test_names_that_are_not_utf8_are_escaped_rows_and_errors(extraction, photos):
