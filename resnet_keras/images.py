@@ -55,9 +55,9 @@ if TYPE_CHECKING:  # Keras and Pillow are imported where pixels are read, not to
 # Suffixes picked up when a folder is walked (case-insensitive). A file named
 # on the command line is read whatever its suffix.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-# The largest image file read. A photo is a few MB and an uncompressed
-# 8-bit RGBA picture at Pillow's pixel limit about 360 MB; the limit refuses
-# a multi-GB file named .jpg before any of it is read.
+# The largest image file read. A JPEG photo is a few MB; an uncompressed
+# 8-bit RGB TIFF of 89 megapixels (where Pillow starts to warn) is 268 MB. The
+# limit refuses a multi-GB file named .jpg before any of it is read.
 MAX_IMAGE_BYTES = 256 * 2**20
 MAX_IMAGE_BYTES_VARIABLE = "RESNET_KERAS_MAX_IMAGE_BYTES"
 _NOT_AN_IMAGE = "Not an image Pillow can read"
@@ -115,7 +115,7 @@ def _problem(error: Exception) -> str:
     if isinstance(error, Image.DecompressionBombError):
         # A header may declare 30000x30000 pixels in a file of a few hundred bytes.
         return f"Refused: too many pixels to decode safely ({' '.join(str(error).split()[:4])})"
-    if isinstance(error, UnidentifiedImageError):  # its message names an in-memory buffer
+    if isinstance(error, UnidentifiedImageError):  # the same words for every such file
         return _NOT_AN_IMAGE
     if isinstance(error, FileNotFoundError):  # removed after the size check
         return "No such file"
@@ -238,6 +238,7 @@ def _as_seen(image: Image.Image) -> Image.Image:
     """The picture a viewer shows, as 8-bit RGB (8-bit RGB files unchanged, as keras reads them)."""
     from PIL import ExifTags, Image, ImageOps
 
+    # Pillow reads a damaged EXIF block as empty (with a warning): such a photo is shown as stored.
     if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
         image = ImageOps.exif_transpose(image)
     mode = image.mode

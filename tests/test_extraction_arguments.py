@@ -5,6 +5,7 @@ given as a str.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -79,17 +80,20 @@ def rows(folder):
     return table.column("path").to_pylist(), np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
 
 
-def test_a_folder_given_as_str_is_expanded_like_the_cli(photos, tmp_path, weights, capsys):
-    status, _, err = run(capsys, "features", photos, "--out", tmp_path / "cli", "--model", "resnet20",
+def test_a_folder_given_as_str_is_expanded_like_the_cli(photos, tmp_path, weights, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # README: `photos/` gives `photos/a/1.jpg`
+    status, _, err = run(capsys, "features", "photos", "--out", "cli", "--model", "resnet20",
                          "--weights", weights, "--quiet", "--runtime", "tensorflow")
     assert status == 0, err
-    summary = extract_features(str(photos), tmp_path / "api", model="resnet20", weights=weights,
+    summary = extract_features("photos", "api", model="resnet20", weights=weights,
                                runtime="tensorflow", progress=False)
     assert (summary.images, summary.rows, summary.errors) == (3, 3, 0)  # not one per character
     cli_paths, cli_rows = rows(tmp_path / "cli")
     api_paths, api_rows = rows(tmp_path / "api")
-    assert api_paths == cli_paths == [f"{photos}/p0.jpg", f"{photos}/p2.jpg", f"{photos}/sub/p1.jpg"]
+    assert api_paths == cli_paths == ["photos/p0.jpg", "photos/p2.jpg", "photos/sub/p1.jpg"]
     np.testing.assert_array_equal(api_rows, cli_rows)
+    index = json.loads((tmp_path / "cli" / "_index.json").read_text())
+    assert index["shard_size"] == 10_000 and index["arguments"]["inputs"] == ["photos"]
 
 
 def test_one_file_as_a_path_object(photos, tmp_path, weights):

@@ -162,3 +162,12 @@ def test_exif_orientation_is_applied(orientation, turn, tmp_path):
     stored = keras.utils.img_to_array(keras.utils.load_img(path)).astype(np.uint8)  # as decoded, unturned
     expected = turn(stored)
     np.testing.assert_array_equal(read(path, expected.shape[:2]), expected)
+
+
+def test_a_damaged_exif_block_leaves_the_photo_as_stored(tmp_path):
+    path = tmp_path / "damaged.jpg"
+    Image.fromarray(random_rgb((24, 40), seed=6)).save(path, exif=b"Exif\x00\x00II*\x00" + b"\xff\xff\xff\x7f")
+    with pytest.warns(UserWarning, match="Corrupt EXIF"):  # the block really is damaged
+        pixels = load_batch([path], (24, 40))[0]
+        expected = keras.utils.img_to_array(keras.utils.load_img(path))
+    np.testing.assert_array_equal(pixels, expected)
