@@ -69,7 +69,7 @@ def features_args(images, out, weights, *extra):
 
 
 def read_rows(folder: Path) -> tuple[list[str], np.ndarray]:
-    table = pq.read_table(folder)  # skips _index.json, _errors.csv, _lock, .tmp-*
+    table = pq.read_table(folder)  # skips _index.json, _errors.csv, _lock, .*.part
     return table.column("path").to_pylist(), np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
 
 
@@ -198,8 +198,8 @@ def test_resume_in_each_crash_window(weights, tmp_path, capsys):
     index["shards"] = index["shards"][:1]  # shard 1 renamed, index not yet written; shard 2 never started
     (out / "_index.json").write_text(json.dumps(index))
     (out / "part-00002.parquet").unlink()
-    (out / ".tmp-part-00002.parquet.abc").write_bytes(b"PAR1 half a shard")
-    (out / ".tmp-_index.json.def").write_text("{")
+    (out / ".part-00002.parquet.abc123.part").write_bytes(b"PAR1 half a shard")
+    (out / "._index.json.def456.part").write_text("{")
     status, stdout, err = run(capsys, *features_args(images, out, weights, "--shard-size", "3"))
     assert status == 0, err
     assert "3 shards, 1 done before" in stdout

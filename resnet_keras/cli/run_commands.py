@@ -7,10 +7,8 @@ Every file and argument is checked before Keras is imported
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +17,7 @@ from .options import (
     add_batch_size, add_inference_options, add_model_options, non_negative_float, positive_float, positive_int,
 )
 from .output import printable
+from ..files import atomic_write
 from .registry import EXIT_OK, command
 from ..architecture.catalog import PREPROCESSING_TEXT
 from ..errors import InvalidArgumentError, MissingDependencyError
@@ -180,7 +179,7 @@ def _features_npz(args: argparse.Namespace) -> int:
         pooling=np.array(args.pooling),
         image_size=np.array(size),
     )
-    with _atomic_output(out) as f:
+    with atomic_write(out) as f:
         np.savez(f, **arrays)
     print(
         f"{features.shape[0]} images x {features.shape[1]} features ({spec.name}, "
@@ -240,26 +239,6 @@ def _features_parquet(args: argparse.Namespace) -> int:
         f"{summary.images_per_second:.1f} images/s"
     )
     return EXIT_OK
-
-
-@contextlib.contextmanager
-def _atomic_output(path: Path):
-    """A binary file that appears at `path` complete or not at all.
-
-    Written to a temp file beside `path`, then renamed over it; its mode is
-    what `open()` would give (0o666 less the umask), not mkstemp's 0o600.
-    """
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            yield f
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
 
 
 # --format name -> the export record (suffix, modules, pip extra, load hint).

@@ -3,12 +3,12 @@ its input, and the one function that calls it."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .store import Settings
+from ..files import file_sha256
 from ..images import preprocess, read_pixels
 
 if TYPE_CHECKING:
@@ -26,11 +26,7 @@ def weights_hash(resolved: Resolved) -> str:
         return resolved.file.hash
     if resolved.path is None:
         return "none"
-    digest = hashlib.sha256()
-    with open(resolved.path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+    return f"sha256:{file_sha256(resolved.path)}"
 
 
 def settings_for(resolved: Resolved, *, pooling: str, size: int | None, precision: str) -> Settings:
