@@ -28,9 +28,9 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from ..errors import WeightsFormatError, WeightsMismatchError
-from . import adapt
+from . import adapt, snapshot
 from .h5_bounds import MAX_REPORTED, check_structure, format_error
-from .snapshot import MAX_LOCAL_BYTES, as_file, missing_file_error, read_once
+from .snapshot import missing_file_error
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -177,8 +177,8 @@ def load_weights(model, path: str | os.PathLike) -> None:
             `.h5`, of which only the weights are read).
     """
     path = Path(path)
-    data = read_once(path, MAX_LOCAL_BYTES)  # the shared-cache rule (snapshot.py)
-    load_from_file(model, as_file(data), path)
+    data = snapshot.read_once(path, snapshot.MAX_LOCAL_BYTES)  # read once, parse those bytes
+    load_from_file(model, snapshot.as_file(data), path)
 
 
 def load_from_file(
