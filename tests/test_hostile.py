@@ -12,7 +12,6 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from cache_checks import (
     user_manifest,
     weights_file,
 )
-from http_mirror import Mirror, Reply
+from http_mirror import Mirror, Reply, self_signed_certificate
 from resnet_keras.weights import cache as _download
 from resnet_keras.weights import download
 from resnet_keras.weights import h5 as _h5
@@ -250,14 +249,7 @@ def test_progress_names_the_file_and_ends_at_its_size(mirror, isolated_env, capf
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return str(cert), str(key)
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def test_https_to_plain_http_loopback_is_refused(certificate, mirror, isolated_env, monkeypatch):
