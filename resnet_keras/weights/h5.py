@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 
@@ -185,19 +185,16 @@ def load_from_file(
     model,
     file: BinaryIO,
     where,
-    verify: Callable[[BinaryIO], None] | None = None,
     *,
     adapt_input_channels: bool = False,
 ) -> None:
-    """Load from an open file: `verify(file)` (a hash check) sees the same bytes h5py reads.
+    """Load from a file object over bytes read once (`snapshot.as_file`), all or nothing.
 
     `adapt_input_channels`: a 3-channel stem kernel in the file is adapted
     to the model's input channels (`adapt.adapt_stem_kernel`).
     """
     import h5py
 
-    if verify is not None:
-        verify(file)
     file.seek(0)
     _check_head(file.read(512), where)
     file.seek(0)

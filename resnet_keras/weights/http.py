@@ -1,4 +1,4 @@
-"""One bounded transfer: a URL's bytes into an open file, hashed on the way.
+"""One bounded transfer: a URL's bytes into a file object (our memory), hashed on the way.
 
 Every rule that protects the user's machine from a server lives here:
 - redirects are followed by hand, each checked by the URL policy before it
