@@ -27,6 +27,7 @@ from cache_checks import (
     user_manifest,
 )
 from http_mirror import Reply
+from optional import require
 from resnet_keras.errors import OfflineError, ResNetKerasError, WeightsFormatError
 from resnet_keras.weights import resolve as _weights
 from resnet_keras.weights import snapshot
@@ -109,7 +110,7 @@ def test_keras_rewriting_the_file_in_a_loop_never_makes_us_load_a_mix(two_files,
             except Exception:  # noqa: BLE001 - keras' failed download (it deletes NAME)
                 pass
             rounds.append(1)
-            time.sleep(0.01)
+            time.sleep(0.03)
 
     model = build_tiny(include_top=False)
     resolved = {offline: _resolved(served, offline) for offline in (False, True)}
@@ -206,6 +207,35 @@ def test_a_local_file_rewritten_in_place_before_parsing_loads_what_was_read(two_
     monkeypatch.setattr(h5py, "File", rewrite_then_parse)
     model = build_tiny(weights=str(path))
     assert _same(_values(model), good_values)
+
+
+@pytest.mark.slow  # 3-9 s: torch, and a ResNet18 (the smallest torchvision layout)
+@pytest.mark.parametrize("kind", ["pth", "safetensors"])
+def test_torch_checkpoints_are_parsed_from_the_bytes_read_not_the_file(tmp_path, monkeypatch, kind):
+    """torch.load(weights_only=True) and safetensors get the bytes read once, as h5py does."""
+    torch = require("torch")
+    import torch_reference
+    from resnet_keras import ResNet18
+    from resnet_keras.weights import torch_files
+
+    states = [torch_reference.randomized("resnet18", seed=seed).state_dict() for seed in (1, 2)]
+    paths = [tmp_path / f"{seed}.{kind}" for seed in (1, 2)]
+    for state, path in zip(states, paths):
+        if kind == "pth":
+            torch.save(state, path)
+        else:
+            require("safetensors.torch").save_file(state, str(path))
+    reader = "read_pth" if kind == "pth" else "read_safetensors"
+    real_reader = getattr(torch_files, reader)
+
+    def rewrite_then_read(*args, **kwargs):
+        _rewrite_in_place(paths[0], paths[1].read_bytes())
+        return real_reader(*args, **kwargs)
+
+    monkeypatch.setattr(torch_files, reader, rewrite_then_read)
+    model = ResNet18(weights=str(paths[0]), include_top=False, input_shape=(32, 32, 3))
+    want = states[0]["conv1.weight"].numpy().transpose(2, 3, 1, 0)  # (out, in, h, w) -> keras
+    np.testing.assert_array_equal(model.get_layer("conv1_conv").kernel.numpy(), want)
 
 
 def test_a_local_file_above_the_byte_limit_is_refused_before_it_is_read(two_files, tmp_path, monkeypatch):

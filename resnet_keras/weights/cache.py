@@ -61,6 +61,8 @@ def _read_if_verified(path: Path, wfile: WeightsFile) -> tuple[bytes, str] | Non
     if housekeeping.not_a_file(path) is not None:
         return None
     try:
+        if wfile.size is not None and os.stat(path).st_size != wfile.size:
+            return None  # not worth reading
         data = snapshot.read_once(path, wfile.max_bytes)
     except (OSError, ValueError):  # missing, not regular, too large, changed while read
         return None

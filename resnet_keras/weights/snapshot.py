@@ -124,14 +124,15 @@ def wait_while_written(
 ) -> tuple[bytes | None, bool]:
     """Re-check a file that failed `check` while another program may be writing it.
 
-    Looks again at every change, for at most `wait` seconds. Returns
-    (bytes, False) as soon as `check` accepts the file; (None, False) once
-    it has not changed for `quiet` seconds (SETTLE_SECONDS, at most half of
+    Looks every POLL_SECONDS; after a change, `check` runs once the file
+    holds still for one look (a writer in full flow is not re-read). Returns
+    (bytes, False) as soon as `check` accepts the file; (None, False) once it
+    has not changed for `quiet` seconds (SETTLE_SECONDS, at most half of
     `wait`), since when it is what it is (corrupt, or gone); (None, True) if
     it still changes after `wait` seconds (a writer is at work).
     """
     quiet = min(SETTLE_SECONDS, wait / 2) if quiet is None else quiet
-    seen = signature(path)
+    seen, checked = signature(path), True  # the caller has just checked it
     last_change = time.monotonic() - _age(path)  # a file written long ago is settled at once
     deadline = time.monotonic() + wait
     while True:
@@ -143,7 +144,9 @@ def wait_while_written(
         time.sleep(min(POLL_SECONDS, deadline - now, quiet - (now - last_change)))
         current = signature(path)
         if current != seen:
-            seen, last_change = current, time.monotonic()
+            seen, last_change, checked = current, time.monotonic(), False
+        elif not checked:
+            checked = True
             data = check(path)
             if data is not None:
                 return data, False
