@@ -12,7 +12,7 @@ Every rule that protects the user's machine from a server lives here:
   headers, any 100 Continue, every redirect, the body, a chunked trailer)
   is read by one bounded reader, `guard.Guard`: a timeout per phase, one
   deadline for everything before the body, and the stall rule for the body
-  (below MIN_BYTES_PER_SECOND for a whole timeout period: dropped), so no
+  (below guard.MIN_BYTES_PER_SECOND for a whole timeout period: dropped), so no
   server can hold a download (and every process waiting on its lock)
   forever.
 Failures raise TransferError with a one-line reason (which keeps what names
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from . import guard as _guard
-from .guard import MIN_BYTES_PER_SECOND, TransferError  # noqa: F401 (the rules' home is guard.py)
+from .guard import TransferError
 from .urls import check_redirect
 from ..errors import ManifestError
 
