@@ -174,7 +174,7 @@ def _features_npz(args: argparse.Namespace) -> int:
     # Unicode arrays only: np.load(path, allow_pickle=False) reads every key.
     arrays = dict(
         features=features,
-        paths=np.array([os.fspath(p) for p in paths], dtype=str),
+        paths=np.array([printable(p) for p in paths], dtype=str),
         model=np.array(spec.name),
         weights=np.array(resolved.weights_label),
         pooling=np.array(args.pooling),

@@ -46,14 +46,15 @@ def settings_for(resolved: Resolved, *, pooling: str, size: int | None, precisio
     )
 
 
-def model_input(path: str, size: tuple[int, int], preprocessing: str | None) -> tuple[np.ndarray, str]:
+def model_input(path: str, size: tuple[int, int], preprocessing: str | None,
+                max_bytes: int | None = None) -> tuple[np.ndarray, str]:
     """(pixels ready for the model, "") for a readable file, else (zeros, reason).
 
     `read_pixels` then `preprocess`: the rules `classify` and `features`
     use, one image at a time (both are per-pixel, so a batch of these is
     exactly what `preprocess(load_batch(...))` gives).
     """
-    pixels = read_pixels(path, size)
+    pixels = read_pixels(path, size, max_bytes=max_bytes)
     if isinstance(pixels, str):
         return np.zeros((*size, 3), np.float32), pixels
     return np.ascontiguousarray(preprocess(pixels, preprocessing), np.float32), ""

@@ -9,6 +9,10 @@ Layout (every engine writes the same):
     OUT/_errors.csv             path,reason of every unreadable image
     OUT/_lock                   held while a run writes (a second run stops)
 
+Paths (the `path` column, `_errors.csv`) are the names as given, written by
+the one rule of printed names (`resnet_keras._text.printable`): invisible
+characters and bytes that are not UTF-8 escaped (`bad\\xff.jpg`).
+
 Names starting with `_` or `.` are skipped by pyarrow.dataset, pandas and
 Ray when they read the folder, so `pandas.read_parquet(OUT)` sees shards only.
 
@@ -36,6 +40,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .._text import printable
 from ..errors import InvalidArgumentError, MissingDependencyError
 
 FORMAT = "resnet-keras features/1"
@@ -81,11 +86,6 @@ class Settings:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Settings:
         return cls(**{**data, "image_size": tuple(data["image_size"])})
-
-
-def path_text(path: str | os.PathLike) -> str:
-    """A path as the output stores it: as given, as text."""
-    return os.fspath(path)
 
 
 def list_digest(paths: Sequence[str]) -> str:
@@ -141,16 +141,11 @@ def _write_text(path: Path, text: str) -> None:
         temp.write_text(text, encoding="utf-8")
 
 
-def _printable_path(path: str) -> str:
-    """Any file name as UTF-8 text (undecodable bytes as \\x.. escapes)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """The ordered image list, cut into shards by position."""
 
-    paths: tuple[str, ...]  # as the output stores them
+    paths: tuple[str, ...]  # as given; the output shows them through `printable`
     shard_size: int
 
     @property
@@ -203,7 +198,7 @@ class ShardWriter:
         flat = np.concatenate(self._embeddings).reshape(-1)
         dim = self._schema.field("embedding").type.list_size
         columns = {
-            "path": pa.array(self._paths, pa.string()),
+            "path": pa.array([printable(p) for p in self._paths], pa.string()),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim),
             **{key: pa.array([value] * n, pa.string()) for key, value in self._constant.items()},
             "image_size": pa.array([self._size] * n, pa.list_(pa.int32(), 2)),
@@ -358,7 +353,7 @@ class FeatureStore:
         out.writerow(["path", "reason"])
         for shard in sorted(self.shards):
             for path, reason in self.shards[shard]["errors"]:
-                out.writerow([_printable_path(path), reason])
+                out.writerow([printable(path), printable(reason)])
         _write_text(self.folder / ERRORS_NAME, text.getvalue())
 
     def close(self) -> None:
