@@ -11,25 +11,26 @@ The names in the file are used for messages, never for matching, because
 the official files were written by another program with other names (the
 classifier is `probs` there, `predictions` in Keras 3).
 
-The file is opened once: the bytes that are hashed (when a hash is known),
-checked and read are those of one open file, whatever happens to its path
-meanwhile. Everything is read and checked (bounds on structure, names,
-chunk and declared sizes first; then counts, shapes, and each value by the
-rule every checkpoint reader shares, `values`) before the first
-assignment; all problems are reported at once and the model is left
+The file is read once into memory (`snapshot.read_once`): the bytes that
+are hashed (when a hash is known), checked and parsed are those bytes,
+whatever happens to the file on disk meanwhile. Everything is read and
+checked (bounds on structure, names, chunk and declared sizes first; then
+counts, shapes, and each value by the rule every checkpoint reader shares,
+`values`) before the first assignment; all problems are reported at once
+and the model is left
 unchanged when there is any.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from ..errors import WeightsFormatError, WeightsMismatchError
-from . import adapt, values
+from . import adapt, snapshot, values
 from .h5_bounds import MAX_REPORTED, NameBudget, check_structure, format_error, read_names, unwritten
+from .snapshot import missing_file_error
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -105,14 +106,6 @@ def _check_head(head: bytes, where) -> None:
         raise format_error(where, describe_non_hdf5(head))
 
 
-def missing_file_error(path: Path, hint: str = "") -> FileNotFoundError:
-    # One argument only: with errno/filename set, str() would drop the hint.
-    return FileNotFoundError(
-        f"Weights file not found: {path}.{hint} Check the path, or pass a "
-        "weights tag such as 'imagenet'."
-    )
-
-
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
 
 
@@ -154,29 +147,6 @@ def _keras_weight_order(layer):
     return list(layer.trainable_weights) + list(layer.non_trainable_weights)
 
 
-def open_regular(path: Path) -> BinaryIO:
-    """Open `path` for reading, refusing anything but a regular file.
-
-    O_NONBLOCK: opening a FIFO must not wait for a writer; the check on the
-    open descriptor (not the path) is what the rest of the load relies on.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise missing_file_error(path) from None
-    except IsADirectoryError:
-        raise format_error(path, "it is a directory") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise format_error(path, "it is not a regular file")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def load_weights(model, path: str | os.PathLike) -> None:
     """Load an HDF5 weights file into `model`, all or nothing.
 
@@ -187,27 +157,24 @@ def load_weights(model, path: str | os.PathLike) -> None:
             `.h5`, of which only the weights are read).
     """
     path = Path(path)
-    with open_regular(path) as file:
-        load_from_file(model, file, path)
+    data = snapshot.read_once(path, snapshot.MAX_LOCAL_BYTES)  # read once, parse those bytes
+    load_from_file(model, snapshot.as_file(data), path)
 
 
 def load_from_file(
     model,
     file: BinaryIO,
     where,
-    verify: Callable[[BinaryIO], None] | None = None,
     *,
     adapt_input_channels: bool = False,
 ) -> None:
-    """Load from an open file: `verify(file)` (a hash check) sees the same bytes h5py reads.
+    """Load from a file object over bytes read once (`snapshot.as_file`), all or nothing.
 
     `adapt_input_channels`: a 3-channel stem kernel in the file is adapted
     to the model's input channels (`adapt.adapt_stem_kernel`).
     """
     import h5py
 
-    if verify is not None:
-        verify(file)
     file.seek(0)
     _check_head(file.read(512), where)
     file.seek(0)

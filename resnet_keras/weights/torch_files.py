@@ -1,7 +1,8 @@
 """Safe, bounded readers of torch checkpoints: `.pth` and `.safetensors`.
 
-Both read the one open file whose bytes were checked (and, for a manifest
-entry, hashed): never a second open by path. The work is bounded before a
+Both read a file object over the bytes that were read once and checked (and,
+for a manifest entry, hashed: the shared-cache rule, snapshot.py), never
+the file on disk. The work is bounded before a
 parser sees the bytes: the file may not be larger than `limit` (about twice
 the model's float32 weights), and
 
