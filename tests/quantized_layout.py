@@ -2,27 +2,31 @@
 
 `record_quantized(runtime, monkeypatch)` keeps the graph the engine's
 `_quantize` returns while a Predictor is built (no second quantization);
-`check_layout(runtime, graph)` holds it to the README's runtime table.
+`check_layout(runtime, graph)` holds it to the README's runtime table. For
+OpenVINO the record is (quantized model, the float model's biases).
 """
 
 from __future__ import annotations
 
 import importlib
 
+import numpy as np
+
 
 def record_quantized(runtime: str, monkeypatch) -> list:
-    """The int8 graphs the runtime's engine quantizes from now on: ONNX ModelProtos or OpenVINO models."""
+    """The int8 graphs the engine quantizes from now on: ONNX ModelProtos, or (OpenVINO model, float biases)."""
     module = importlib.import_module(f"resnet_keras.predictor.engine_{runtime}")
     real, made = module._quantize, []
 
     def recording(model, calibration):
+        before = None if runtime == "onnxruntime" else _biases(model)  # read before NNCF sees the model
         result = real(model, calibration)
         if runtime == "onnxruntime":  # a path in a folder the engine deletes after the build
             import onnx
 
             made.append(onnx.load(str(result)))
         else:
-            made.append(result)
+            made.append((result, before))
         return result
 
     monkeypatch.setattr(module, "_quantize", recording)
@@ -49,8 +53,25 @@ def _onnx(model) -> None:
     assert constants[classifier.input[1]].data_type == onnx.TensorProto.FLOAT
 
 
-def _openvino(model) -> None:
-    """Per-channel int8 conv weights, activations quantized, the classifier in float32."""
+def _biases(model) -> dict:
+    """Bias name -> values: the constants added to convolution and MatMul outputs."""
+    biases = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Add":
+            layer, bias = (op.input(i).get_source_output().get_node() for i in range(2))
+            if layer.get_type_name() in ("Convolution", "MatMul") and bias.get_type_name() == "Constant":
+                biases[op.get_friendly_name()] = bias.get_data().copy()
+    return biases
+
+
+def _openvino(recorded) -> None:
+    """Per-channel int8 conv weights, activations quantized, the classifier in float32,
+    biases kept as trained (no bias correction)."""
+    model, float_biases = recorded
+    biases = _biases(model)
+    assert float_biases and biases.keys() == float_biases.keys()
+    for name, values in biases.items():
+        assert np.array_equal(values, float_biases[name]), f"bias of {name} changed by quantization"
 
     def source(op, index: int):
         return op.input(index).get_source_output().get_node()
