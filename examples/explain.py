@@ -81,24 +81,18 @@ def shapes(count: int, size: int = 32, seed: int = 0) -> Shapes:
 
 
 def build_model(size: int = 32, widths=(16, 32, 64), seed: int = 0):
-    """A small CIFAR-style ResNet (basic blocks, one per stage): last stage at stride 4."""
+    """A small CIFAR-style ResNet, one basic block per stage; the last stage at stride 4.
+
+    Built from the ResNet-20 spec with fewer, narrower blocks (the zoo's own builder).
+    """
     import keras
-
-    import resnet_keras
-
-    keras.utils.set_random_seed(seed)
-    return resnet_keras.get_model(
-        "resnet20", input_shape=(size, size, 3), classes=len(CLASSES), name="shapes_resnet",
-    ) if widths is None else _small(size, widths)
-
-
-def _small(size: int, widths):
-    import dataclasses as dc
 
     from resnet_keras.architecture import build as builder
     from resnet_keras.architecture.specs import SPECS
 
-    spec = dc.replace(SPECS["resnet20"], depths=(1,) * len(widths), widths=tuple(widths), stem_width=widths[0])
+    keras.utils.set_random_seed(seed)
+    spec = dataclasses.replace(SPECS["resnet20"], depths=(1,) * len(widths), widths=tuple(widths),
+                               stem_width=widths[0])
     return builder.create_model(
         spec, include_top=True, weights=None, input_tensor=None, input_shape=(size, size, 3),
         pooling=None, classes=len(CLASSES), classifier_activation="softmax", name="shapes_resnet",

@@ -11,7 +11,7 @@ import importlib
 # Imported on first access, so that checking a folder does not load Keras.
 _LAZY = {
     "grad_cam": ".gradcam",
-    **dict.fromkeys(("overlay", "save_overlay"), ".overlay"),
+    **dict.fromkeys(("overlay", "save_overlay"), ".overlays"),
     **dict.fromkeys(("OverlayWriter", "check_folder"), ".folder"),
 }
 __all__ = list(_LAZY)

@@ -99,7 +99,7 @@ class OverlayWriter:
     def write(self, batch: Sequence[Path], scores: np.ndarray) -> None:
         """Overlays of the next images of `paths` for the best `top` classes of their `scores`."""
         from .gradcam import grad_cam
-        from .overlay import save_overlay
+        from .overlays import save_overlay
 
         names = stems(self.paths)[self._done:self._done + len(batch)]
         scores = np.asarray(scores)

@@ -23,8 +23,9 @@ _JET = (
     ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)),
 )
 _LUT_SIZE = 256  # matplotlib's default table size
-# Path suffix -> Pillow format; JPEG at a quality where the heatmap's edges stay clean.
-FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 92}), ".jpeg": ("JPEG", {"quality": 92})}
+# Path suffix -> Pillow format and options.
+_JPEG = ("JPEG", {"quality": 92, "subsampling": 0})  # 4:4:4: no colour bleeding at the heat edges
+FORMATS = {".png": ("PNG", {}), ".jpg": _JPEG, ".jpeg": _JPEG}
 
 
 def _jet_table() -> np.ndarray:
