@@ -159,19 +159,36 @@ def main(argv=None) -> None:
     print(f"held-out accuracy {result['accuracy']:.3f}; heatmap peak on the shape (box + {margin} px) "
           f"for {result['peak_in_box']:.3f} of the {result['correct']} correct images")
 
-    picked = held_out.images[: args.examples]
+    # the first held-out images with a shape, and one without (its evidence is an absence)
+    order = np.concatenate([np.flatnonzero(held_out.labels > 0)[: args.examples - 1],
+                            np.flatnonzero(held_out.labels == 0)[:1]])
+    picked = held_out.images[order]
+    predicted = np.argmax(model.predict(preprocess(picked), verbose=0), axis=-1)
     heatmaps = resnet_keras.grad_cam(model, preprocess(picked))
-    scale = max(1, 192 // args.size)  # nearest-neighbour enlargement: the pixels stay visible
-    rows = []
-    for image, heat in zip(picked, heatmaps):
-        pixels = np.rint(image * 255).astype(np.uint8)
-        pair = np.concatenate([pixels, resnet_keras.overlay(pixels, heat)], axis=0)
-        rows.append(np.pad(pair, ((2, 2), (2, 2), (0, 0)), constant_values=255))
-    sheet = np.concatenate(rows, axis=1).repeat(scale, axis=0).repeat(scale, axis=1)
+    sheet = _sheet(picked, heatmaps, [CLASSES[i] for i in predicted], scale=max(1, 192 // args.size))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(out)
-    print(f"top row: the images; bottom row: Grad-CAM of the predicted class -> {out}")
+    sheet.save(out)
+    print(f"top: the images; below: Grad-CAM of the predicted class, named under it -> {out}")
+
+
+def _sheet(images: np.ndarray, heatmaps: np.ndarray, captions, scale: int):
+    """Columns of (image, overlay) enlarged `scale` times (nearest neighbour), a caption under each."""
+    import resnet_keras
+    from PIL import Image, ImageDraw
+
+    columns = []
+    for image, heat in zip(images, heatmaps):
+        pixels = np.rint(image * 255).astype(np.uint8)
+        pair = np.concatenate([pixels, resnet_keras.overlay(pixels, heat)], axis=0)
+        columns.append(np.pad(pair.repeat(scale, 0).repeat(scale, 1), ((4, 24), (4, 4), (0, 0)),
+                              constant_values=255))
+    sheet = Image.fromarray(np.concatenate(columns, axis=1))
+    draw = ImageDraw.Draw(sheet)
+    width = columns[0].shape[1]
+    for i, caption in enumerate(captions):
+        draw.text((i * width + 8, sheet.height - 18), f"predicted: {caption}", fill=(0, 0, 0))
+    return sheet
 
 
 if __name__ == "__main__":

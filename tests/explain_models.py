@@ -32,11 +32,11 @@ def input_shape(kind: str) -> tuple:
     return image_shape(TINY[kind][1], keras.config.image_data_format())
 
 
-def backbone(kind: str, *, include_top: bool = False, activation: str | None = "softmax"):
+def backbone(kind: str, *, include_top: bool = False, activation: str | None = "softmax", pooling="avg"):
     spec = TINY[kind][0]
     return _builder.create_model(
         spec, include_top=include_top, weights=None, input_tensor=None, input_shape=input_shape(kind),
-        pooling=None if include_top else "avg", classes=CLASSES, classifier_activation=activation,
+        pooling=None if include_top else pooling, classes=CLASSES, classifier_activation=activation,
         name=f"tiny_{kind}",
     )
 

@@ -103,6 +103,36 @@ def test_keras_applications_resnet_by_its_layer_names(builder, stage):
     np.testing.assert_allclose(resnet_keras.grad_cam(model, x, [2, 0, 1]), expected, atol=TOLERANCE, rtol=0)
 
 
+def test_the_readme_transfer_learning_model():
+    """Preprocessing ops in the graph, the backbone nested without pooling, the pooling outside."""
+    from resnet_keras.resnet_v2 import preprocess_input
+
+    base = zoo.backbone("v2", pooling=None)
+    inputs = keras.Input(zoo.input_shape("v2"))
+    x = base(preprocess_input(inputs), training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(zoo.CLASSES, activation="softmax")(x))
+    official_format.randomize(model, seed=2)
+    images_ = np.random.default_rng(2).uniform(0, 255, (3, *zoo.input_shape("v2"))).astype("float32")
+    conv_model = keras.Model(base.inputs, base.get_layer("post_relu").output)
+    dense = zoo.classifier(model)
+
+    @tf.function
+    def conv_and_gradient(x, wanted):
+        with tf.GradientTape() as tape:
+            conv = conv_model(preprocess_input(x), training=False)
+            logits = tf.matmul(tf.reduce_mean(conv, axis=(1, 2)), dense.kernel) + dense.bias
+            score = tf.reduce_sum(tf.gather(logits, wanted, axis=1, batch_dims=1))
+        return conv, tape.gradient(score, conv)
+
+    conv, grads = conv_and_gradient(tf.constant(images_), tf.constant([4, 0, 2]))
+    cam = tf.nn.relu(tf.einsum("nc,nhwc->nhw", tf.reduce_mean(grads, axis=(1, 2)), conv))
+    cam = tf.image.resize(cam[..., None], images_.shape[1:3])[..., 0].numpy()
+    expected = cam / cam.reshape(3, -1).max(axis=1)[:, None, None]
+    assert expected.std() > 0.05
+    np.testing.assert_allclose(resnet_keras.grad_cam(model, images_, [4, 0, 2]), expected, atol=TOLERANCE, rtol=0)
+
+
 def test_channels_first_gives_the_channels_last_heatmaps():
     last = zoo.model("v1", "nested")
     x = images("v1")

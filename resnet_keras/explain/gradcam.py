@@ -75,10 +75,13 @@ def grad_cam(model: keras.Model, images, class_index=None, *, layer: str | None 
     heatmaps = np.zeros((len(images), 1 if classes is None else classes.shape[1], *size), np.float32)
     for start in range(0, len(images), batch_size):
         batch = slice(start, start + batch_size)
-        a = np.asarray(cut.features.predict_on_batch(images[batch]), dtype=np.float32)
-        wanted = classes[batch] if classes is not None else _predicted(cut, a)
-        cams = [_cam(a, gradient(cut, a, wanted[:, k]), cut.data_format) for k in range(wanted.shape[1])]
-        heatmaps[batch] = _upsampled(np.stack(cams, axis=1), size)
+        a, outputs = cut.features.predict_on_batch(images[batch])
+        a = np.asarray(a, dtype=np.float32)
+        wanted = classes[batch] if classes is not None else np.argmax(outputs, axis=-1)[:, None]
+        n, k = wanted.shape
+        tiled = np.repeat(a, k, axis=0)  # every (image, class) pair: one item of one backward pass
+        cams = _cam(tiled, gradient(cut, tiled, wanted.reshape(-1)), cut.data_format)
+        heatmaps[batch] = _upsampled(cams.reshape(n, k, *cams.shape[1:]), size)
     return heatmaps if per_image else heatmaps[:, 0]
 
 
@@ -144,11 +147,6 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _predicted(cut: graph.Split, a: np.ndarray) -> np.ndarray:
-    scores = keras.ops.convert_to_numpy(cut.scores(keras.ops.convert_to_tensor(a)))
-    return np.argmax(scores, axis=-1)[:, None]
-
-
 def _cam(a: np.ndarray, grads: np.ndarray, data_format: str) -> np.ndarray:
     """ReLU(sum_k alpha_k A_k) with alpha_k the spatial mean of the gradient: (N, h, w)."""
     if data_format == CHANNELS_FIRST:  # (N, C, h, w)
@@ -188,11 +186,17 @@ def _gradient_function():
 def _tensorflow_gradient(cut: graph.Split, a: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     import tensorflow as tf
 
-    a = tf.convert_to_tensor(a)
-    with tf.GradientTape() as tape:
-        tape.watch(a)
-        picked = _picked(cut.scores(a), wanted)
-    return tape.gradient(picked, a).numpy()
+    if "tensorflow" not in cut.compiled:  # traced once per split; variables are read, not copied
+
+        @tf.function(reduce_retracing=True)
+        def gradient(a, wanted):
+            with tf.GradientTape() as tape:
+                tape.watch(a)
+                picked = _picked(cut.scores(a), wanted)
+            return tape.gradient(picked, a)
+
+        cut.compiled["tensorflow"] = gradient
+    return cut.compiled["tensorflow"](tf.constant(a), tf.constant(wanted, dtype=tf.int32)).numpy()
 
 
 def _jax_gradient(cut: graph.Split, a: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -209,10 +213,10 @@ def _torch_gradient(cut: graph.Split, a: np.ndarray, wanted: np.ndarray) -> np.n
     return grads.detach().cpu().numpy()
 
 
-def _picked(scores, wanted: np.ndarray):
-    """Sum over the batch of each image's wanted score: its gradient is per image, as
+def _picked(scores, wanted):
+    """Sum over the batch of each item's wanted score: its gradient is per item, as
     the model runs in inference mode (no batch statistics)."""
-    index = keras.ops.convert_to_tensor(wanted[:, None].astype("int32"))
+    index = keras.ops.expand_dims(keras.ops.cast(keras.ops.convert_to_tensor(wanted), "int32"), 1)
     return keras.ops.sum(keras.ops.take_along_axis(scores, index, axis=1))
 
 

@@ -39,13 +39,14 @@ class Split:
     """A model cut at its Grad-CAM target.
 
     Attributes:
-        features: input -> the target feature map A.
+        features: input -> (the target feature map A, the model's output).
         head: A -> the scores' input: the logits, or the input of a Dense
             whose softmax or sigmoid is taken off by `final`.
         final: That Dense's linear part in float32, or None.
         layer: Name of the layer whose output A is.
         data_format: Layout of A ("channels_last" or "channels_first").
         classes: Number of scores per image.
+        compiled: Functions a backend compiled for this split, by name.
     """
 
     features: keras.Model
@@ -54,6 +55,7 @@ class Split:
     layer: str
     data_format: str
     classes: int
+    compiled: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def scores(self, a):
         """Float32 class scores (before softmax/sigmoid) from feature maps A."""
@@ -205,7 +207,7 @@ def _split(model: keras.Model, layer: str | None) -> Split:
             f"{getattr(a, 'shape', a)}"
         )
     scores, final = _before_squashing(outputs, calls)
-    features = keras.Model(inputs, a, name=f"{model.name}_explain_features")
+    features = keras.Model(inputs, [a, outputs], name=f"{model.name}_explain_features")
     try:
         head = keras.Model(a, scores, name=f"{model.name}_explain_head")
     except ValueError as error:  # Keras: the output needs a tensor other than A
