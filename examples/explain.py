@@ -10,7 +10,7 @@ at. A small ResNet learns the task in seconds; Grad-CAM should put its
 peak on the shape.
 
     python examples/explain.py                            # writes docs/explain_overlay.png
-    python examples/explain.py --out /tmp/overlay.png --size 48 --train 2000 --epochs 8
+    python examples/explain.py --out /tmp/overlay.png --size 32 --train 450 --epochs 4
 
 No ImageNet weights are used: none can be downloaded here, and random
 weights would explain nothing. The tests use this module's task too
@@ -32,6 +32,9 @@ CLASSES = ("none", "square", "plus")
 SHAPE = 7  # the shape's box is SHAPE x SHAPE pixels
 CLUTTER = 10  # strokes and dots per image
 STROKE = (2, 4)  # clutter strokes are shorter than a shape's side, so none forms one
+# A heatmap finds the shape when its peak is in the shape's box grown by MARGIN px on each
+# side: half the 4 px stride of the net's last stage, whose cells the heatmap interpolates.
+MARGIN = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,13 +153,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     import resnet_keras
-    from PIL import Image
 
     model = train(shapes(args.train, args.size, seed=0), epochs=args.epochs)
     held_out = shapes(400, args.size, seed=1)
-    margin = 2
-    result = evaluate(model, held_out, margin)
-    print(f"held-out accuracy {result['accuracy']:.3f}; heatmap peak on the shape (box + {margin} px) "
+    result = evaluate(model, held_out, MARGIN)
+    print(f"held-out accuracy {result['accuracy']:.3f}; heatmap peak on the shape (box + {MARGIN} px) "
           f"for {result['peak_in_box']:.3f} of the {result['correct']} correct images")
 
     # the first held-out images with a shape, and one without (its evidence is an absence)

@@ -16,9 +16,7 @@ import resnet_keras
 from optional import require
 from shapes_task import task
 
-# Half the last stage's stride (4 px for these CIFAR-style nets): the heatmap's
-# cells are 4 px wide, so its peak can sit up to 2 px beside the shape's pixels.
-MARGIN = 2
+MARGIN = task.MARGIN  # 2 px: half the last stage's stride
 FAST = dict(size=32, train=450, epochs=4, held_out=400)
 SLOW = dict(size=48, train=2000, epochs=8, held_out=400)
 

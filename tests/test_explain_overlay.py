@@ -10,7 +10,7 @@ from PIL import Image
 
 from optional import require
 from resnet_keras import errors
-from resnet_keras.explain import overlay, save_overlay
+from resnet_keras.explain import encode_overlay, overlay, save_overlay
 from resnet_keras.explain import overlays as overlay_module
 
 RNG = np.random.default_rng(0)
@@ -121,3 +121,12 @@ def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypat
     with pytest.raises(OSError, match="disk full"):
         save_overlay(path, IMAGE, HEAT)
     assert os.listdir(tmp_path) == ["x.png"] and path.read_bytes() == b"old"
+
+
+def test_encode_overlay_gives_the_bytes_save_overlay_writes(tmp_path):
+    data = encode_overlay(SMOOTH_IMAGE, SMOOTH_HEAT, format="PNG")
+    assert data == save_overlay(tmp_path / "o.png", SMOOTH_IMAGE, SMOOTH_HEAT).read_bytes()
+    assert encode_overlay(SMOOTH_IMAGE, SMOOTH_HEAT, format="jpg")[:2] == b"\xff\xd8"  # JPEG's start marker
+    with pytest.raises(errors.InvalidArgumentError, match="`format` must be 'png', 'jpg' or 'jpeg'. "
+                                                          "Received: format='gif'"):
+        encode_overlay(SMOOTH_IMAGE, SMOOTH_HEAT, format="gif")

@@ -136,6 +136,26 @@ def check_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def encode_overlay(image, heatmap, *, format: str = "png", alpha: float = 0.4,
+                   colormap: str = "jet") -> bytes:
+    """`overlay(image, heatmap)` as PNG or JPEG bytes, e.g. for a data: URI in an HTML report.
+
+    Args:
+        format: "png" or "jpeg" ("jpg"), any case.
+    """
+    from PIL import Image
+
+    suffix = f".{str(format).lower()}"
+    if suffix not in FORMATS:
+        raise InvalidArgumentError(f"`format` must be 'png', 'jpg' or 'jpeg'. Received: format={format!r}")
+    image_format, options = FORMATS[suffix]
+    encoded = io.BytesIO()
+    Image.fromarray(overlay(image, heatmap, alpha=alpha, colormap=colormap)).save(
+        encoded, format=image_format, **options
+    )
+    return encoded.getvalue()
+
+
 def save_overlay(path: str | os.PathLike, image, heatmap, *, alpha: float = 0.4,
                  colormap: str = "jet") -> Path:
     """Write `overlay(image, heatmap)` to `path` as PNG or JPEG (by its suffix).
@@ -146,14 +166,9 @@ def save_overlay(path: str | os.PathLike, image, heatmap, *, alpha: float = 0.4,
     Returns:
         The path written.
     """
-    from PIL import Image
-
     path = check_path(path)
-    pixels = overlay(image, heatmap, alpha=alpha, colormap=colormap)
-    image_format, options = FORMATS[path.suffix.lower()]
-    encoded = io.BytesIO()
-    Image.fromarray(pixels).save(encoded, format=image_format, **options)
-    write_atomically(path, encoded.getvalue())
+    data = encode_overlay(image, heatmap, format=path.suffix[1:], alpha=alpha, colormap=colormap)
+    write_atomically(path, data)
     return path
 
 
