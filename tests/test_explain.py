@@ -283,6 +283,15 @@ def test_a_model_without_a_convolutional_stage():
         resnet_keras.grad_cam(mlp, images("basic"), layer=mlp.layers[0].name)
 
 
+def test_a_backbone_shared_by_two_branches():
+    base = zoo.backbone("basic")
+    inputs = keras.Input((32, 32, 3))
+    both = keras.layers.Concatenate()([base(inputs), base(keras.layers.Rescaling(0.5)(inputs))])
+    siamese = keras.Model(inputs, keras.layers.Dense(2)(both))
+    with pytest.raises(errors.InvalidArgumentError, match="'conv4_block1_out' is called 2 times"):
+        resnet_keras.grad_cam(siamese, images("basic"))
+
+
 @pytest.mark.parametrize(
     "layer, phrase",
     [

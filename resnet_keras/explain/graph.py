@@ -196,8 +196,9 @@ def _split(model: keras.Model, layer: str | None) -> Split:
     target, carrier_format = _target(model, layer, by_name)
     if len(calls[id(target)]) != 1:
         raise InvalidArgumentError(
-            f"`layer` must be called once in the model; {target.name!r} is called "
-            f"{len(calls[id(target)])} times. Received: layer={layer!r}"
+            f"`layer` must name a layer the model calls once; {target.name!r} is called "
+            f"{len(calls[id(target)])} times (a shared backbone?). Received: layer={layer!r}. "
+            "Explain each branch as a model of its own."
         )
     a = calls[id(target)][0][2]
     if not isinstance(a, keras.KerasTensor) or len(a.shape) != 4:
