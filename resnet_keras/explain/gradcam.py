@@ -166,7 +166,7 @@ def _upsampled(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         keras.ops.image.resize(flat, size, interpolation="bilinear", data_format="channels_last")
     )[..., 0].astype(np.float32)
     peak = resized.reshape(n * k, -1).max(axis=1)
-    scale = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 0.0).astype(np.float32)
+    scale = np.divide(1.0, peak, out=np.zeros_like(peak), where=peak > 0)  # no evidence: zeros
     return np.clip(resized * scale[:, None, None], 0.0, 1.0).reshape(n, k, *size)
 
 
