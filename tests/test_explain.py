@@ -320,3 +320,12 @@ def test_a_backend_without_gradients(basic_model, monkeypatch):
     with pytest.raises(errors.UnsupportedBackendError, match="the 'numpy' Keras backend does not compute. "
                                                              "Received: KERAS_BACKEND=numpy"):
         resnet_keras.grad_cam(basic_model, images("basic"))
+
+
+@pytest.mark.parametrize("module", ["gradcam", "overlays"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"resnet_keras.explain.{module}"), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
