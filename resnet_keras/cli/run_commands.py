@@ -21,6 +21,7 @@ from ..files import atomic_write
 from .registry import EXIT_OK, command
 from ..architecture.catalog import PREPROCESSING_TEXT
 from ..errors import InvalidArgumentError, MissingDependencyError
+from ..explain.folder import OverlayWriter, check_folder, image_loader
 from ..extraction import DEFAULT_SHARD_SIZE, ENGINES, POOLINGS
 from ..tools.export import FORMATS, export_for_inference
 
@@ -36,6 +37,11 @@ def _configure_classify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=positive_int, default=5, help="labels per image (default: 5)")
     add_batch_size(parser)
     add_inference_options(parser)
+    parser.add_argument(
+        "--explain", metavar="OUT_DIR",
+        help="also write a Grad-CAM overlay per image and top-k class to OUT_DIR, named "
+        "<stem>.top<k>.<label>.png (the Keras model explained, at the classes printed)",
+    )
 
 
 @command(
@@ -55,6 +61,7 @@ def run_classify(args: argparse.Namespace) -> int:
         )
     paths = collect_images(args.images)  # every file checked before a model is built
     calibration = check_inference_options(args)
+    explain_to = check_folder(args.explain) if args.explain else None
     resolved = resolve_weights(args, spec, include_top=True)
     model = build_model(args, resolved)
     if not resolved.has_weights:
@@ -64,10 +71,17 @@ def run_classify(args: argparse.Namespace) -> int:
         )
     size = spatial_size(model)
     predict = predict_function(args, model, resolved, size, calibration)
+    overlays = None
+    if explain_to is not None:
+        overlays = OverlayWriter(model, explain_to, paths, args.top, image_loader(size, resolved.preprocessing))
     for batch in _batches(paths, args.batch_size):
         scores = predict(preprocess(load_batch(batch, size), resolved.preprocessing))
         for path, labels in zip(batch, top_labels(np.asarray(scores), args.top)):
             print(format_top(printable(path), labels))
+        if overlays is not None:
+            overlays.write(batch, scores)
+    if overlays is not None:
+        print(f"{len(overlays.written)} Grad-CAM overlays -> {printable(explain_to)}")
     return EXIT_OK
 
 
