@@ -18,9 +18,10 @@ _LAZY = {
     **dict.fromkeys(("FeatureInfo", "feature_info", "feature_model"), ".tools.features"),
     **dict.fromkeys(("ModelInfo", "get_model", "model_info"), ".architecture.registry"),
     "list_models": ".architecture.catalog",
-    "optimize_for_inference": ".tools.inference",
-    **dict.fromkeys(("ExportReport", "export_for_inference"), ".tools.export"),
-    **dict.fromkeys(("ParityReport", "Predictor"), ".predictor"),
+    "optimize_for_inference": ".inference.optimize",
+    **dict.fromkeys(("ExportReport", "export_for_inference"), ".inference.export"),
+    "ParityReport": ".inference.parity",
+    "Predictor": ".inference.predictor",
     **dict.fromkeys(("ConvertedWeights", "convert_checkpoint"), ".tools.convert"),
     **dict.fromkeys(("grad_cam", "overlay", "save_overlay"), ".explain"),
 }

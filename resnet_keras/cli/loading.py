@@ -128,6 +128,10 @@ def check_inference_options(args: argparse.Namespace) -> list | None:
             "--precision int8 needs --calibration: a folder or files of at least 32 images like "
             "the ones to run on (their activation ranges set the int8 scales). Received: none"
         )
+    if args.precision is not None or args.runtime is not None:  # a Predictor will run: the pair is possible
+        from ..inference.runtimes import choose
+
+        choose(args.runtime or "auto", args.precision or "float32")
     return collect_images(args.calibration)[:CALIBRATION_LIMIT] if args.calibration else None
 
 
