@@ -58,9 +58,9 @@ class Runtime:
 RUNTIMES = MappingProxyType({
     r.name: r
     for r in (
-        Runtime("tensorflow", ("tensorflow",), "tensorflow"),
         Runtime("openvino", ("openvino", "nncf"), "openvino"),
         Runtime("onnxruntime", ("onnxruntime", "tf2onnx"), "onnxruntime"),
+        Runtime("tensorflow", ("tensorflow",), "tensorflow"),
     )
 })
 
