@@ -60,6 +60,14 @@ def test_float32_engine_giving_nan_raises_parity_error(tiny, monkeypatch):
         resnet_keras.Predictor(tiny, runtime="onnxruntime")
 
 
+def test_float32_gate_covers_every_output(tiny, monkeypatch):
+    """A multi-output model (C2..C4) whose engine strays in its last output only."""
+    stages = resnet_keras.feature_model(tiny)
+    keras_engines(monkeypatch, change=lambda outputs: [*outputs[:-1], outputs[-1] * np.float32(1 + 1.5e-4)])
+    with pytest.raises(PredictorParityError, match=r"Received: max_relative_error=0.00015\."):
+        resnet_keras.Predictor(stages, runtime="onnxruntime")
+
+
 @pytest.mark.parametrize("precision, calibration", [("bfloat16", None), ("int8", CALIBRATION[:32])])
 def test_reduced_precision_is_reported_not_gated(tiny, monkeypatch, precision, calibration):
     keras_engines(monkeypatch, change=scaled(1 + 1e-2))  # bfloat16 keeps about 3 digits
