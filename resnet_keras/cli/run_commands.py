@@ -24,7 +24,7 @@ from ..errors import InvalidArgumentError, MissingDependencyError
 from ..explain.folder import OverlayWriter, check_folder, image_loader
 from ..extraction import DEFAULT_SHARD_SIZE, ENGINES, POOLINGS
 from ..inference.export import FORMATS, export_for_inference
-from ..inference.precision import EXPORT
+from ..inference.precision import CALIBRATED, EXPORT, formats_for
 from ..inference.runtimes import choose
 
 
@@ -216,7 +216,7 @@ def _features_parquet(args: argparse.Namespace) -> int:
             f"{', '.join(_given(args, _RAY_ONLY))} only apply to --engine ray. "
             f"Received: --engine={engine}. Add --engine ray, or leave them out."
         )
-    if args.calibration or args.precision == "int8":
+    if args.calibration or args.precision in CALIBRATED:
         raise InvalidArgumentError(
             "--precision int8 and --calibration apply to --out FILE.npz; Parquet output "
             f"(--out FOLDER) runs float32 or bfloat16. Received: --precision={args.precision} "
@@ -299,7 +299,7 @@ def run_export(args: argparse.Namespace) -> int:
             f"Received: --out={args.out!r}"
         )
     if args.precision not in target.precisions:
-        able = [name for name, other in EXPORT_FORMATS.items() if args.precision in other.precisions]
+        able = [FORMATS[name].cli_name for name in formats_for(args.precision)]
         raise InvalidArgumentError(
             f"--precision must be one of {', '.join(target.precisions)} for --format {args.format} "
             f"(its runtime cannot load the others). Received: --precision={args.precision}. "

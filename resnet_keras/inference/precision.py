@@ -60,6 +60,11 @@ def check(precision, choices: tuple[str, ...] = KERAS) -> str:
     return precision
 
 
+def formats_for(precision: str) -> tuple[str, ...]:
+    """The export formats whose runtime loads `precision`."""
+    return tuple(name for name, precisions in BY_FORMAT.items() if precision in precisions)
+
+
 def check_format(format, precision) -> str:
     """`precision` for an export to `format`, from `BY_FORMAT`; a typed error otherwise."""
     if not isinstance(format, str) or format not in BY_FORMAT:
@@ -68,7 +73,7 @@ def check_format(format, precision) -> str:
         )
     precision = check(precision, EXPORT)
     if precision not in BY_FORMAT[format]:
-        able = [name for name, precisions in BY_FORMAT.items() if precision in precisions]
+        able = formats_for(precision)
         raise InvalidArgumentError(
             f"`precision` must be one of {BY_FORMAT[format]} for format={format!r} (its runtime "
             f"cannot load the others). Received: precision={precision!r}. Export {precision} with "
