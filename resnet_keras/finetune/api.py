@@ -1,0 +1,226 @@
+"""`fine_tune`: from labelled images and a zoo model to a trained, evaluated classifier."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import data as data_lib, rundir
+from .record import FineTuned, load_run
+from .settings import DEFAULT_PRECISION, Augmentation, Settings, check_options
+from .source import memory_budget
+from ..errors import InvalidArgumentError
+
+# Decoded training images are kept this much larger than the input, so the
+# random crop has pixels to take (ImageNet's 256 for 224); manifest entries
+# with a `resize_size` give theirs.
+CROP_MARGIN = 256 / 224
+
+
+def fine_tune(
+    data: Any,
+    model: str = "resnet50",
+    weights: str | os.PathLike | None = "imagenet",
+    *,
+    epochs: int = 5,
+    head_epochs: int = 1,
+    out: str | os.PathLike | None = None,
+    validation_data: Any = None,
+    validation_split: float = 0.2,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    head_lr: float | None = None,
+    stage_lr_decay: float = 0.4,
+    unfreeze: str = "all",
+    batchnorm: str = "frozen",
+    schedule: str = "cosine",
+    warmup: float = 0.1,
+    weight_decay: float = 0.01,
+    label_smoothing: float = 0.1,
+    augment: bool | Augmentation = True,
+    class_weight: Any = "balanced",
+    keep: str = "best",
+    precision: str = DEFAULT_PRECISION,
+    input_size: int | None = None,
+    preprocessing: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    manifest: Any = None,
+    offline: bool | None = None,
+) -> FineTuned:
+    """Train a classifier on top of a zoo model and its pretrained weights.
+
+    First `head_epochs` with the backbone frozen (BatchNorm in inference
+    mode, no backbone variable changes), then `epochs` with the backbone
+    unfrozen: all at once (`unfreeze="all"`) or one stage per epoch, deepest
+    first (`"stages"`), each stage below the head at `stage_lr_decay` times
+    the rate of the one above. AdamW (no weight decay on BatchNorm and
+    biases), warmup + cosine (or one-cycle) per phase, label smoothing,
+    random resized crops and flips, balanced class weights; the epoch with
+    the best validation top-1 (then loss) is kept. See docs/finetune.md.
+
+    Args:
+        data: A folder with one sub-folder of images per class, a
+            `tf.data.Dataset` of (image, label), or a pair (images, labels)
+            of arrays; images RGB in [0, 255].
+        model: A registered model name.
+        weights: A weights tag (its record gives input size and
+            preprocessing), a weights file, or None.
+        out: RUN_DIR: checkpoints after every epoch (a rerun resumes), the
+            final weights, metrics and report.html. None: a temporary folder.
+        validation_data: Held-out data in the forms of `data`; without it,
+            `validation_split` of each class of `data` (seeded) validates.
+        input_size, preprocessing: Override the weights' record.
+        precision: "float32", "bfloat16" or "float16" compute (the head
+            stays float32).
+        seed: Seeds the split, the order, the augmentation and the head.
+
+    Returns:
+        A `FineTuned` with the model, class names, preprocessing, history and metrics.
+    """
+    from ..architecture.catalog import resolve as resolve_model
+    from ..architecture.specs import SPECS
+    from ..extraction.model import weights_hash
+    from ..weights.resolve import resolve
+
+    options = check_options(**{k: v for k, v in locals().items() if k not in (
+        "data", "model", "weights", "out", "validation_data", "class_names", "overwrite",
+        "progress", "manifest", "offline")})
+    try:
+        spec = SPECS[resolve_model(model)]
+    except InvalidArgumentError as error:
+        raise InvalidArgumentError(str(error).replace("`name`", "`model`").replace("name=", "model=")) from None
+    resolved = resolve(spec, weights, include_top=False, manifest=manifest, offline=offline)
+    size = input_size or resolved.input_size
+    if size < spec.min_size:
+        raise InvalidArgumentError(f"`input_size` must be at least {spec.min_size} for {spec.name}. "
+                                   f"Received: input_size={size}")
+    settings = Settings(model=spec.name, weights=resolved.weights_label, weights_hash=weights_hash(resolved),
+                        input_size=size, preprocessing=preprocessing or resolved.preprocessing, **options)
+    budget = memory_budget()
+    examples = data_lib.read(data, class_names, budget)
+    held_out = None if validation_data is None else data_lib.read(validation_data, class_names, budget)
+    if held_out is not None and held_out.class_names != examples.class_names:
+        raise InvalidArgumentError(
+            "`validation_data` must have the classes of `data`, in the same order. Received: "
+            f"{list(held_out.class_names)[:5]} vs {list(examples.class_names)[:5]}")
+    if isinstance(settings.class_weight, tuple) and len(settings.class_weight) != len(examples.class_names):
+        raise InvalidArgumentError(f"`class_weight` must give one weight per class ({len(examples.class_names)}). "
+                                   f"Received: {len(settings.class_weight)} weights")
+    if held_out is None:
+        train_at, val_at = data_lib.split(examples.labels, settings.validation_split, settings.seed)
+    else:
+        train_at, val_at = np.arange(len(examples)), np.arange(len(held_out))
+    key = dict(format=rundir.FORMAT, settings=settings.as_json(), data=dict(
+        classes=list(examples.class_names), images=len(examples), digest=examples.digest(),
+        validation=None if held_out is None else held_out.digest()))
+    folder = None if out is None else Path(out)
+    if folder is not None:
+        message = rundir.refusal(folder, key, overwrite=overwrite)
+        if message:
+            raise InvalidArgumentError(message)
+        if not overwrite and (folder / rundir.RUN).exists():
+            if progress:
+                print(f"resnet-keras: {folder} is complete; loading it", file=sys.stderr)
+            return load_run(folder)
+    train, val, skipped = _decode(examples, held_out, train_at, val_at, settings, resolved, budget, progress)
+    with contextlib.ExitStack() as stack:
+        if folder is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resnet-keras-finetune-")))
+        from .model import classifier, with_backbone
+
+        import keras
+
+        keras.utils.set_random_seed(settings.seed)
+        net = classifier(spec, classes=len(examples.class_names), input_size=size,
+                         precision=settings.precision, offline=offline)
+        if resolved.has_weights:
+            with_backbone(net, resolved, size)
+        run = rundir.RunDir.open(folder, key, overwrite=overwrite)
+        stack.callback(run.close)
+        _write_inputs(run, examples, held_out, train_at, val_at, skipped)
+        validation = held_out or examples
+        val_names = [validation.name(i) for i in val.positions]
+        result = _train(run, net, settings, examples, train, val, val_names, progress)
+        return result if out is not None else _detached(result)
+
+
+def _decode(examples, held_out, train_at, val_at, settings: Settings, resolved, budget, progress):
+    """Decoded training and validation pixels, and every image left out (path, reason)."""
+    from .source import decode
+
+    size = settings.input_size
+    margin = (resolved.entry.resize_size / resolved.input_size) if resolved.entry and resolved.entry.resize_size \
+        else CROP_MARGIN
+    train_size = int(round(size * margin)) if settings.augment else size
+    train, skipped = decode(examples, train_at, train_size, budget=budget, progress=progress,
+                            what="decoding training images")
+    left = max(budget - (0 if train.cache is None else train.cache.nbytes), 0)
+    val, skipped_val = decode(held_out or examples, val_at, size, budget=left, progress=progress,
+                              what="decoding validation images")
+    missing = sorted(set(range(len(examples.class_names))) - set(train.labels.tolist()))
+    if missing:
+        raise InvalidArgumentError(
+            f"Every class needs at least one readable training image; {examples.class_names[missing[0]]!r} "
+            f"has none ({len(skipped) + len(skipped_val)} images were unreadable, e.g. "
+            f"{(skipped + skipped_val)[:1]}). Received: data={os.fspath(examples.root or 'arrays')!r}. "
+            "Add readable images to that class.")
+    return train, val, list(examples.skipped) + skipped + skipped_val
+
+
+def _write_inputs(run: rundir.RunDir, examples, held_out, train_at, val_at, skipped) -> None:
+    rundir.write_json(run.path(rundir.CLASSES), list(examples.class_names))
+    validation = held_out or examples
+    rundir.write_json(run.path(rundir.SPLIT), dict(
+        root=None if examples.root is None else os.fspath(examples.root),
+        train=[[examples.name(i), int(examples.labels[i])] for i in train_at],
+        validation=[[validation.name(i), int(validation.labels[i])] for i in val_at],
+        validation_source="validation_data" if held_out is not None else "split"))
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["path", "reason"])
+    writer.writerows([path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), reason]
+                     for path, reason in skipped)
+    rundir.write_atomically(run.path(rundir.SKIPPED), lambda temp: temp.write_text(text.getvalue(), encoding="utf-8"))
+
+
+def _class_weights(settings: Settings, labels: np.ndarray, classes: int) -> np.ndarray:
+    if settings.class_weight is None:
+        return np.ones(classes, np.float32)
+    if settings.class_weight == "balanced":  # scikit-learn's n / (classes * count)
+        counts = np.bincount(labels, minlength=classes).astype(np.float64)
+        return (len(labels) / (classes * np.maximum(counts, 1))).astype(np.float32)
+    return np.asarray(settings.class_weight, np.float32)
+
+
+def _train(run: rundir.RunDir, net, settings: Settings, examples, train, val, val_names,
+           progress: bool) -> FineTuned:
+    from .finish import finish_run
+    from .pipeline import TrainingInput
+    from .train import Trainer
+
+    classes = len(examples.class_names)
+    train_input = TrainingInput(
+        train, input_size=settings.input_size, preprocessing=settings.preprocessing,
+        augment=settings.augment, batch_size=settings.batch_size, seed=settings.seed,
+        num_classes=classes, class_weights=_class_weights(settings, train.labels, classes))
+    trainer = Trainer(net, settings, train_input, val, run, progress=progress)
+    trainer.fit(trainer.restore(run.load_checkpoint()))
+    trainer.finish()
+    return finish_run(run, trainer, examples.class_names, val, val_names, progress=progress)
+
+
+def _detached(result: FineTuned) -> FineTuned:
+    """A result whose RUN_DIR was temporary: no run_dir."""
+    return dataclasses.replace(result, run_dir=None)

@@ -1,0 +1,103 @@
+"""The classifier a run trains, built from the registry, and the run's weights file.
+
+A fine-tuned model is the zoo model with `include_top=True` and `classes=`
+the number of classes: the same graph `get_model(name, classes=n)` builds,
+layer names and all (so `feature_model`, the `Predictor` and
+`export_for_inference` take it as they take any zoo model). Its backbone
+starts from the pretrained weights (fetched and verified by the registry),
+its `predictions` layer from a seeded random initialization.
+
+Loading a run never runs code from a file: the architecture is rebuilt from
+the registry and `run.json` (plain JSON, each field checked), and the
+weights are read from `weights.h5` by the package's own HDF5 reader after
+their SHA-256 is checked against `run.json` on the same open file. There is
+no keras `load_model`, `from_config` or pickle anywhere on that path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from ..errors import IntegrityError
+
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+@contextlib.contextmanager
+def building(precision: str = "float32") -> Iterator[None]:
+    """Layers built inside compute in `precision` (a float32 head: architecture.build) and
+    take channels-last images (what the input pipeline gives); the globals are restored."""
+    import keras
+
+    saved = keras.config.dtype_policy(), keras.config.image_data_format()
+    keras.config.set_dtype_policy(POLICIES[precision])
+    keras.config.set_image_data_format("channels_last")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(saved[0])
+        keras.config.set_image_data_format(saved[1])
+
+
+def classifier(spec, *, classes: int, input_size: int, precision: str = "float32", offline=None):
+    """The zoo model `spec` with a new softmax head of `classes`, random weights."""
+    from ..architecture.build import build
+    from ..data_format import image_shape
+    from ..weights.resolve import resolve
+
+    with building(precision):
+        return build(resolve(spec, None, include_top=True, offline=offline), classes=classes,
+                     input_shape=image_shape(input_size, "channels_last"))
+
+
+def with_backbone(model, resolved, input_size: int) -> None:
+    """Copy the weights `resolved` names (fetched and verified) into `model`'s backbone."""
+    from ..architecture.build import build
+    from ..data_format import image_shape
+
+    with building():
+        backbone = build(resolved, input_shape=image_shape(input_size, "channels_last"))
+    for layer in backbone.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+def write_weights(model, path: Path) -> str:
+    """`model`'s weights in the Keras 2 HDF5 layout at `path`; their sha256."""
+    from ..tools.convert import write_keras2_layout
+
+    write_keras2_layout(model, path)
+    return _sha256(path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verifier(expected: str, where: Path):
+    def verify(file: BinaryIO) -> None:
+        file.seek(0)
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+        if digest.hexdigest() != expected:
+            raise IntegrityError(
+                f"{where} does not match the sha256 its run.json records ({expected[:16]}...): the "
+                "file changed after the run wrote it. Received: sha256 "
+                f"{digest.hexdigest()[:16]}... Train again, or restore the file.")
+    return verify
+
+
+def load_weights(model, path: Path, sha256: str) -> None:
+    """Load `path` into `model` with the package's safe reader, after checking its sha256."""
+    from ..weights import h5
+
+    with h5.open_regular(path) as file:
+        h5.load_from_file(model, file, path, verify=_verifier(sha256, path))
