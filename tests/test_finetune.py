@@ -17,6 +17,7 @@ import pytest
 
 import resnet_keras
 from finetune_data import TAG, digits, publish_weights, random_backbone
+from resnet_keras.errors import InvalidArgumentError
 from resnet_keras.finetune import rundir
 
 SIZE = 16
@@ -41,9 +42,9 @@ def six_digits():
 def train(published, six_digits, tmp_path_factory):
     """train(**options) -> FineTuned, the pretrained weights given by the manifest."""
 
-    def run(**options):
+    def run(out=None, **options):
         x, y = six_digits
-        out = tmp_path_factory.mktemp("run") / "run"
+        out = out or tmp_path_factory.mktemp("run") / "run"
         return resnet_keras.fine_tune((x, y), "resnet20", TAG, class_names=NAMES, out=out,
                                       manifest=published[0], **{**QUICK, **options})
 
@@ -109,3 +110,82 @@ def test_unfreeze_by_stages_starts_with_the_deepest(train, published):
     assert all(c for p, c in diff.items() if p.startswith("conv4_") and p.endswith("/kernel"))
     assert not any(c for p, c in diff.items() if not p.startswith("conv4_"))
     assert ft.history[0]["trained"] == "head + 1 deepest stages"
+
+
+class Crash(Exception):
+    """Stands for a process that dies in the middle of an epoch (the slow tier kills -9)."""
+
+
+def test_a_run_that_dies_mid_epoch_resumes_to_the_same_weights(train, two_phase, monkeypatch):
+    from resnet_keras.finetune import train as train_module
+
+    real = train_module._EpochBar.on_train_batch_end
+
+    def die_in_epoch_1(self, index, logs=None):
+        real(self, index, logs)
+        if (self.epoch, index) == (1, 0):
+            raise Crash
+
+    out = two_phase.run_dir.parent.parent / "resumed"
+    monkeypatch.setattr(train_module._EpochBar, "on_train_batch_end", die_in_epoch_1)
+    with pytest.raises(Crash):
+        train(head_epochs=1, epochs=1, out=out)
+    assert json.loads((out / rundir.STATE).read_text())["epoch"] == 0  # the finished epoch only
+    assert not (out / rundir.WEIGHTS).exists() and not list(out.glob(".tmp-*"))
+    monkeypatch.setattr(train_module._EpochBar, "on_train_batch_end", real)
+    resumed = train(head_epochs=1, epochs=1, out=out)
+    for a, b in zip(resumed.model.variables, two_phase.model.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)  # tolerance: none needed
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in two_phase.history]
+
+
+def test_other_settings_in_a_run_dir_are_refused_in_one_line(two_phase, six_digits, published):
+    x, y = six_digits
+    before = sorted(p.name for p in two_phase.run_dir.iterdir())
+    with pytest.raises(InvalidArgumentError, match=r"epochs 1 there, 2 now") as error:
+        resnet_keras.fine_tune((x, y), "resnet20", TAG, class_names=NAMES, out=two_phase.run_dir,
+                               head_epochs=1, epochs=2, manifest=published[0], **QUICK)
+    assert "\n" not in str(error.value) and "--overwrite" in str(error.value)
+    assert sorted(p.name for p in two_phase.run_dir.iterdir()) == before
+    with pytest.raises(InvalidArgumentError, match=r"data.digest"):
+        resnet_keras.fine_tune((x[:-1], y[:-1]), "resnet20", TAG, class_names=NAMES, out=two_phase.run_dir,
+                               head_epochs=1, epochs=1, manifest=published[0], **QUICK)
+    again = resnet_keras.fine_tune((x, y), "resnet20", TAG, class_names=NAMES, out=two_phase.run_dir,
+                                   head_epochs=1, epochs=1, manifest=published[0], **QUICK)
+    assert again.best_epoch == two_phase.best_epoch  # complete: loaded, not trained again
+    np.testing.assert_array_equal(again.predict(x[:4]), two_phase.predict(x[:4]))
+
+
+def test_loading_a_run_checks_the_weights_hash_and_never_deserializes(two_phase, tmp_path, monkeypatch):
+    import shutil
+
+    from resnet_keras.errors import IntegrityError
+
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("load_model called"))
+    monkeypatch.setattr(keras.models, "model_from_json", lambda *a, **k: pytest.fail("from_json called"))
+    copy = tmp_path / "copy"
+    shutil.copytree(two_phase.run_dir, copy, ignore=shutil.ignore_patterns(".lock"))
+    resnet_keras.load_run(copy)
+    data = bytearray((copy / rundir.WEIGHTS).read_bytes())
+    data[-100] ^= 1
+    (copy / rundir.WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="sha256"):
+        resnet_keras.load_run(copy)
+    run = json.loads((copy / rundir.RUN).read_text())
+    (copy / rundir.RUN).write_text(json.dumps({**run, "model": "resnet20; import os"}))
+    with pytest.raises(InvalidArgumentError, match="run.json is not readable"):
+        resnet_keras.load_run(copy)
+
+
+def test_the_fine_tuned_model_feeds_predictor_export_and_features(two_phase, six_digits, tmp_path):
+    from resnet_keras.images import preprocess
+
+    x = preprocess(six_digits[0][:4].astype("float32"), "tf")
+    expected = two_phase.model.predict_on_batch(x)
+    predictor = resnet_keras.Predictor(two_phase.model, runtime="tensorflow")
+    np.testing.assert_allclose(predictor.predict(x), expected, atol=1e-5)
+    report = resnet_keras.export_for_inference(two_phase.model, tmp_path / "saved", format="tf_saved_model")
+    assert report.max_error < 1e-4
+    features = resnet_keras.feature_model(two_phase.model)
+    assert {k: tuple(v.shape)[1:] for k, v in features.output.items()} == {
+        "C2": (16, 16, 16), "C3": (8, 8, 32), "C4": (4, 4, 64)}

@@ -152,7 +152,7 @@ def fine_tune(
         _write_inputs(run, examples, held_out, train_at, val_at, skipped)
         validation = held_out or examples
         val_names = [validation.name(i) for i in val.positions]
-        result = _train(run, net, settings, examples, train, val, val_names, progress)
+        result = _train(run, net, settings, examples, train, val, val_names, skipped, progress)
         return result if out is not None else _detached(result)
 
 
@@ -204,7 +204,7 @@ def _class_weights(settings: Settings, labels: np.ndarray, classes: int) -> np.n
     return np.asarray(settings.class_weight, np.float32)
 
 
-def _train(run: rundir.RunDir, net, settings: Settings, examples, train, val, val_names,
+def _train(run: rundir.RunDir, net, settings: Settings, examples, train, val, val_names, skipped,
            progress: bool) -> FineTuned:
     from .finish import finish_run
     from .pipeline import TrainingInput
@@ -217,8 +217,17 @@ def _train(run: rundir.RunDir, net, settings: Settings, examples, train, val, va
         num_classes=classes, class_weights=_class_weights(settings, train.labels, classes))
     trainer = Trainer(net, settings, train_input, val, run, progress=progress)
     trainer.fit(trainer.restore(run.load_checkpoint()))
-    trainer.finish()
-    return finish_run(run, trainer, examples.class_names, val, val_names, progress=progress)
+    trainer.finish(_fresh(settings, classes))
+    return finish_run(run, trainer, examples.class_names, val, val_names, skipped, progress=progress)
+
+
+def _fresh(settings: Settings, classes: int):
+    """An uncompiled model like `net` (the registry's graph, random weights)."""
+    from .model import classifier
+    from ..architecture.specs import SPECS
+
+    return classifier(SPECS[settings.model], classes=classes, input_size=settings.input_size,
+                      precision=settings.precision)
 
 
 def _detached(result: FineTuned) -> FineTuned:

@@ -197,10 +197,12 @@ def _pixels(x: Any) -> np.ndarray:
         if x.size and not np.isfinite(x).all():
             raise InvalidArgumentError("Images must be finite RGB values in [0, 255]. Received: NaN or Inf")
         low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-        if low < 0 or high > 255 or (0 < high <= 1.0):
+        scaled = 0 < high <= 1.0
+        if low < 0 or high > 255 or scaled:
             raise InvalidArgumentError(
                 "Images must be RGB values in [0, 255], before any preprocessing (fine_tune applies "
-                f"the weights' own). Received: values in [{low:g}, {high:g}]. Pass the decoded pixels.")
+                f"the weights' own). Received: values in [{low:g}, {high:g}]"
+                + (", which look scaled to [0, 1] already" if scaled else "") + ". Pass the decoded pixels.")
     return x
 
 

@@ -37,7 +37,7 @@ def _unfreeze_epochs(trainer: Trainer) -> list[int]:
 
 
 def finish_run(run: rundir.RunDir, trainer: Trainer, class_names: Sequence[str], val: Pixels | None,
-               val_names: Sequence[str], *, progress: bool) -> FineTuned:
+               val_names: Sequence[str], skipped: Sequence[tuple[str, str]], *, progress: bool) -> FineTuned:
     settings, model = trainer.settings, trainer.model
     validation, mistakes, overlays = {}, [], None
     if val is not None and len(val):
@@ -58,6 +58,7 @@ def finish_run(run: rundir.RunDir, trainer: Trainer, class_names: Sequence[str],
     rundir.write_json(run.path(rundir.METRICS), dict(
         best_epoch=trainer.best_epoch, validation=validation, history=history,
         training_images=len(trainer.train.pixels), validation_images=0 if val is None else len(val),
+        skipped_images=len(skipped),
         train_seconds=sum(h["seconds"] for h in history)))
     best = validation.get("top1")
     write_report(
@@ -68,6 +69,7 @@ def finish_run(run: rundir.RunDir, trainer: Trainer, class_names: Sequence[str],
             ("classes", ", ".join(class_names[:20]) + (" ..." if len(class_names) > 20 else "")),
             ("training images", len(trainer.train.pixels)),
             ("validation images", 0 if val is None else len(val)),
+            ("images skipped", f"{len(skipped)} (listed in {rundir.SKIPPED})"),
             ("kept epoch", "none" if trainer.best_epoch is None else trainer.best_epoch + 1),
             ("validation top-1", "n/a" if best is None else f"{best:.4f}"),
             (f"validation top-{validation.get('top5_k', 5)}",
@@ -87,4 +89,4 @@ def finish_run(run: rundir.RunDir, trainer: Trainer, class_names: Sequence[str],
     return FineTuned(
         model=model, class_names=tuple(class_names), input_size=settings.input_size,
         preprocessing=settings.preprocessing, settings=settings, history=tuple(history),
-        metrics=validation, best_epoch=trainer.best_epoch, run_dir=run.folder)
+        metrics=validation, best_epoch=trainer.best_epoch, run_dir=run.folder, skipped=tuple(skipped))

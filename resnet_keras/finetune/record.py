@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 from pathlib import Path
@@ -32,6 +33,8 @@ class FineTuned:
             per_class precision/recall, confusion), empty without validation.
         best_epoch: The epoch (0-based) whose weights the model holds.
         run_dir: The RUN_DIR, or None when `fine_tune` ran without `out=`.
+        skipped: (path, reason) of every image left out before training
+            (empty or unreadable files).
     """
 
     model: Any
@@ -43,6 +46,7 @@ class FineTuned:
     metrics: dict = dataclasses.field(default_factory=dict)
     best_epoch: int | None = None
     run_dir: Path | None = None
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def predict(self, images: Sequence[str | os.PathLike] | np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Class probabilities (n, classes) of image files, or of RGB pixels (n, size, size, 3) in [0, 255]."""
@@ -120,5 +124,12 @@ def load_run(run_dir: str | os.PathLike, *, precision: str = "float32") -> FineT
         model=model, class_names=tuple(run["class_names"]), input_size=run["input_size"],
         preprocessing=run["preprocessing"], settings=Settings.from_json(run["settings"]),
         history=tuple(metrics.get("history", ())), metrics=metrics.get("validation", {}),
-        best_epoch=metrics.get("best_epoch"), run_dir=folder,
+        best_epoch=metrics.get("best_epoch"), run_dir=folder, skipped=_skipped(folder / rundir.SKIPPED),
     )
+
+
+def _skipped(path: Path) -> tuple[tuple[str, str], ...]:
+    if not path.is_file():
+        return ()
+    with open(path, encoding="utf-8", newline="") as f:
+        return tuple((row[0], row[1]) for row in list(csv.reader(f))[1:] if len(row) == 2)

@@ -42,9 +42,9 @@ from .source import Pixels
 class _EpochBar(keras.callbacks.Callback):
     """A tqdm bar per epoch, and the steady-state time (after the first batch)."""
 
-    def __init__(self, steps: int, desc: str, enabled: bool):
+    def __init__(self, epoch: int, steps: int, desc: str, enabled: bool):
         super().__init__()
-        self.steps, self.desc, self.enabled = steps, desc, enabled
+        self.epoch, self.steps, self.desc, self.enabled = epoch, steps, desc, enabled
         self.first_batch_end = self.last_batch_end = None
 
     def on_train_begin(self, logs=None):
@@ -173,7 +173,7 @@ class Trainer:
         for epoch in range(start, s.total_epochs):
             self.prepare(epoch)
             desc = f"epoch {epoch + 1}/{s.total_epochs} ({self.describe(epoch)})"
-            bar = _EpochBar(self.train.steps, desc, self.progress)
+            bar = _EpochBar(epoch, self.train.steps, desc, self.progress)
             began = time.perf_counter()
             history = self.model.fit(self.train.dataset(epoch), initial_epoch=epoch, epochs=epoch + 1,
                                      shuffle=False, verbose=0, callbacks=[bar])
@@ -207,14 +207,18 @@ class Trainer:
             if self.settings.keep == "best":
                 self.best_weights = {v.path: v.numpy() for v in self.model.variables}
 
-    def finish(self) -> None:
-        """The kept epoch's weights in the model, every layer trainable again (a fresh model's state)."""
-        if self.settings.keep == "best" and self.best_weights is not None:
-            for variable in self.model.variables:
-                variable.assign(self.best_weights[variable.path])
-        self.model.trainable = True
-        for layer in self.model.layers:
-            layer.trainable = True
+    def finish(self, fresh: keras.Model) -> keras.Model:
+        """`fresh` (an uncompiled model of the same architecture) with the kept epoch's weights.
+
+        The trained model stays behind with its optimizer: a model compiled
+        with this package's optimizer could not be cloned or exported.
+        """
+        kept = self.best_weights if self.settings.keep == "best" and self.best_weights is not None else {
+            v.path: v.numpy() for v in self.model.variables}
+        for variable in fresh.variables:
+            variable.assign(kept[variable.path])
+        self.model = fresh
+        return fresh
 
 
 def _summary(desc: str, record: dict, best: bool) -> str:
