@@ -8,8 +8,11 @@ manifest entry (file:// URL, sha256, input size, preprocessing).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
+
+import pytest
 
 import numpy as np
 
@@ -74,3 +77,12 @@ def random_backbone(input_size: int, seed: int = 0):
                                    input_shape=(input_size, input_size, 3))
     official_format.randomize(model, seed=seed)
     return model
+
+
+@contextlib.contextmanager
+def own_cache(folder: Path):
+    """A weights cache of its own for module-scoped fixtures, which run before the
+    per-test `isolated_env` of conftest and would otherwise fetch into the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RESNET_KERAS_HOME", str(folder))
+        yield

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import resnet_keras
-from finetune_data import TAG, digits, publish_weights, random_backbone
+from finetune_data import TAG, digits, own_cache, publish_weights, random_backbone
 from resnet_keras.errors import InvalidArgumentError
 from resnet_keras.finetune import rundir
 
@@ -42,11 +42,14 @@ def six_digits():
 def train(published, six_digits, tmp_path_factory):
     """train(**options) -> FineTuned, the pretrained weights given by the manifest."""
 
+    cache = tmp_path_factory.mktemp("cache")
+
     def run(out=None, **options):
         x, y = six_digits
         out = out or tmp_path_factory.mktemp("run") / "run"
-        return resnet_keras.fine_tune((x, y), "resnet20", TAG, class_names=NAMES, out=out,
-                                      manifest=published[0], **{**QUICK, **options})
+        with own_cache(cache):
+            return resnet_keras.fine_tune((x, y), "resnet20", TAG, class_names=NAMES, out=out,
+                                          manifest=published[0], **{**QUICK, **options})
 
     return run
 

@@ -149,7 +149,7 @@ def fine_tune(
             with_backbone(net, resolved, size)
         run = rundir.RunDir.open(folder, key, overwrite=overwrite)
         stack.callback(run.close)
-        _write_inputs(run, examples, held_out, train_at, val_at, skipped)
+        _write_inputs(run, examples, held_out, train.positions, val.positions, skipped)
         validation = held_out or examples
         val_names = [validation.name(i) for i in val.positions]
         result = _train(run, net, settings, examples, train, val, val_names, skipped, progress)
