@@ -57,7 +57,7 @@ def png_data_uri(pixels: np.ndarray, size: int | None = THUMBNAIL) -> str:
 def _chart(title: str, epochs: Sequence[int], series: Sequence[tuple[str, Sequence[float], str]],
            unfreeze_epochs: Sequence[int]) -> str:
     """One inline SVG line chart: x = epoch (1-based), a dashed line before each unfreeze epoch."""
-    width, height, left, right, top, bottom = 460, 260, 52, 12, 28, 40
+    width, height, left, right, top, bottom = 460, 280, 52, 12, 48, 40
     values = [v for _, ys, _ in series for v in ys if v is not None and np.isfinite(v)]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if high - low < 1e-9:
@@ -90,8 +90,8 @@ def _chart(title: str, epochs: Sequence[int], series: Sequence[tuple[str, Sequen
         parts.append(f"<polyline fill=none stroke='{color}' stroke-width=2 points='{points}'/>")
         parts += [f"<circle cx={x(e):.1f} cy={y(v):.1f} r=3 fill='{color}'/>"
                   for e, v in zip(epochs, ys) if v is not None]
-        parts.append(f"<text x={width - right - 4} y={top + 14 + 13 * row} text-anchor=end font-size=10 "
-                     f"fill='{color}'>{_e(label)}</text>")
+        parts.append(f"<text x={left + 150 * row} y={top - 8} font-size=10 fill='{color}'>"
+                     f"&#9632; {_e(label)}</text>")
     return "".join(parts) + "</svg>"
 
 
@@ -133,9 +133,10 @@ def _confusion(validation: dict, class_names: Sequence[str]) -> str:
     header = "".join(f"<th>{_e(name)}</th>" for name in class_names)
     body = ""
     for i, name in enumerate(class_names):
+        shares = matrix[i] / totals[i, 0]
         cells = "".join(
-            f"<td style='background:rgba(40,90,200,{matrix[i, j] / totals[i, 0]:.2f})'>{matrix[i, j]}</td>"
-            for j in range(len(class_names)))
+            f"<td style='background:rgba(40,90,200,{share:.2f});color:{'#fff' if share > 0.5 else '#222'}'>"
+            f"{count}</td>" for count, share in zip(matrix[i], shares))
         body += f"<tr><th class=name>{_e(name)}</th>{cells}</tr>"
     return (f"<p>Rows: true class; columns: predicted class.</p><table id=confusion>"
             f"<tr><th class=name>true \\ predicted</th>{header}</tr>{body}</table>")
