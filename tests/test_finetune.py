@@ -21,7 +21,7 @@ from resnet_keras.errors import InvalidArgumentError
 from resnet_keras.finetune import rundir
 
 SIZE = 16
-QUICK = dict(batch_size=32, progress=False, augment=False)
+QUICK = dict(batch_size=32, progress=False, augment=False, keep="last")  # the weights each phase left
 NAMES = [f"digit{d}" for d in range(6)]
 
 
@@ -85,7 +85,7 @@ def test_record_holds_model_classes_preprocessing_history_and_metrics(two_phase,
 
 
 def test_head_phase_leaves_every_backbone_weight_and_statistic_bit_identical(train, published):
-    ft = train(head_epochs=2, epochs=0, keep="last")
+    ft = train(head_epochs=2, epochs=0)
     assert not any(changed(ft.model, published[1]).values())
     assert ft.history[-1]["loss"] < ft.history[0]["loss"] or ft.history[-1]["accuracy"] > ft.history[0]["accuracy"]
 
@@ -101,14 +101,14 @@ def test_unfrozen_with_frozen_batchnorm_trains_convolutions_only(two_phase, publ
 
 
 def test_unfrozen_with_batchnorm_train_updates_moving_statistics(train, published):
-    ft = train(head_epochs=0, epochs=1, batchnorm="train", keep="last")
+    ft = train(head_epochs=0, epochs=1, batchnorm="train")
     diff = changed(ft.model, published[1])
     for kind in ("moving_mean", "moving_variance", "gamma", "beta"):
         assert all(c for p, c in diff.items() if p.endswith("/" + kind)), kind
 
 
 def test_unfreeze_by_stages_starts_with_the_deepest(train, published):
-    ft = train(head_epochs=0, epochs=1, unfreeze="stages", keep="last")
+    ft = train(head_epochs=0, epochs=1, unfreeze="stages")
     diff = changed(ft.model, published[1])
     assert all(c for p, c in diff.items() if p.startswith("conv4_") and p.endswith("/kernel"))
     assert not any(c for p, c in diff.items() if not p.startswith("conv4_"))

@@ -67,6 +67,9 @@ def test_finetune_writes_a_complete_run_and_counts_skips(run, capsys):
     used = {path for path, _ in split["train"] + split["validation"]}
     assert {"zero/grey.png", "one/cmyk.jpg"} <= used and len(used) == 48 + 2
     assert json.loads((run / "run.json").read_text())["class_names"] == sorted(CLASSES)  # as keras sorts
+    metrics = json.loads((run / "metrics.json").read_text())  # keep="best" (the default)
+    scores = [(h["val_top1"], -h["val_loss"]) for h in metrics["history"]]
+    assert metrics["best_epoch"] == scores.index(max(scores))
 
 
 def test_evaluate_prints_top1_top5_per_class_and_confusion(run, folder, capsys):
@@ -186,3 +189,18 @@ def test_listing_many_files_is_fast_and_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(data_lib, "MAX_FILES", 5_000)
     with pytest.raises(InvalidArgumentError, match="at most 5,000 files"):
         data_lib.list_folder(root)
+
+
+def test_bad_arguments_and_data_are_reported_without_importing_keras(tmp_path):
+    import subprocess
+    import sys
+
+    probe = ("import sys; from resnet_keras.cli import main\nstatus = main(sys.argv[1:])\n"
+             "print('LOADED', sorted(m for m in ('keras', 'tensorflow') if m in sys.modules), status)")
+    (tmp_path / "one" / "cats").mkdir(parents=True)
+    (tmp_path / "one" / "cats" / "a.png").write_bytes(PNG)
+    for data in ("missing", "one"):
+        done = subprocess.run([sys.executable, "-c", probe, "finetune", data, "--model", "resnet20", "--weights",
+                               "none", "--out", "run"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert done.stdout.splitlines()[-1] == "LOADED [] 1", done.stdout + done.stderr
+    assert not (tmp_path / "run").exists()

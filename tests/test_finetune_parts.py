@@ -148,3 +148,44 @@ def test_bfloat16_builds_a_float32_head():
     assert model.get_layer("predictions").compute_dtype == "float32"
     assert model.get_layer("conv1_conv").compute_dtype == "bfloat16"
     assert keras.config.dtype_policy().name == "float32"  # the global is restored
+
+
+def test_crop_and_resize_gives_tensorflows_numbers():
+    import tensorflow as tf
+
+    images = np.random.default_rng(0).uniform(0, 255, (32, 37, 37, 3)).astype("float32")
+    boxes = pipeline.crop_parameters(0, 0, 32, Augmentation())[:, :4]
+    ours = pipeline.crop_and_resize(tf.constant(images), tf.constant(boxes), 32).numpy()
+    reference = tf.image.crop_and_resize(images, boxes, tf.range(32), (32, 32)).numpy()
+    np.testing.assert_allclose(ours, reference, atol=0.01)
+
+
+def test_the_head_starts_as_a_linear_probe_that_matches_scikit_learn():
+    """LP-FT: multinomial logistic regression on the frozen features, solved to convergence."""
+    from sklearn.linear_model import LogisticRegression
+
+    from resnet_keras.finetune import head
+
+    rng = np.random.default_rng(0)
+    # pooled ReLU features: a large common mean, small class differences (what a random head cannot use)
+    labels = np.repeat(np.arange(3), 30)
+    features = 5.0 + rng.normal(0, 0.3, (90, 16)) + 0.3 * np.eye(3, 16)[labels]
+    z = (features - features.mean(0)) / (features.std(0) + 1e-6)
+    w, b = head._softmax_regression(z, labels, 3, l2=1e-2)
+    reference = LogisticRegression(C=1 / (len(z) * 1e-2), tol=1e-10, max_iter=10_000).fit(z, labels)
+    ours = np.exp(z @ w + b)
+    ours /= ours.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(ours, reference.predict_proba(z), atol=2e-3)
+    kernel, bias = head.linear_probe(features, labels, 3, features[::2], labels[::2])
+    folded = (features @ kernel + bias).argmax(axis=1)  # the standardization folded into the layer
+    assert (folded == labels).mean() >= reference.score(z, labels) - 0.05
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from resnet_keras.finetune import model
+
+    monkeypatch.setattr(model, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert model.resolve_precision("auto") == "bfloat16"
+    monkeypatch.setattr(model, "_cpu_flags", lambda: {"avx512f"})
+    assert model.resolve_precision("auto") == "float32"
+    assert model.resolve_precision("float16") == "float16"

@@ -102,7 +102,7 @@ def _weights(args: argparse.Namespace):
 @command("finetune", help="train a classifier on a folder of class sub-folders (resumable RUN_DIR)",
          configure=_configure_finetune)
 def run_finetune(args: argparse.Namespace) -> int:
-    from ..finetune.api import fine_tune
+    from ..finetune.api import prepare
     from ..finetune.settings import Augmentation
 
     if (args.no_flip or args.crop_scale) and args.no_augment:
@@ -111,9 +111,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     augment = False if args.no_augment else Augmentation(
         crop_scale=(args.crop_scale or Augmentation.crop_scale[0], 1.0), flip=not args.no_flip)
     args.flags = dict(out="--out", data="DATA_DIR", validation_data="--validation-dir", input_size="--size")
-    _import_keras(args)
-    result = fine_tune(
-        args.data, args.model, _weights(args), out=args.out, epochs=args.epochs, head_epochs=args.head_epochs,
+    prepared = prepare(  # every option and the data folder checked, without Keras
+        data=args.data, model=args.model, weights=_weights(args), out=args.out, epochs=args.epochs, head_epochs=args.head_epochs,
         validation_data=args.validation_dir, validation_split=args.validation_split,
         batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, stage_lr_decay=args.stage_lr_decay,
         unfreeze=args.unfreeze, batchnorm=args.batchnorm, schedule=args.schedule, warmup=args.warmup,
@@ -121,6 +120,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         class_weight=None if args.class_weight == "none" else "balanced", keep=args.keep,
         precision=args.precision, input_size=args.size, seed=args.seed, overwrite=args.overwrite,
         progress=not args.quiet, manifest=args.manifest, offline=True if args.offline else None)
+    _import_keras(args)
+    result = prepared.run()
     m = result.metrics
     scores = (f"validation top-1 {m['top1']:.4f}, top-{m['top5_k']} {m['top5']:.4f} (epoch {result.best_epoch + 1})"
               if m else "no validation images")

@@ -50,6 +50,7 @@ def fine_tune(
     augment: bool | Augmentation = True,
     class_weight: Any = "balanced",
     keep: str = "best",
+    head_init: str = "probe",
     precision: str = DEFAULT_PRECISION,
     input_size: int | None = None,
     preprocessing: str | None = None,
@@ -81,43 +82,89 @@ def fine_tune(
             final weights, metrics and report.html. None: a temporary folder.
         validation_data: Held-out data in the forms of `data`; without it,
             `validation_split` of each class of `data` (seeded) validates.
+        head_init: "probe": the head starts as a linear probe (logistic
+            regression) of the frozen features of the training images, L2
+            chosen on the validation images (LP-FT, see finetune/head.py); "random".
         input_size, preprocessing: Override the weights' record.
-        precision: "float32", "bfloat16" or "float16" compute (the head
-            stays float32).
+        precision: "auto" (bfloat16 where the hardware computes it natively,
+            else float32), "float32", "bfloat16" or "float16" compute (the
+            head stays float32). The run records the one it used.
         seed: Seeds the split, the order, the augmentation and the head.
 
     Returns:
         A `FineTuned` with the model, class names, preprocessing, history and metrics.
     """
+    return prepare(**locals()).run()
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A fine-tuning run whose every option and every input has been checked; `run()` trains it.
+
+    `prepare` does all of `fine_tune`'s checks without importing Keras,
+    building a model, fetching weights or writing a file: the command line
+    prepares, then imports Keras (quietly), then runs.
+    """
+
+    spec: Any
+    resolved: Any
+    settings: Settings
+    examples: data_lib.Examples
+    held_out: data_lib.Examples | None
+    train_at: np.ndarray
+    val_at: np.ndarray
+    key: dict
+    out: Path | None
+    overwrite: bool
+    progress: bool
+    offline: bool | None
+    budget: int
+
+    def run(self) -> FineTuned:
+        return _run(self)
+
+
+def prepare(**arguments: Any) -> Prepared:
+    """Check the arguments of `fine_tune` (the same names) and its data; see `Prepared`."""
+    import inspect
+
     from ..architecture.catalog import resolve as resolve_model
     from ..architecture.specs import SPECS
     from ..extraction.model import weights_hash
     from ..weights.resolve import resolve
+    from .model import resolve_precision
 
-    options = check_options(**{k: v for k, v in locals().items() if k not in (
+    parameters = inspect.signature(fine_tune).parameters
+    unknown = sorted(set(arguments) - set(parameters))
+    if unknown:
+        raise TypeError(f"fine_tune() got an unexpected keyword argument {unknown[0]!r}")
+    a = {name: arguments.get(name, p.default) for name, p in parameters.items() if name in arguments or
+         p.default is not inspect.Parameter.empty}
+    options = check_options(**{k: v for k, v in a.items() if k not in (
         "data", "model", "weights", "out", "validation_data", "class_names", "overwrite",
         "progress", "manifest", "offline")})
     try:
-        spec = SPECS[resolve_model(model)]
+        spec = SPECS[resolve_model(a["model"])]
     except InvalidArgumentError as error:
         raise InvalidArgumentError(str(error).replace("`name`", "`model`").replace("name=", "model=")) from None
-    resolved = resolve(spec, weights, include_top=False, manifest=manifest, offline=offline)
-    size = input_size or resolved.input_size
+    resolved = resolve(spec, a["weights"], include_top=False, manifest=a["manifest"], offline=a["offline"])
+    size = a["input_size"] or resolved.input_size
     if size < spec.min_size:
         raise InvalidArgumentError(f"`input_size` must be at least {spec.min_size} for {spec.name}. "
                                    f"Received: input_size={size}")
-    settings = Settings(model=spec.name, weights=resolved.weights_label, weights_hash=weights_hash(resolved),
-                        input_size=size, preprocessing=preprocessing or resolved.preprocessing, **options)
     budget = memory_budget()
-    examples = data_lib.read(data, class_names, budget)
-    held_out = None if validation_data is None else data_lib.read(validation_data, class_names, budget)
+    examples = data_lib.read(a["data"], a["class_names"], budget)
+    held_out = None if a["validation_data"] is None else data_lib.read(a["validation_data"], a["class_names"], budget)
     if held_out is not None and held_out.class_names != examples.class_names:
         raise InvalidArgumentError(
             "`validation_data` must have the classes of `data`, in the same order. Received: "
             f"{list(held_out.class_names)[:5]} vs {list(examples.class_names)[:5]}")
-    if isinstance(settings.class_weight, tuple) and len(settings.class_weight) != len(examples.class_names):
+    if isinstance(options["class_weight"], tuple) and len(options["class_weight"]) != len(examples.class_names):
         raise InvalidArgumentError(f"`class_weight` must give one weight per class ({len(examples.class_names)}). "
-                                   f"Received: {len(settings.class_weight)} weights")
+                                   f"Received: {len(options['class_weight'])} weights")
+    options["precision"] = resolve_precision(options["precision"])  # the record says what ran
+    settings = Settings(model=spec.name, weights=resolved.weights_label, weights_hash=weights_hash(resolved),
+                        input_size=size, preprocessing=a["preprocessing"] or resolved.preprocessing, **options)
     if held_out is None:
         train_at, val_at = data_lib.split(examples.labels, settings.validation_split, settings.seed)
     else:
@@ -125,35 +172,41 @@ def fine_tune(
     key = dict(format=rundir.FORMAT, settings=settings.as_json(), data=dict(
         classes=list(examples.class_names), images=len(examples), digest=examples.digest(),
         validation=None if held_out is None else held_out.digest()))
-    folder = None if out is None else Path(out)
-    if folder is not None:
-        message = rundir.refusal(folder, key, overwrite=overwrite)
+    out = None if a["out"] is None else Path(a["out"])
+    if out is not None:
+        message = rundir.refusal(out, key, overwrite=a["overwrite"])
         if message:
             raise InvalidArgumentError(message)
-        if not overwrite and (folder / rundir.RUN).exists():
-            if progress:
-                print(f"resnet-keras: {folder} is complete; loading it", file=sys.stderr)
-            return load_run(folder)
-    train, val, skipped = _decode(examples, held_out, train_at, val_at, settings, resolved, budget, progress)
-    with contextlib.ExitStack() as stack:
-        if folder is None:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resnet-keras-finetune-")))
-        from .model import classifier, with_backbone
+    return Prepared(spec, resolved, settings, examples, held_out, train_at, val_at, key, out,
+                    a["overwrite"], a["progress"], a["offline"], budget)
 
+
+def _run(p: Prepared) -> FineTuned:
+    if p.out is not None and not p.overwrite and (p.out / rundir.RUN).exists():
+        if p.progress:
+            print(f"resnet-keras: {p.out} is complete; loading it", file=sys.stderr)
+        return load_run(p.out)
+    settings, examples = p.settings, p.examples
+    train, val, skipped = _decode(examples, p.held_out, p.train_at, p.val_at, settings, p.resolved, p.budget,
+                                  p.progress)
+    with contextlib.ExitStack() as stack:
+        folder = p.out or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resnet-keras-finetune-")))
         import keras
 
+        from .model import classifier, with_backbone
+
         keras.utils.set_random_seed(settings.seed)
-        net = classifier(spec, classes=len(examples.class_names), input_size=size,
-                         precision=settings.precision, offline=offline)
-        if resolved.has_weights:
-            with_backbone(net, resolved, size)
-        run = rundir.RunDir.open(folder, key, overwrite=overwrite)
+        net = classifier(p.spec, classes=len(examples.class_names), input_size=settings.input_size,
+                         precision=settings.precision, offline=p.offline)
+        if p.resolved.has_weights:
+            with_backbone(net, p.resolved, settings.input_size)
+        run = rundir.RunDir.open(folder, p.key, overwrite=p.overwrite)
         stack.callback(run.close)
-        _write_inputs(run, examples, held_out, train.positions, val.positions, skipped)
-        validation = held_out or examples
+        _write_inputs(run, examples, p.held_out, train.positions, val.positions, skipped)
+        validation = p.held_out or examples
         val_names = [validation.name(i) for i in val.positions]
-        result = _train(run, net, settings, examples, train, val, val_names, skipped, progress)
-        return result if out is not None else _detached(result)
+        result = _train(run, net, settings, examples, train, val, val_names, skipped, p.progress)
+        return result if p.out is not None else dataclasses.replace(result, run_dir=None)
 
 
 def _decode(examples, held_out, train_at, val_at, settings: Settings, resolved, budget, progress):
@@ -222,14 +275,9 @@ def _train(run: rundir.RunDir, net, settings: Settings, examples, train, val, va
 
 
 def _fresh(settings: Settings, classes: int):
-    """An uncompiled model like `net` (the registry's graph, random weights)."""
+    """The model users get: the registry's graph, uncompiled, float32 whatever precision trained it
+    (as `load_run` builds it; `load_run(precision=)` or the Predictor give reduced precision)."""
     from .model import classifier
     from ..architecture.specs import SPECS
 
-    return classifier(SPECS[settings.model], classes=classes, input_size=settings.input_size,
-                      precision=settings.precision)
-
-
-def _detached(result: FineTuned) -> FineTuned:
-    """A result whose RUN_DIR was temporary: no run_dir."""
-    return dataclasses.replace(result, run_dir=None)
+    return classifier(SPECS[settings.model], classes=classes, input_size=settings.input_size)

@@ -42,6 +42,39 @@ def building(precision: str = "float32") -> Iterator[None]:
         keras.config.set_image_data_format(saved[1])
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _nvidia_driver() -> bool:
+    import os
+
+    return os.path.isdir("/proc/driver/nvidia/gpus") and bool(os.listdir("/proc/driver/nvidia/gpus"))
+
+
+def resolve_precision(precision: str) -> str:
+    """"auto" -> bfloat16 where the hardware has it natively (GPU cc >= 8.0, AVX-512 BF16/AMX), else float32."""
+    if precision != "auto":
+        return precision
+    if _nvidia_driver():  # only then TensorFlow is asked (importing it is slow)
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    else:
+        gpus = []
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+        return "bfloat16" if tuple(capability) >= (8, 0) else "float32"
+    return "bfloat16" if _cpu_flags() & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
 def classifier(spec, *, classes: int, input_size: int, precision: str = "float32", offline=None):
     """The zoo model `spec` with a new softmax head of `classes`, random weights."""
     from ..architecture.build import build

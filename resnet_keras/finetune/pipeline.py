@@ -66,6 +66,36 @@ def preprocess_tensor(x, mode: str | None):
     return (x / 255.0 - tf.constant(TORCH_MEAN, tf.float32)) / tf.constant(TORCH_STD, tf.float32)
 
 
+def crop_and_resize(images, boxes, size: int):
+    """`tf.image.crop_and_resize` (bilinear, box corners on pixel centres) from gathers.
+
+    The same numbers, built from ops that TensorFlow's cost model knows (its
+    estimator logs a warning for CropAndResize on every epoch).
+    """
+    import tensorflow as tf
+
+    steps = tf.linspace(0.0, 1.0, size)  # output pixel -> share of the box
+
+    def sample(start, stop, extent):
+        position = (start[:, None] + (stop - start)[:, None] * steps[None, :]) * tf.cast(extent - 1, tf.float32)
+        low = tf.clip_by_value(tf.floor(position), 0.0, tf.cast(extent - 1, tf.float32))
+        high = tf.minimum(low + 1.0, tf.cast(extent - 1, tf.float32))
+        return tf.cast(low, tf.int32), tf.cast(high, tf.int32), position - low
+
+    shape = tf.shape(images)
+    top, bottom, y_weight = sample(boxes[:, 0], boxes[:, 2], shape[1])
+    left, right, x_weight = sample(boxes[:, 1], boxes[:, 3], shape[2])
+
+    def columns(rows):
+        a = tf.gather(rows, left, axis=2, batch_dims=1)
+        b = tf.gather(rows, right, axis=2, batch_dims=1)
+        return a + (b - a) * x_weight[:, None, :, None]
+
+    upper = columns(tf.gather(images, top, axis=1, batch_dims=1))
+    lower = columns(tf.gather(images, bottom, axis=1, batch_dims=1))
+    return upper + (lower - upper) * y_weight[:, :, None, None]
+
+
 class TrainingInput:
     """Batches of (preprocessed images, one-hot labels, sample weights) for one epoch."""
 
@@ -107,9 +137,7 @@ class TrainingInput:
         def transform(images, labels, params):
             images = tf.cast(images, tf.float32)
             if augment:
-                boxes = params[:, :4]
-                images = tf.image.crop_and_resize(images, boxes, tf.range(tf.shape(images)[0]),
-                                                  (size, size), method="bilinear")
+                images = crop_and_resize(images, params[:, :4], size)
                 flip = params[:, 4] > 0.5
                 images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
             elif side != size:
@@ -122,11 +150,13 @@ class TrainingInput:
         return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 
 
-def inference_dataset(pixels: Pixels, preprocessing: str | None, batch_size: int):
-    """Batches of preprocessed images of `pixels`, in order (validation, evaluation)."""
+def inference_dataset(pixels: Pixels, preprocessing: str | None, batch_size: int, size: int | None = None):
+    """Batches of preprocessed images of `pixels`, in order (validation, evaluation), resized
+    (bilinear) to `size` if they are held at another."""
     import tensorflow as tf
 
     side = pixels.size
+    size = size or side
     dtype = tf.uint8 if pixels.cache is None else tf.as_dtype(pixels.cache.dtype)
 
     def batches():
@@ -136,5 +166,8 @@ def inference_dataset(pixels: Pixels, preprocessing: str | None, batch_size: int
     dataset = tf.data.Dataset.from_generator(
         batches, output_signature=tf.TensorSpec((None, side, side, 3), dtype))
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(len(pixels) / batch_size)))
-    return dataset.map(lambda x: preprocess_tensor(tf.cast(x, tf.float32), preprocessing),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+    def transform(x):
+        x = tf.cast(x, tf.float32)
+        return preprocess_tensor(x if side == size else tf.image.resize(x, (size, size)), preprocessing)
+
+    return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)

@@ -21,7 +21,8 @@ class FineTuned:
 
     Attributes:
         model: The Keras model: the zoo architecture with a `len(class_names)`
-            -way softmax head (`predictions`), weights of the kept epoch.
+            -way softmax head (`predictions`), weights of the kept epoch,
+            float32 and uncompiled whatever precision trained it.
         class_names: Class names in output order.
         input_size: Height and width of the model's input.
         preprocessing: The `preprocess_input` mode its inputs get (None:

@@ -20,12 +20,15 @@ UNFREEZE = ("all", "stages", "none")
 BATCHNORM = ("frozen", "train")
 SCHEDULES = ("cosine", "onecycle")
 KEEP = ("best", "last")
+HEAD_INIT = ("probe", "random")
 # float16 needs a GPU to be faster; on CPUs bfloat16 is the reduced precision.
-PRECISIONS = ("float32", "bfloat16", "float16")
-# The default of `precision`: what benchmarks/finetune_bench.py measured faster
-# on this project's CPU (docs/finetune.md, "Speed"). Training in mixed
-# bfloat16 was not faster than float32 here; a float32 head either way.
-DEFAULT_PRECISION = "float32"
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+# "auto": mixed bfloat16 where the hardware computes it natively (CPUs with
+# AVX-512 BF16 or AMX, GPUs of compute capability 8.0 and up), else float32
+# (model.resolve_precision). Measured on this project's CPU: ResNet50 training
+# steps ran 1.38x faster in bfloat16 (benchmarks/finetune_bench.py and
+# docs/finetune.md, "Speed", give the full numbers). The head is float32 either way.
+DEFAULT_PRECISION = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Settings:
     precision: str
     validation_split: float
     seed: int
+    head_init: str = "probe"
 
     @property
     def total_epochs(self) -> int:
@@ -209,6 +213,7 @@ def check_options(**options: Any) -> dict[str, Any]:
         precision=check_choice("precision", options["precision"], PRECISIONS),
         validation_split=check_float("validation_split", options["validation_split"], 0, 1, high_open=True),
         seed=check_int("seed", options["seed"], 0),
+        head_init=check_choice("head_init", options["head_init"], HEAD_INIT),
     )
     head_lr = options["head_lr"]
     # fastai's rule: the head alone trains at twice the rate of the unfrozen net's head.

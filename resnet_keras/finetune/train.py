@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from . import metrics as metrics_lib
+from .head import linear_probe
 from .optimizer import (
     PhaseSchedule, is_batchnorm, layer_groups, load_optimizer_state, lr_multipliers,
     make_optimizer, no_decay_variables, optimizer_state,
@@ -168,8 +169,27 @@ class Trainer:
 
     # ---- the loop
 
+    def init_head(self) -> None:
+        """The head as a linear probe of the frozen features (head.py): LP-FT."""
+        s = self.settings
+        pooled = keras.Model(self.model.input, self.model.get_layer("avg_pool").output)
+
+        def features(pixels: Pixels) -> np.ndarray:
+            dataset = inference_dataset(pixels, s.preprocessing, s.batch_size, size=s.input_size)
+            return np.asarray(pooled.predict(dataset, verbose=0), np.float32)
+
+        validation = self.validation if self.validation is not None and len(self.validation) else None
+        kernel, bias = linear_probe(
+            features(self.train.pixels), self.train.pixels.labels, self.train.num_classes,
+            *((features(validation), validation.labels) if validation is not None else ()))
+        self.model.get_layer("predictions").set_weights([kernel, bias])
+
     def fit(self, start: int) -> None:
         s = self.settings
+        # The probe fits features with BatchNorm in inference mode: what the first epoch
+        # sees in a head phase, or with frozen BatchNorm (not in scratch-like runs).
+        if start == 0 and s.head_init == "probe" and (s.head_epochs or s.batchnorm == "frozen"):
+            self.init_head()
         for epoch in range(start, s.total_epochs):
             self.prepare(epoch)
             desc = f"epoch {epoch + 1}/{s.total_epochs} ({self.describe(epoch)})"
