@@ -189,3 +189,26 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(model, "_cpu_flags", lambda: {"avx512f"})
     assert model.resolve_precision("auto") == "float32"
     assert model.resolve_precision("float16") == "float16"
+
+
+def test_checkpoints_replace_each_other_and_a_damaged_one_is_one_line(tmp_path):
+    from resnet_keras.finetune import rundir
+
+    key = {"format": rundir.FORMAT, "settings": {"epochs": 2}}
+    run = rundir.RunDir.open(tmp_path / "run", key, overwrite=False)
+    try:
+        for epoch in (0, 1):
+            run.save_checkpoint(epoch, {"model:w": np.full(3, epoch, np.float32)}, {"history": []})
+        names = sorted(p.name for p in run.folder.iterdir() if not p.name.startswith("."))
+        assert names == ["checkpoint-0001.npz", "checkpoint.json", "settings.json"]
+        state, arrays = run.load_checkpoint()
+        assert state["epoch"] == 1 and arrays["model:w"].tolist() == [1, 1, 1]
+        path = run.folder / "checkpoint-0001.npz"
+        path.write_bytes(path.read_bytes()[:40])
+        with pytest.raises(InvalidArgumentError, match="checkpoint that cannot be read.*--overwrite"):
+            run.load_checkpoint()
+    finally:
+        run.close()
+    assert rundir.refusal(tmp_path / "run", {**key, "settings": {"epochs": 3}}, overwrite=False) == (
+        f"--out holds a run with other settings or data, which must not be mixed: settings.epochs 2 there, 3 now. "
+        f"Received: --out={str(tmp_path / 'run')!r}. Write to a new folder, or pass --overwrite to start the run again.")

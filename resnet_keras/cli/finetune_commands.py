@@ -23,6 +23,7 @@ from .options import add_model_options, non_negative_float, positive_int
 from .output import print_table, printable
 from .registry import EXIT_OK, command
 from ..errors import InvalidArgumentError
+from ..finetune.settings import BATCHNORM, KEEP, PRECISIONS, SCHEDULES, UNFREEZE
 
 
 def _defaults() -> dict:
@@ -49,44 +50,46 @@ def _count(text: str) -> int:
     return 0 if text.strip() == "0" else positive_int(text)
 
 
-def _configure_finetune(parser: argparse.ArgumentParser) -> None:
-    from ..finetune.settings import BATCHNORM, KEEP, PRECISIONS, SCHEDULES, UNFREEZE
+# fine_tune argument -> (argparse type or choices, help) of its flag; the default is
+# fine_tune's own, named in the help.
+TRAINING_OPTIONS = {
+    "epochs": (_count, "epochs after unfreezing"),
+    "head_epochs": (_count, "epochs of the new head alone, backbone frozen"),
+    "batch_size": (positive_int, "images per step"),
+    "lr": (_rate, "peak learning rate of the head after unfreezing"),
+    "stage_lr_decay": (_rate, "learning-rate factor per stage below the head"),
+    "unfreeze": (UNFREEZE, "all at once, one stage per epoch deepest first, or never (a linear probe)"),
+    "batchnorm": (BATCHNORM, "backbone BatchNorm after unfreezing: frozen statistics, or trained"),
+    "schedule": (SCHEDULES, "warmup + cosine per phase, or fastai's one-cycle"),
+    "warmup": (_fraction, "share of each phase's steps"),
+    "weight_decay": (_fraction, "AdamW's (none on BatchNorm and biases)"),
+    "label_smoothing": (_fraction, "of the cross-entropy targets"),
+    "keep": (KEEP, "the weights of the best validation epoch, or of the last"),
+    "precision": (PRECISIONS, "compute precision (auto: bfloat16 where native); the head stays float32"),
+    "validation_split": (_fraction, "share of each class held out, seeded"),
+    "seed": (_count, "of the split, the order, the augmentation and the head"),
+}
 
+
+def _configure_finetune(parser: argparse.ArgumentParser) -> None:
     d = _defaults()
     parser.add_argument("data", metavar="DATA_DIR", help="a folder with one sub-folder of images per class")
     parser.add_argument("--out", required=True, metavar="RUN_DIR",
                         help="where the run writes (checkpoints, weights, metrics, report.html); a rerun resumes")
     add_model_options(parser)
     train = parser.add_argument_group("training (defaults: resnet_keras.fine_tune's)")
-    train.add_argument("--epochs", type=_count, default=d["epochs"], help=f"epochs after unfreezing (default: {d['epochs']})")
-    train.add_argument("--head-epochs", type=_count, default=d["head_epochs"],
-                       help=f"epochs of the new head alone, backbone frozen (default: {d['head_epochs']})")
-    train.add_argument("--batch-size", type=positive_int, default=d["batch_size"], help=f"(default: {d['batch_size']})")
-    train.add_argument("--lr", type=_rate, default=d["lr"], help=f"peak learning rate of the head after unfreezing (default: {d['lr']:g})")
+    for name, (kind, text) in TRAINING_OPTIONS.items():
+        typed = dict(choices=kind) if isinstance(kind, tuple) else dict(type=kind)
+        train.add_argument(f"--{name.replace('_', '-')}", default=d[name], help=f"{text} (default: {d[name]})",
+                           **typed)
     train.add_argument("--head-lr", type=_rate, help="peak learning rate of the head phase (default: 2 x --lr)")
-    train.add_argument("--stage-lr-decay", type=_rate, default=d["stage_lr_decay"],
-                       help=f"learning-rate factor per stage below the head (default: {d['stage_lr_decay']:g})")
-    train.add_argument("--unfreeze", choices=UNFREEZE, default=d["unfreeze"],
-                       help="all at once, one stage per epoch deepest first, or never (a linear probe)")
-    train.add_argument("--batchnorm", choices=BATCHNORM, default=d["batchnorm"],
-                       help="backbone BatchNorm after unfreezing: frozen statistics, or trained (default: frozen)")
-    train.add_argument("--schedule", choices=SCHEDULES, default=d["schedule"], help="(default: cosine with warmup)")
-    train.add_argument("--warmup", type=_fraction, default=d["warmup"], help=f"share of each phase's steps (default: {d['warmup']:g})")
-    train.add_argument("--weight-decay", type=_fraction, default=d["weight_decay"], help=f"AdamW's (default: {d['weight_decay']:g})")
-    train.add_argument("--label-smoothing", type=_fraction, default=d["label_smoothing"], help=f"(default: {d['label_smoothing']:g})")
     train.add_argument("--no-augment", action="store_true", help="no random resized crops and flips")
     train.add_argument("--no-flip", action="store_true", help="random crops, but no horizontal flips")
     train.add_argument("--crop-scale", type=_rate, metavar="MIN", help="smallest crop area share (default: 0.25)")
     train.add_argument("--class-weight", choices=("balanced", "none"), default="balanced",
-                       help="weight classes by inverse frequency (default) or not")
-    train.add_argument("--keep", choices=KEEP, default=d["keep"], help="the weights of the best validation epoch, or the last")
-    train.add_argument("--precision", choices=PRECISIONS, default=d["precision"],
-                       help=f"compute precision, the head stays float32 (default: {d['precision']})")
-    train.add_argument("--validation-split", type=_fraction, default=d["validation_split"],
-                       help=f"share of each class held out, seeded (default: {d['validation_split']:g})")
+                       help="weight classes by inverse frequency, or not (default: balanced)")
     train.add_argument("--validation-dir", metavar="DIR", help="held-out images instead of a split (same classes)")
     train.add_argument("--size", type=positive_int, metavar="PIXELS", help="input size (default: the weights')")
-    train.add_argument("--seed", type=_count, default=d["seed"], help="split, order, augmentation, head (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="start again in RUN_DIR instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -112,19 +115,16 @@ def run_finetune(args: argparse.Namespace) -> int:
         crop_scale=(args.crop_scale or Augmentation.crop_scale[0], 1.0), flip=not args.no_flip)
     args.flags = dict(out="--out", data="DATA_DIR", validation_data="--validation-dir", input_size="--size")
     prepared = prepare(  # every option and the data folder checked, without Keras
-        data=args.data, model=args.model, weights=_weights(args), out=args.out, epochs=args.epochs, head_epochs=args.head_epochs,
-        validation_data=args.validation_dir, validation_split=args.validation_split,
-        batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, stage_lr_decay=args.stage_lr_decay,
-        unfreeze=args.unfreeze, batchnorm=args.batchnorm, schedule=args.schedule, warmup=args.warmup,
-        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=augment,
-        class_weight=None if args.class_weight == "none" else "balanced", keep=args.keep,
-        precision=args.precision, input_size=args.size, seed=args.seed, overwrite=args.overwrite,
+        data=args.data, model=args.model, weights=_weights(args), out=args.out, augment=augment,
+        **{name: getattr(args, name) for name in TRAINING_OPTIONS}, head_lr=args.head_lr,
+        validation_data=args.validation_dir, input_size=args.size,
+        class_weight=None if args.class_weight == "none" else "balanced", overwrite=args.overwrite,
         progress=not args.quiet, manifest=args.manifest, offline=True if args.offline else None)
     _import_keras(args)
     result = prepared.run()
     m = result.metrics
-    scores = (f"validation top-1 {m['top1']:.4f}, top-{m['top5_k']} {m['top5']:.4f} (epoch {result.best_epoch + 1})"
-              if m else "no validation images")
+    scores = "no validation images" if not m else (
+        f"validation top-1 {m['top1']:.4f}, top-{m['top5_k']} {m['top5']:.4f} (epoch {result.best_epoch + 1})")
     print(f"fine-tuned {result.settings.model} (weights: {printable(result.settings.weights)}) on "
           f"{len(result.class_names)} classes, {len(result.skipped)} images skipped (listed in skipped.csv): "
           f"{scores} -> {printable(result.run_dir)}")
@@ -134,7 +134,8 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def _configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a complete run of `resnet-keras finetune`")
-    parser.add_argument("data", metavar="DATA_DIR", help="labelled images: one sub-folder per class (the run's names)")
+    parser.add_argument("data", metavar="DATA_DIR",
+                        help="labelled images: one sub-folder per class, named as the run's classes")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default: 32)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of tables")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -176,7 +177,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
           f"top-{metrics['top5_k']} {metrics['top5']:.4f}, loss {metrics['loss']:.4f}")
     cell = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     print_table([("class", "images", "precision", "recall")] + [
-        (printable(c["name"]), str(c["support"]), cell(c["precision"]), cell(c["recall"])) for c in metrics["per_class"]])
+        (printable(c["name"]), str(c["support"]), cell(c["precision"]), cell(c["recall"]))
+        for c in metrics["per_class"]])
     print("confusion matrix (rows: true class, columns: predicted):")
     print_table([("", *map(printable, names))] + [
         (printable(name), *map(str, row)) for name, row in zip(names, metrics["confusion"])])

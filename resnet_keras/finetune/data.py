@@ -114,8 +114,9 @@ def list_folder(root: str | os.PathLike) -> Examples:
     """
     root = Path(root)
     if not root.is_dir():
+        problem = "not a folder" if root.exists() else "no such folder"
         raise ImageError(f"DATA_DIR must be a folder with one sub-folder of images per class. "
-                         f"Received: data={os.fspath(root)!r} ({'not a folder' if root.exists() else 'no such folder'}).")
+                         f"Received: data={os.fspath(root)!r} ({problem}).")
     budget, classes, ignored = [MAX_FILES], [], 0
     with os.scandir(root) as entries:
         for entry in entries:

@@ -50,14 +50,19 @@ class FineTuned:
     skipped: tuple[tuple[str, str], ...] = ()
 
     def predict(self, images: Sequence[str | os.PathLike] | np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """Class probabilities (n, classes) of image files, or of RGB pixels (n, size, size, 3) in [0, 255]."""
+        """Class probabilities (n, classes) of image files (read as `classify` reads them), or of
+        RGB pixels (n, height, width, 3) in [0, 255] (resized bilinearly to the input size)."""
         from ..images import load_batch, preprocess
+        from .source import resize_pixels
 
         size = (self.input_size, self.input_size)
         chunks = []
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
-            pixels = np.asarray(batch, np.float32) if isinstance(images, np.ndarray) else load_batch(batch, size)
+            if isinstance(images, np.ndarray):  # as fine_tune resized arrays for training
+                pixels = resize_pixels(batch, self.input_size).astype(np.float32)
+            else:
+                pixels = load_batch(batch, size)
             chunks.append(np.asarray(self.model.predict_on_batch(preprocess(pixels, self.preprocessing))))
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)), np.float32)
 

@@ -78,7 +78,8 @@ def _chart(title: str, epochs: Sequence[int], series: Sequence[tuple[str, Sequen
     for value in np.linspace(low, high, 5):
         parts.append(f"<text x={left - 4} y={y(value) + 4:.1f} text-anchor=end font-size=10>{value:.3g}</text>")
     for epoch in sorted(set(epochs)):
-        parts.append(f"<text x={x(epoch):.1f} y={height - bottom + 14} text-anchor=middle font-size=10>{epoch}</text>")
+        parts.append(f"<text x={x(epoch):.1f} y={height - bottom + 14} text-anchor=middle font-size=10>"
+                     f"{epoch}</text>")
     parts.append(f"<text x={width / 2} y={height - 6} text-anchor=middle font-size=11>epoch</text>")
     for epoch in unfreeze_epochs:  # 0-based epoch e is plotted at e + 1
         position = x(epoch + 0.5)
@@ -124,7 +125,7 @@ def _per_class(validation: dict) -> str:
 def _confusion(validation: dict, class_names: Sequence[str]) -> str:
     matrix = np.asarray(validation["confusion"])
     if len(class_names) > MAX_MATRIX_CLASSES:
-        pairs = [(matrix[i, j], i, j) for i in range(len(matrix)) for j in range(len(matrix)) if i != j and matrix[i, j]]
+        pairs = [(matrix[i, j], i, j) for i, j in zip(*np.nonzero(matrix)) if i != j]
         rows = "".join(f"<tr><td class=name>{_e(class_names[i])}</td><td class=name>{_e(class_names[j])}</td>"
                        f"<td>{n}</td></tr>" for n, i, j in sorted(pairs, reverse=True)[:30])
         return (f"<p>{len(class_names)} classes: the most frequent confusions.</p><table id=confusion>"

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -168,13 +169,17 @@ class RunDir:
         """(state, arrays) of the last finished epoch, or None before the first."""
         if not self.path(STATE).exists():
             return None
-        state = read_json(self.path(STATE))
-        name = state.get("file", "")
-        if not isinstance(name, str) or not _CHECKPOINT.match(name):
-            raise InvalidArgumentError(f"{self.path(STATE)} names no checkpoint file. {_where(self.folder)} "
-                                       "Pass --overwrite to start the run again.")
-        with np.load(self.path(name), allow_pickle=False) as archive:  # plain arrays, never pickles
-            arrays = {key: archive[key] for key in archive.files}
+        try:
+            state = read_json(self.path(STATE))
+            name = state.get("file", "")
+            if not isinstance(name, str) or not _CHECKPOINT.match(name):
+                raise ValueError(f"{STATE} names no checkpoint file")
+            with np.load(self.path(name), allow_pickle=False) as archive:  # plain arrays, never pickles
+                arrays = {key: archive[key] for key in archive.files}
+        except (OSError, ValueError, AttributeError, zipfile.BadZipFile) as error:
+            raise InvalidArgumentError(
+                f"--out holds a checkpoint that cannot be read ({error}). {_where(self.folder)} "
+                "Pass --overwrite to start the run again.") from error
         return state, arrays
 
     def remove_checkpoints(self) -> None:

@@ -59,7 +59,7 @@ class Pixels:
         return load_batch([self.files[row] for row in rows], (self.size, self.size)).astype(np.uint8)
 
 
-def _resized(pixels: np.ndarray, size: int) -> np.ndarray:
+def resize_pixels(pixels: np.ndarray, size: int) -> np.ndarray:
     """In-memory images at `size` x `size` (bilinear), in their own dtype."""
     if pixels.shape[1:3] == (size, size):
         return pixels
@@ -85,7 +85,7 @@ def decode(examples: Examples, positions: np.ndarray, size: int, *, budget: int,
     """(Pixels, skipped (path, reason)) of `positions` at `size`; `budget` bytes of memory at most."""
     positions = np.asarray(positions, np.int64)
     if examples.pixels is not None:
-        pixels = _resized(examples.pixels[positions], size)
+        pixels = resize_pixels(examples.pixels[positions], size)
         return Pixels(size, positions, examples.labels[positions], cache=pixels), []
     from ..images import read_pixels
 
