@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "fine_tune": ".api",
+    **dict.fromkeys(("Prepared", "fine_tune", "prepare"), ".api"),
     **dict.fromkeys(("FineTuned", "load_run"), ".record"),
     **dict.fromkeys(("Augmentation", "Settings"), ".settings"),
 }
