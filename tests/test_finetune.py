@@ -119,27 +119,30 @@ class Crash(Exception):
     """Stands for a process that dies in the middle of an epoch (the slow tier kills -9)."""
 
 
-def test_a_run_that_dies_mid_epoch_resumes_to_the_same_weights(train, two_phase, monkeypatch):
+def test_a_run_that_dies_mid_epoch_resumes_to_the_same_weights(train, tmp_path, monkeypatch):
+    """Dies in epoch 2, the second of the unfrozen phase: the resumed run must take the model,
+    the optimizer's moments and step count, and the data order from the checkpoint of epoch 1."""
     from resnet_keras.finetune import train as train_module
 
+    reference = train(head_epochs=1, epochs=2)
     real = train_module._EpochBar.on_train_batch_end
 
-    def die_in_epoch_1(self, index, logs=None):
+    def die_in_epoch_2(self, index, logs=None):
         real(self, index, logs)
-        if (self.epoch, index) == (1, 0):
+        if (self.epoch, index) == (2, 0):
             raise Crash
 
-    out = two_phase.run_dir.parent.parent / "resumed"
-    monkeypatch.setattr(train_module._EpochBar, "on_train_batch_end", die_in_epoch_1)
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(train_module._EpochBar, "on_train_batch_end", die_in_epoch_2)
     with pytest.raises(Crash):
-        train(head_epochs=1, epochs=1, out=out)
-    assert json.loads((out / rundir.STATE).read_text())["epoch"] == 0  # the finished epoch only
+        train(head_epochs=1, epochs=2, out=out)
+    assert json.loads((out / rundir.STATE).read_text())["epoch"] == 1  # the finished epochs only
     assert not (out / rundir.WEIGHTS).exists() and not list(out.glob(".tmp-*"))
     monkeypatch.setattr(train_module._EpochBar, "on_train_batch_end", real)
-    resumed = train(head_epochs=1, epochs=1, out=out)
-    for a, b in zip(resumed.model.variables, two_phase.model.variables):
+    resumed = train(head_epochs=1, epochs=2, out=out)
+    for a, b in zip(resumed.model.variables, reference.model.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)  # tolerance: none needed
-    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in two_phase.history]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in reference.history]
 
 
 def test_other_settings_in_a_run_dir_are_refused_in_one_line(two_phase, six_digits, published):
@@ -192,3 +195,26 @@ def test_the_fine_tuned_model_feeds_predictor_export_and_features(two_phase, six
     features = resnet_keras.feature_model(two_phase.model)
     assert {k: tuple(v.shape)[1:] for k, v in features.output.items()} == {
         "C2": (16, 16, 16), "C3": (8, 8, 32), "C4": (4, 4, 64)}
+
+
+def test_the_head_starts_as_the_linear_probe_of_the_frozen_features(train, six_digits):
+    """LP-FT: with a learning rate too small to move anything, the head is exactly the probe
+    (head.linear_probe) fitted on the frozen features of the split's training images."""
+    from resnet_keras.finetune.head import linear_probe
+    from resnet_keras.images import preprocess
+
+    ft = train(head_epochs=1, epochs=0, head_lr=1e-12, precision="float32")
+    split = json.loads((ft.run_dir / rundir.SPLIT).read_text())
+    x, _ = six_digits
+    pooled = keras.Model(ft.model.input, ft.model.get_layer("avg_pool").output)
+
+    def features(rows):
+        index = [int(name[1:]) for name, _ in rows]  # arrays are named "#<index>"
+        return pooled.predict(preprocess(x[index].astype("float32"), "tf"), verbose=0), [c for _, c in rows]
+
+    train_f, train_y = features(split["train"])
+    val_f, val_y = features(split["validation"])
+    kernel, bias = linear_probe(train_f, np.array(train_y), 6, val_f, np.array(val_y))
+    got_kernel, got_bias = ft.model.get_layer("predictions").get_weights()
+    np.testing.assert_allclose(got_kernel, kernel, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got_bias, bias, rtol=1e-3, atol=1e-4)

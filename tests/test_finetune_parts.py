@@ -212,3 +212,21 @@ def test_checkpoints_replace_each_other_and_a_damaged_one_is_one_line(tmp_path):
     assert rundir.refusal(tmp_path / "run", {**key, "settings": {"epochs": 3}}, overwrite=False) == (
         f"--out holds a run with other settings or data, which must not be mixed: settings.epochs 2 there, 3 now. "
         f"Received: --out={str(tmp_path / 'run')!r}. Write to a new folder, or pass --overwrite to start the run again.")
+
+
+def test_the_probe_takes_the_l2_strength_with_the_lowest_validation_loss():
+    from resnet_keras.finetune import head
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 8)  # few, noisy images: the strengths differ on validation
+    features = rng.normal(0, 1, (24, 32)) + 0.8 * np.eye(3, 32)[labels]
+    val_labels = np.repeat(np.arange(3), 30)
+    val_features = rng.normal(0, 1, (90, 32)) + 0.8 * np.eye(3, 32)[val_labels]
+    mean, scale = features.mean(0), features.std(0) + 1e-6
+    z, zv = (features - mean) / scale, (val_features - mean) / scale
+    losses = {l2: head._loss(zv, val_labels, *head._softmax_regression(z, labels, 3, l2)) for l2 in head.STRENGTHS}
+    best = min(losses, key=losses.get)
+    assert len({round(v, 3) for v in losses.values()}) > 1  # the choice matters here
+    w, b = head._softmax_regression(z, labels, 3, best)
+    kernel, bias = head.linear_probe(features, labels, 3, val_features, val_labels)
+    np.testing.assert_allclose(kernel, w / scale[:, None], rtol=1e-4, atol=1e-6)
