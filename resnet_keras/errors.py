@@ -53,3 +53,7 @@ class ImageError(ResNetKerasError, OSError):
 
 class MissingDependencyError(ResNetKerasError, ImportError):
     """A command needs an optional Python package that is not installed."""
+
+
+class UnsupportedBackendError(ResNetKerasError, NotImplementedError):
+    """The active Keras backend cannot do what was asked (e.g. gradients on numpy)."""

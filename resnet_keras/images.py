@@ -6,70 +6,142 @@ One rule each, in one place:
 - which files are images (`list_images`: files as given, folders walked
   for image suffixes, sorted); `collect_images` also checks every header
   before any model is built (classify, features to .npz);
-- how a file becomes pixels (`read_pixels`: `keras.utils.load_img` with the
-  model's input size, as keras resizes, converted to RGB so that grey and
-  RGBA files work; `load_batch` for a list that must all be readable);
+- how a file becomes pixels (`read_pixels`; `load_batch` for a list that
+  must all be readable): the picture a person sees, as 8-bit RGB, resized
+  as keras resizes (see "Opening a file" below);
 - how pixels are scaled for a model (`preprocess`: the model's
   `preprocess_input` mode; models without one, the CIFAR nets, get pixels
   / 255 as their examples train them);
 - how scores become labels (`top_labels`: ImageNet names for 1000-class
   heads, `class_<index>` otherwise).
+
+Opening a file (the same for every command and the library):
+
+- Its size is checked first: a file over `MAX_IMAGE_BYTES` (256 MiB;
+  `RESNET_KERAS_MAX_IMAGE_BYTES` overrides it) is refused unread, and so
+  is anything that is not a regular file. Pillow then decodes from the
+  path, reading only what it decodes, within its pixel limit.
+- Whatever Pillow raises on a file (a DDS texture named .jpg raises
+  NotImplementedError) is that file's problem: `read_pixels` returns it as
+  one line, `load_batch` raises `ImageError`; nothing raw escapes.
+- 8-bit RGB files give exactly `keras.utils.load_img(path,
+  target_size=...)`: no conversion, nearest-neighbour resizing.
+- Everything else becomes what a viewer shows: the EXIF orientation is
+  applied (keras ignores it); 16-bit and other integer grey (PNG, TIFF)
+  is scaled from 0..65535 to 0..255 (keras reads it nearly white); float
+  pixels (TIFF mode F) are taken as 0..1; transparent pixels (RGBA, LA,
+  palette or grey with a transparent colour) are laid over white; CMYK,
+  palette, grey and 1-bit files are converted by Pillow.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from ._imagenet import NUM_CLASSES, decode_predictions, preprocess_input
+from ._text import printable
 from .data_format import current, spatial_dims
 from .errors import ImageError, InvalidArgumentError
 
-if TYPE_CHECKING:  # Keras is imported where pixels are read, not to check files
+if TYPE_CHECKING:  # Keras and Pillow are imported where pixels are read, not to list files
     import keras
+    from PIL import Image
 
 # Suffixes picked up when a folder is walked (case-insensitive). A file named
 # on the command line is read whatever its suffix.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# The largest image file read. A JPEG photo is a few MB; an uncompressed
+# 8-bit RGB TIFF of 89 megapixels (where Pillow starts to warn) is 268 MB. The
+# limit refuses a multi-GB file named .jpg before any of it is read.
+MAX_IMAGE_BYTES = 256 * 2**20
+MAX_IMAGE_BYTES_VARIABLE = "RESNET_KERAS_MAX_IMAGE_BYTES"
 _NOT_AN_IMAGE = "Not an image Pillow can read"
+_WHITE = (255, 255, 255, 255)
 
 
-def _image_error(path: Path, problem: str) -> ImageError:
+def max_image_bytes() -> int:
+    """`MAX_IMAGE_BYTES`, or RESNET_KERAS_MAX_IMAGE_BYTES where it is set."""
+    text = os.environ.get(MAX_IMAGE_BYTES_VARIABLE, "").strip()
+    if not text:
+        return MAX_IMAGE_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InvalidArgumentError(
+            f"{MAX_IMAGE_BYTES_VARIABLE} must be a positive number of bytes. "
+            f"Received: {MAX_IMAGE_BYTES_VARIABLE}={text!r}. Unset it for the default "
+            f"({MAX_IMAGE_BYTES:,})."
+        )
+    return value
+
+
+def _image_error(path: str | os.PathLike, problem: str) -> ImageError:
+    name = printable(path)
     return ImageError(
-        f"{problem}: {path}. Every IMAGE must be a readable image file (JPEG, PNG, ...) "
-        f"or a folder of them. Received: {os.fspath(path)!r}"
+        f"{problem}: {name}. Every IMAGE must be a readable image file (JPEG, PNG, ...) "
+        f"or a folder of them. Received: '{name}'"
     )
 
 
-def _check_header(path: Path) -> None:
-    """Open the file's header with Pillow (cheap: no pixels are decoded)."""
+def _file_problem(path: str | os.PathLike, max_bytes: int) -> str | None:
+    """What rules a file out before Pillow opens it: missing, not a file, too large."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "No such file"
+    except OSError as error:
+        return _unreadable(error)
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+        return "Not a regular file"
+    if info.st_size > max_bytes:
+        return (
+            f"Refused: {info.st_size:,} bytes, over the size limit for an image file "
+            f"({max_bytes:,} bytes; {MAX_IMAGE_BYTES_VARIABLE} raises it)"
+        )
+    return None
+
+
+def _problem(error: Exception) -> str:
+    """What is wrong with a file, from whatever Pillow raised on it."""
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except UnidentifiedImageError as error:
-        raise _image_error(path, _NOT_AN_IMAGE) from error
-    except Image.DecompressionBombError as error:
-        raise _bomb_error(path, error) from error
-    except (OSError, SyntaxError, ValueError) as error:  # Pillow's errors for broken headers
-        raise _image_error(path, _unreadable(error)) from error
-
-
-def _bomb_error(path: Path, error: Exception) -> ImageError:
-    # A header may declare 30000x30000 pixels in a file of a few hundred bytes.
-    return _image_error(path, _bomb_problem(error))
+    if isinstance(error, Image.DecompressionBombError):
+        # A header may declare 30000x30000 pixels in a file of a few hundred bytes.
+        return f"Refused: too many pixels to decode safely ({' '.join(str(error).split()[:4])})"
+    if isinstance(error, UnidentifiedImageError):  # the same words for every such file
+        return _NOT_AN_IMAGE
+    if isinstance(error, FileNotFoundError):  # removed after the size check
+        return "No such file"
+    return _unreadable(error)
 
 
 def _unreadable(error: Exception) -> str:
-    return f"Unreadable image ({' '.join(str(error).split())})"
+    detail = " ".join(str(error).split())
+    if not isinstance(error, (OSError, SyntaxError, ValueError)):  # not one of Pillow's usual kinds
+        detail = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+    return printable(f"Unreadable image ({detail})")
 
 
-def _bomb_problem(error: Exception) -> str:
-    return f"Refused: too many pixels to decode safely ({' '.join(str(error).split()[:4])})"
+def _check_header(path: Path, max_bytes: int) -> None:
+    """Size, then the header with Pillow (cheap: no pixels are decoded)."""
+    from PIL import Image
+
+    problem = _file_problem(path, max_bytes)
+    if problem is None:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as error:  # any exception of a parser on a file: see read_pixels
+            problem = _problem(error)
+    if problem is not None:
+        raise _image_error(path, problem)
 
 
 def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -108,15 +180,16 @@ def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """`list_images(inputs)`, every file's header checked.
+    """`list_images(inputs)`, every file's size and header checked.
 
     Raises:
         ImageError: a path is missing, or a file is not a readable image.
         InvalidArgumentError: no image at all (empty folders).
     """
     paths = list_images(inputs)
+    max_bytes = max_image_bytes()
     for path in paths:
-        _check_header(path)
+        _check_header(path, max_bytes)
     return paths
 
 
@@ -131,36 +204,66 @@ def spatial_size(model: keras.Model) -> tuple[int, int]:
     return tuple(size)
 
 
-def read_pixels(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray | str:
-    """One image decoded, converted to RGB and resized as keras does (float32
-    pixels in [0, 255], height x width x 3), or what is wrong with the file.
+def read_pixels(path: str | os.PathLike, size: tuple[int, int], *,
+                max_bytes: int | None = None) -> np.ndarray | str:
+    """One image as the model sees it (float32 pixels in [0, 255], height x
+    width x 3, see "Opening a file" above), or what is wrong with the file.
 
     The one decoding rule: `load_batch` raises on a problem, the streaming
-    extraction lists it in its errors file and goes on.
+    extraction lists it in its errors file and goes on. `max_bytes` is
+    `max_image_bytes()` unless given.
     """
     import keras
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    problem = _file_problem(path, max_image_bytes() if max_bytes is None else max_bytes)
+    if problem is not None:
+        return problem
+    height, width = size
     try:
-        image = keras.utils.load_img(path, color_mode="rgb", target_size=tuple(size))
-    except Image.DecompressionBombError as error:
-        return _bomb_problem(error)
-    except FileNotFoundError:
-        return "No such file"
-    except UnidentifiedImageError:  # its message names an in-memory buffer, not the file
-        return _NOT_AN_IMAGE
-    except (OSError, SyntaxError, ValueError) as error:  # truncated, corrupt or not an image
-        return _unreadable(error)
-    return keras.utils.img_to_array(image, dtype="float32")
+        with Image.open(path) as image:  # from the path: Pillow reads what it decodes, no more
+            picture = _as_seen(image)
+            if picture.size != (width, height):  # as keras.utils.load_img resizes
+                picture = picture.resize((width, height), Image.Resampling.NEAREST)
+            picture.load()  # decoded while the file is open
+    except Exception as error:  # noqa: BLE001
+        # Pillow's parsers raise what they like on hostile bytes
+        # (NotImplementedError, struct.error, IndexError, ...); each is this
+        # file's problem, reported with its type, so one file never ends a run.
+        return _problem(error)
+    return keras.utils.img_to_array(picture, dtype="float32")
 
 
-def load_batch(paths: Iterable[Path], size: tuple[int, int]) -> np.ndarray:
-    """Decode, convert to RGB and resize images as keras does; float32 pixels in [0, 255]."""
+def _as_seen(image: Image.Image) -> Image.Image:
+    """The picture a viewer shows, as 8-bit RGB (8-bit RGB files unchanged, as keras reads them)."""
+    from PIL import ExifTags, Image, ImageOps
+
+    # Pillow reads a damaged EXIF block as empty (with a warning): such a photo is shown as stored.
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I"):  # 16-bit grey (I;16, I;16B) or 32-bit integer: 0..65535
+        levels = np.clip(np.asarray(image, np.float64), 0, 65535) / 257
+    elif mode == "F":  # float pixels: 0..1, as image editors read them
+        levels = np.clip(np.nan_to_num(np.asarray(image, np.float64)), 0, 1) * 255
+    elif mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
+    else:  # grey, palette, 1-bit, CMYK, YCbCr: Pillow's conversion
+        return image.convert("RGB")
+    return Image.fromarray(np.round(levels).astype(np.uint8)).convert("RGB")
+
+
+def load_batch(paths: Iterable[str | os.PathLike], size: tuple[int, int]) -> np.ndarray:
+    """`read_pixels` of every path, stacked; the first unreadable file raises `ImageError`."""
     arrays = []
+    max_bytes = max_image_bytes()
     for path in paths:
-        pixels = read_pixels(path, size)
+        pixels = read_pixels(path, size, max_bytes=max_bytes)
         if isinstance(pixels, str):
-            raise _image_error(Path(path), pixels)
+            raise _image_error(path, pixels)
         arrays.append(pixels)
     return np.stack(arrays)
 

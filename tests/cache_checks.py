@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_keras.weights import cache as _download
+from resnet_keras.weights import download
 from resnet_keras.weights import housekeeping
 from resnet_keras.weights.records import WeightsFile
 
@@ -100,9 +100,9 @@ def entry(files: dict, **extra) -> dict:
 @pytest.fixture
 def fast_network(monkeypatch):
     """Short timeout, no waiting between retries: fault tests stay fast."""
-    monkeypatch.setattr(_download, "RETRY_WAIT_SECONDS", 0.0)
+    monkeypatch.setattr(download, "RETRY_WAIT_SECONDS", 0.0)
     monkeypatch.setenv("RESNET_KERAS_TIMEOUT", "0.5")
-    return _download
+    return download
 
 
 def umask_mode(mode: int = 0o666) -> int:

@@ -3,18 +3,35 @@
 `Mirror.add(path, body)` serves bytes; `Mirror.script(path, [...])` serves
 a sequence of behaviours, one per request (the last one repeats). Every
 request is logged, so tests can assert how often the network was used.
+`Reply(raw=[Raw(...), ...])` writes the whole answer to the socket as it is
+(status line included): a hostile server at any phase. `Listener` is a bare
+TCP port for what happens before HTTP: a full accept queue (connect never
+completes) or a peer that never finishes a TLS handshake.
 """
 
 from __future__ import annotations
 
 import http.server
+import socket
 import ssl
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Bounds that keep a hostile reply from outliving its test.
 ENDLESS_SECONDS = 30.0
+
+
+@dataclass
+class Raw:
+    """Bytes written to the socket as they are, `step` bytes then `pause` s; `forever` repeats them."""
+
+    data: bytes
+    pause: float = 0.0
+    step: int = 1 << 16
+    forever: bool = False
 
 
 @dataclass
@@ -31,6 +48,7 @@ class Reply:
     trickle: float = 0.0  # seconds between single bytes of the body
     pause_after: int | None = None  # send this many bytes, then wait `delay_mid` s
     delay_mid: float = 0.0
+    raw: list[Raw] | None = None  # the whole answer, written as it is (nothing above applies)
 
 
 class Mirror:
@@ -50,6 +68,13 @@ class Mirror:
                 mirror.headers.append(dict(self.headers))
                 replies = mirror.routes.get(self.path) or [Reply(404, b"not found")]
                 reply = replies.pop(0) if len(replies) > 1 else replies[0]
+                if reply.raw is not None:
+                    self.close_connection = True
+                    try:
+                        self._send_raw(reply.raw)
+                    except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+                        pass
+                    return
                 if reply.delay:
                     time.sleep(reply.delay)
                 self.send_response(reply.status)
@@ -88,6 +113,19 @@ class Mirror:
                 end = time.monotonic() + ENDLESS_SECONDS
                 while reply.endless and time.monotonic() < end:
                     self.wfile.write(body)
+
+            def _send_raw(self, parts):
+                end = time.monotonic() + ENDLESS_SECONDS
+                for part in parts:
+                    while True:
+                        for i in range(0, len(part.data), part.step):
+                            if time.monotonic() > end:
+                                return
+                            self.wfile.write(part.data[i:i + part.step])
+                            self.wfile.flush()
+                            time.sleep(part.pause)
+                        if not part.forever:
+                            break
 
             def log_message(self, *args):  # keep test output clean
                 pass
@@ -128,3 +166,82 @@ class Mirror:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def self_signed_certificate(folder: Path) -> tuple[str, str]:
+    """(certificate file, key file) for 127.0.0.1, valid one day, trusted by no one."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+class Listener:
+    """A bare TCP port on 127.0.0.1, for the phases before HTTP.
+
+    backlog_full=True: the accept queue is filled and nothing is accepted,
+    so a new connect never completes. Otherwise each connection is accepted
+    and sent `trickle` one byte every `pause` s (b"": silence), never a TLS
+    handshake. Either way bounded by ENDLESS_SECONDS, and closed on exit.
+    """
+
+    def __init__(self, *, backlog_full: bool = False, trickle: bytes = b"", pause: float = 0.05):
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(0 if backlog_full else 8)
+        self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.trickle, self.pause, self.backlog_full = trickle, pause, backlog_full
+        self.stop = threading.Event()
+
+    def url(self, path: str, scheme: str = "https") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    def _fill_backlog(self):
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self.sockets.append(filler)
+        time.sleep(0.05)
+
+    def _serve(self):
+        self.server.settimeout(0.05)
+        end = time.monotonic() + ENDLESS_SECONDS
+        while not self.stop.is_set() and time.monotonic() < end:
+            try:
+                peer, _ = self.server.accept()
+            except OSError:
+                continue
+            self.sockets.append(peer)
+            threading.Thread(target=self._talk, args=(peer, end), daemon=True).start()
+
+    def _talk(self, peer, end):
+        data = self.trickle * 100_000
+        for i in range(len(data)):
+            if self.stop.is_set() or time.monotonic() > end:
+                return
+            try:
+                peer.send(data[i:i + 1])
+            except OSError:
+                return
+            time.sleep(self.pause)
+        self.stop.wait(max(0.0, end - time.monotonic()))
+
+    def __enter__(self):
+        if self.backlog_full:
+            self._fill_backlog()
+        else:
+            threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for sock in [*self.sockets, self.server]:
+            sock.close()

@@ -71,3 +71,12 @@ def write_keras2_weights(model, path: str | Path, *, keras_version=KERAS2_VERSIO
 
 def md5(path: str | Path) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def seeded_resnet20(path: str | Path, *, include_top: bool = False, seed: int = 5) -> Path:
+    """A ResNet-20 (32x32) with seeded random weights, written in the official layout."""
+    import resnet_keras
+
+    model = resnet_keras.ResNet20(weights=None, include_top=include_top, input_shape=(32, 32, 3))
+    randomize(model, seed=seed)
+    return write_keras2_weights(model, path)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The backend tests (tests/backends, marker `backend`) once per Keras backend:
 # golden outputs, weight files, channels_first, mixed precision, feature
-# models, optimize_for_inference, the README classify example and the six
+# models, optimize_for_inference, Grad-CAM, the README classify example and the six
 # keras variants against keras.applications (JAX, torch), and two-device
 # training (MirroredStrategy in the TensorFlow pass,
 # keras.distribution.DataParallel in the JAX pass). On 2 busy cores:

@@ -85,7 +85,10 @@ def image_dir(tmp_path):
     shutil.copy(PHOTOS[0], root / "b_photo.JPG")
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (37, 50), dtype=np.uint8), "L").save(root / "a_grey.png")
-    Image.fromarray(rng.integers(0, 255, (61, 23, 4), dtype=np.uint8), "RGBA").save(root / "sub" / "c_rgba.png")
+    # Opaque, so keras' reading (alpha dropped) is the picture; transparency: tests/test_images.py
+    rgba = rng.integers(0, 255, (61, 23, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, "RGBA").save(root / "sub" / "c_rgba.png")
     (root / "notes.txt").write_text("not an image")
     return root
 

@@ -7,6 +7,8 @@ import pytest
 from PIL import Image
 
 from optional import require
+from predictor_doubles import keras_engines
+from resnet_keras.predictor import runtimes
 from test_cli import assert_one_line_error, image_dir, keras_outputs, parse_classify, resnet20_files, run  # noqa: F401
 
 
@@ -24,9 +26,12 @@ def calibration_dir(tmp_path):
 def test_classify_float32_predictor_gives_keras_scores(runtime, resnet20_files, image_dir, capsys):
     if runtime != "tensorflow":
         require(runtime)
+    # --runtime alone asks for the Predictor too, in float32.
+    precision = [] if runtime == "tensorflow" else ["--precision", "float32"]
     status, out, err = run(capsys, "classify", image_dir, "--model", "resnet20", "--weights",
-                           resnet20_files["top"], "--top", "3", "--precision", "float32", "--runtime", runtime)
+                           resnet20_files["top"], "--top", "3", *precision, "--runtime", runtime)
     assert status == 0 and f"Predictor(runtime='{runtime}', precision='float32'" in err
+    assert "parity: max relative error" in err
     result = parse_classify(out)
     expected = keras_outputs(list(result), resnet20_files["top"], include_top=True)
     for path, scores in zip(result, expected):
@@ -77,3 +82,42 @@ def test_parquet_output_refuses_int8_before_any_work(image_dir, tmp_path, capsys
                            "--precision", "int8", "--calibration", image_dir, "--offline")
     assert_one_line_error(status, out, err, "--precision int8 and --calibration apply to --out FILE.npz")
     assert not (tmp_path / "parquet").exists()
+
+
+def test_classify_without_precision_or_runtime_runs_keras_itself(resnet20_files, image_dir, capsys, monkeypatch):
+    monkeypatch.setattr(runtimes.Runtime, "build", lambda *a: pytest.fail("a Predictor was built"))
+    status, out, err = run(capsys, "classify", image_dir, "--model", "resnet20", "--weights", resnet20_files["top"])
+    assert status == 0 and len(parse_classify(out)) == 3 and "Predictor(" not in err
+
+
+def test_features_runs_a_quiet_float32_predictor_by_default(resnet20_files, image_dir, tmp_path, capsys, monkeypatch):
+    record = keras_engines(monkeypatch)
+    status, out, err = run(capsys, "features", image_dir, "--out", tmp_path / "f.npz", "--model", "resnet20",
+                           "--weights", resnet20_files["notop"])
+    assert status == 0 and "Predictor(" not in err
+    assert record.builds == [(runtimes.choose("auto", "float32").name, "float32", None)]
+
+
+def test_int8_calibrates_on_the_first_300_images(resnet20_files, image_dir, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(305):  # each image one colour that spells its index: red * 256 + green
+        Image.new("RGB", (8, 8), (i // 256, i % 256, 0)).save(folder / f"{i:03d}.png")
+    record = keras_engines(monkeypatch)
+    status, out, err = run(capsys, "classify", image_dir, "--model", "resnet20", "--weights", resnet20_files["top"],
+                           "--precision", "int8", "--calibration", folder)
+    assert status == 0, err
+    ((_, precision, calibration),) = record.builds
+    pixels = np.rint(calibration[:, 0, 0, :2] * 255).astype(int)  # resnet20 preprocessing: pixels / 255
+    assert precision == "int8" and calibration.shape == (300, 32, 32, 3)
+    assert (pixels[:, 0] * 256 + pixels[:, 1]).tolist() == list(range(300))
+
+
+def test_int8_with_too_few_calibration_images_is_one_line(resnet20_files, image_dir, calibration_dir, capsys,
+                                                          monkeypatch):
+    for path in sorted(calibration_dir.iterdir())[31:]:
+        path.unlink()
+    monkeypatch.setattr(runtimes.Runtime, "build", lambda *a: pytest.fail("built before the check"))
+    status, out, err = run(capsys, "classify", image_dir, "--model", "resnet20", "--weights", resnet20_files["top"],
+                           "--precision", "int8", "--calibration", calibration_dir)
+    assert_one_line_error(status, out, err, "must hold at least 32 images (a few hundred is better). Received: 31")

@@ -24,6 +24,7 @@ from cache_checks import (
 )
 from http_mirror import Reply
 from resnet_keras.weights import cache as _download
+from resnet_keras.weights import download
 from resnet_keras.weights import housekeeping, settings
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import CacheError, DownloadError, IntegrityError, OfflineError
@@ -86,7 +87,7 @@ def test_html_page_through_a_builder(mirror, tmp_path, isolated_env):
 def test_truncated_body_is_retried_then_refused(mirror, isolated_env):
     message = failing(mirror, [Reply(body=DATA, truncate_to=1000)], DownloadError,
                       "truncated", isolated_env)
-    assert mirror.count(NAME) == 1 + _download.MAX_RETRIES
+    assert mirror.count(NAME) == 1 + download.MAX_RETRIES
     assert "Nothing was saved" in message
 
 
@@ -112,11 +113,11 @@ def test_server_error_then_ok_is_retried(mirror, isolated_env, status):
 
 def test_server_errors_are_retried_a_bounded_number_of_times(mirror, isolated_env):
     failing(mirror, [Reply(503, b"busy")], DownloadError, "HTTP 503", isolated_env)
-    assert mirror.count(NAME) == 1 + _download.MAX_RETRIES
+    assert mirror.count(NAME) == 1 + download.MAX_RETRIES
 
 
 def test_a_silent_server_times_out(mirror, isolated_env, monkeypatch):
-    monkeypatch.setattr(_download, "MAX_RETRIES", 0)
+    monkeypatch.setattr(download, "MAX_RETRIES", 0)
     monkeypatch.setenv("RESNET_KERAS_TIMEOUT", "0.3")
     start = time.monotonic()
     failing(mirror, [Reply(body=DATA, delay=3)], DownloadError, r"no answer within 0.3 s \(timeout\)", isolated_env)
@@ -266,12 +267,12 @@ def _interrupting_transfer(exception):
 
 def test_ctrl_c_mid_download_leaves_no_partial_file(mirror, isolated_env, monkeypatch):
     url = mirror.add(NAME, DATA)
-    real = _download._transfer
-    monkeypatch.setattr(_download, "_transfer", _interrupting_transfer(KeyboardInterrupt()))
+    real = download._transfer
+    monkeypatch.setattr(download, "_transfer", _interrupting_transfer(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         fetch(weights_file(NAME, DATA, [url]))
     assert_clean_cache(isolated_env)
-    monkeypatch.setattr(_download, "_transfer", real)
+    monkeypatch.setattr(download, "_transfer", real)
     fetch(weights_file(NAME, DATA, [url]))  # and the next run works (lock released)
     assert_clean_cache(isolated_env, {NAME: DATA})
 
@@ -279,7 +280,7 @@ def test_ctrl_c_mid_download_leaves_no_partial_file(mirror, isolated_env, monkey
 def test_disk_full_mid_download(mirror, isolated_env, monkeypatch):
     url = mirror.add(NAME, DATA)
     full = OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(_download, "_transfer", _interrupting_transfer(full))
+    monkeypatch.setattr(download, "_transfer", _interrupting_transfer(full))
     with pytest.raises(DownloadError, match="no space left on the device holding the cache"):
         fetch(weights_file(NAME, DATA, [url]))
     assert_clean_cache(isolated_env)
@@ -312,7 +313,7 @@ def test_stale_temp_files_from_crashed_runs_are_removed(mirror, isolated_env):
 def test_forced_download_keeps_the_good_file_usable_until_verified(mirror, isolated_env, monkeypatch):
     wfile = weights_file(NAME, DATA, [mirror.add(NAME, DATA)])
     path = fetch(wfile)
-    real = _download._transfer
+    real = download._transfer
     seen = []
 
     def watching(url, out, **kwargs):
@@ -321,7 +322,7 @@ def test_forced_download_keeps_the_good_file_usable_until_verified(mirror, isola
         seen.append(_download.is_verified(path, wfile))  # before the rename
         return result
 
-    monkeypatch.setattr(_download, "_transfer", watching)
+    monkeypatch.setattr(download, "_transfer", watching)
     inode = path.stat().st_ino
     with open(path, "rb") as reader:  # a reader holding the old file keeps it whole
         assert fetch(wfile, force=True) == path

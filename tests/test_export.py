@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -11,7 +9,7 @@ import resnet_keras
 from optional import require
 from resnet_keras.tools.export import ExportParityError, export_for_inference
 from resnet_keras.errors import InvalidArgumentError
-from test_inference import images, rel_error, tiny_model
+from tiny_models import images, rel_error, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +117,26 @@ def test_dynamic_input_size_needs_check_inputs(tmp_path):
         export_for_inference(dynamic, tmp_path / "x")
 
 
-def test_parity_failure_is_an_error(model, tmp_path, monkeypatch):
-    from resnet_keras.tools import export as _export
+@pytest.mark.parametrize(
+    "format, module",
+    [("tf_saved_model", None), ("onnx", "tf2onnx"), pytest.param("litert", "ai_edge_litert", marks=pytest.mark.slow)],
+)
+def test_an_artifact_that_computes_something_else_is_a_parity_error(model, tmp_path, monkeypatch, format, module):
+    """The file written, read back with its runtime: a classifier changed on its way out is caught."""
+    import keras
 
-    real = _export.FORMATS["tf_saved_model"]
-    skewed = dataclasses.replace(real, run=lambda path, x: real.run(path, x) * 1.01)
-    monkeypatch.setattr(_export, "FORMATS", {**_export.FORMATS, "tf_saved_model": skewed})
-    with pytest.raises(ExportParityError, match="must match the Keras model within 0.0001"):
-        export_for_inference(model, tmp_path / "x")
+    if module:
+        require(module)
+    real_export = keras.Model.export
+
+    def export_changed(self, filepath, *args, **kwargs):
+        classifier = self.get_layer("predictions")
+        classifier.kernel.assign(classifier.kernel * 1.5)
+        return real_export(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "export", export_changed)
+    with pytest.raises(ExportParityError, match=f"exported {format} model must match the Keras model within 0.0001"):
+        export_for_inference(model, tmp_path / "x", format=format)
 
 
 def test_format_records_agree_with_the_package():

@@ -24,6 +24,7 @@ from PIL import Image
 
 import official_format
 import resnet_keras
+from image_files import bytes_name
 from optional import require
 from resnet_keras import cli
 from resnet_keras.errors import InvalidArgumentError, MissingDependencyError
@@ -68,7 +69,7 @@ def features_args(images, out, weights, *extra):
 
 
 def read_rows(folder: Path) -> tuple[list[str], np.ndarray]:
-    table = pq.read_table(folder)  # skips _index.json, _errors.csv, _lock, .tmp-*
+    table = pq.read_table(folder)  # skips _index.json, _errors.csv, _lock, .*.part
     return table.column("path").to_pylist(), np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
 
 
@@ -144,7 +145,12 @@ def clean_run(images, out, weights, capsys, *extra):
     return read_rows(out)
 
 
-def test_resume_after_kill_minus_9_gives_the_rows_of_a_clean_run(weights, tmp_path, capsys):
+@pytest.mark.parametrize("stop", [
+    pytest.param(signal.SIGKILL, id="kill-9"),
+    pytest.param(signal.SIGINT, marks=pytest.mark.slow, id="ctrl-c"),
+    pytest.param(signal.SIGTERM, marks=pytest.mark.slow, id="sigterm"),
+])
+def test_resume_after_a_stop_gives_the_rows_of_a_clean_run(stop, weights, tmp_path, capsys):
     images = make_images(tmp_path / "images", 150)
     args = ["--shard-size", "2", "--batch-size", "2"]
     out = tmp_path / "killed"
@@ -152,16 +158,23 @@ def test_resume_after_kill_minus_9_gives_the_rows_of_a_clean_run(weights, tmp_pa
     command = [sys.executable, "-m", "resnet_keras", *map(str, features_args(images, out, weights, *args))]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     index_path, deadline = out / "_index.json", time.monotonic() + 120
-    try:  # kill -9 at a random moment after the first shards are in
+    try:  # stopped at a random moment after the first shards are in
         while time.monotonic() < deadline and process.poll() is None:
             if index_path.exists() and len(json.loads(index_path.read_text() or "{}").get("shards", [])) >= 3:
                 time.sleep(random.uniform(0, 0.2))
                 break
             time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(stop)
+        process.wait(timeout=60)
     finally:
+        process.kill()
         process.wait()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    stderr = process.stderr.read().decode()
+    if stop == signal.SIGINT:  # Ctrl-C: one line, exit 130, no temp file left
+        assert process.returncode == 130 and stderr.strip().splitlines()[-1] == "resnet-keras: interrupted", stderr
+        assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    else:
+        assert process.returncode == -stop, stderr
     index = json.loads(index_path.read_text())
     assert not index["complete"] and 3 <= len(index["shards"]) < 76
 
@@ -185,8 +198,8 @@ def test_resume_in_each_crash_window(weights, tmp_path, capsys):
     index["shards"] = index["shards"][:1]  # shard 1 renamed, index not yet written; shard 2 never started
     (out / "_index.json").write_text(json.dumps(index))
     (out / "part-00002.parquet").unlink()
-    (out / ".tmp-part-00002.parquet.abc").write_bytes(b"PAR1 half a shard")
-    (out / ".tmp-_index.json.def").write_text("{")
+    (out / ".part-00002.parquet.abc123.part").write_bytes(b"PAR1 half a shard")
+    (out / "._index.json.def456.part").write_text("{")
     status, stdout, err = run(capsys, *features_args(images, out, weights, "--shard-size", "3"))
     assert status == 0, err
     assert "3 shards, 1 done before" in stdout
@@ -287,13 +300,16 @@ def test_missing_pyarrow_or_ray_names_the_extra(weights, tmp_path, capsys, monke
 def test_ray_engine_equals_the_local_engine(weights, tmp_path, capsys):
     ray = require("ray")
     images = make_images(tmp_path / "images", 200)
+    # a name that is not UTF-8: Ray carries it as bytes, the output escapes it
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(bytes_name(images, b"bad\xff.jpg"), format="JPEG")
     args = ["--shard-size", "64", "--batch-size", "16"]
     local_paths, local_rows = clean_run(images, tmp_path / "local", weights, capsys, *args)
     status, stdout, err = run(capsys, *features_args(images, tmp_path / "ray", weights, *args, "--engine", "ray"))
     assert status == 0, err
-    assert "202 images -> 200 rows" in stdout and "2 unreadable" in stdout
+    assert "203 images -> 201 rows" in stdout and "2 unreadable" in stdout
     ray_paths, ray_rows = read_rows(tmp_path / "ray")
-    assert ray_paths == local_paths and len(set(ray_paths)) == 200  # every path exactly once
+    assert ray_paths == local_paths and len(set(ray_paths)) == 201  # every path exactly once
+    assert f"{images}/bad\\xff.jpg" in ray_paths
     relative = np.abs(ray_rows - local_rows).max() / np.abs(local_rows).max()
     assert relative <= 1e-5, relative
     assert (tmp_path / "ray" / "_errors.csv").read_text() == (tmp_path / "local" / "_errors.csv").read_text()
@@ -306,7 +322,8 @@ def test_ray_engine_equals_the_local_engine(weights, tmp_path, capsys):
 
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        dataset = ray.data.from_items([{"path": p} for p in listed(images)])
+        utf8 = [p for p in listed(images) if p.isprintable()]  # a Dataset's strings must be UTF-8
+        dataset = ray.data.from_items([{"path": p} for p in utf8])
         summary = extract_features(dataset, tmp_path / "notebook", model="resnet20", weights=weights,
                                    shard_size=64, batch_size=16, progress=False)
         assert ray.is_initialized()  # the caller's Ray is left running
@@ -314,5 +331,6 @@ def test_ray_engine_equals_the_local_engine(weights, tmp_path, capsys):
         ray.shutdown()
     assert (summary.rows, summary.errors, summary.shards) == (200, 2, 4)
     paths, rows = read_rows(tmp_path / "notebook")
-    assert paths == local_paths
-    assert np.abs(rows - local_rows).max() / np.abs(local_rows).max() <= 1e-5
+    kept = np.array([not p.endswith("bad\\xff.jpg") for p in local_paths])
+    assert paths == [p for p, k in zip(local_paths, kept) if k]
+    assert np.abs(rows - local_rows[kept]).max() / np.abs(local_rows).max() <= 1e-5

@@ -12,7 +12,6 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,8 +30,9 @@ from cache_checks import (
     user_manifest,
     weights_file,
 )
-from http_mirror import Mirror, Reply
+from http_mirror import Mirror, Reply, self_signed_certificate
 from resnet_keras.weights import cache as _download
+from resnet_keras.weights import download
 from resnet_keras.weights import h5 as _h5
 from resnet_keras.weights import manifest as _manifest
 from resnet_keras.weights import housekeeping, records, settings, urls
@@ -211,7 +211,7 @@ def test_a_gzip_body_is_never_inflated(mirror, isolated_env, tmp_path):
 
 
 def test_a_trickling_server_is_dropped_by_the_stall_rule(mirror, isolated_env, monkeypatch):
-    monkeypatch.setattr(_download, "MAX_RETRIES", 0)
+    monkeypatch.setattr(download, "MAX_RETRIES", 0)
     url = mirror.script(NAME, [Reply(body=DATA, trickle=0.05)])
     start = time.monotonic()
     with pytest.raises(DownloadError, match=r"stalled: .* below the floor of 1,024 bytes/s .*RESNET_KERAS_TIMEOUT"):
@@ -221,7 +221,7 @@ def test_a_trickling_server_is_dropped_by_the_stall_rule(mirror, isolated_env, m
 
 
 def test_silence_mid_body_is_a_read_timeout_not_cannot_connect(mirror, isolated_env, monkeypatch):
-    monkeypatch.setattr(_download, "MAX_RETRIES", 0)
+    monkeypatch.setattr(download, "MAX_RETRIES", 0)
     url = mirror.script(NAME, [Reply(body=DATA, pause_after=1000, delay_mid=3)])
     with pytest.raises(DownloadError, match=r"no data for 0.5 s in the middle of the file, after 1,000 bytes") as info:
         fetch(weights_file(NAME, DATA, [url]))
@@ -249,14 +249,7 @@ def test_progress_names_the_file_and_ends_at_its_size(mirror, isolated_env, capf
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return str(cert), str(key)
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def test_https_to_plain_http_loopback_is_refused(certificate, mirror, isolated_env, monkeypatch):

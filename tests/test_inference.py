@@ -9,7 +9,6 @@ official-format weight files on the real photos in examples/images.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import keras
@@ -21,21 +20,12 @@ import official_format
 import resnet_keras
 from resnet_keras.architecture import build as _builder
 from resnet_keras.tools.inference import ChannelAffine
+from tiny_models import cosine, images, rel_error, tiny_model, tiny_spec
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import InvalidArgumentError
 
 FLOAT16_MAX = 65504.0
 IMAGES = sorted((Path(__file__).parents[1] / "examples" / "images").glob("*.jpg"))
-
-
-def rel_error(actual, expected) -> float:
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    return float(np.abs(actual - expected).max() / np.abs(expected).max())
-
-
-def cosine(a, b) -> np.ndarray:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
 
 
 def family(spec) -> tuple:
@@ -48,38 +38,6 @@ FAMILIES = {}
 for _name in resnet_keras.list_models():
     FAMILIES.setdefault(family(SPECS[_name]), _name)
 REPRESENTATIVES = sorted(FAMILIES.values())
-
-
-def tiny_spec(name: str):
-    """One block per stage, widths 4, 8, 16, ... (doubling, as option A needs)."""
-    spec = SPECS[name]
-    stages = len(spec.depths)
-    return dataclasses.replace(
-        spec,
-        depths=(1,) * stages,
-        widths=tuple(4 * 2**i for i in range(stages)),
-        stem_width=4,
-    )
-
-
-def tiny_model(name, *, include_top=True, pooling=None, seed=0, classes=7, activation=None):
-    model = _builder.create_model(
-        tiny_spec(name),
-        include_top=include_top,
-        weights=None,
-        input_tensor=None,
-        input_shape=(32, 32, 3),
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=activation,
-        name=name,
-    )
-    official_format.randomize(model, seed=seed)
-    return model
-
-
-def images(n=4, size=32, seed=0):
-    return np.random.default_rng(seed).uniform(-2, 2, (n, size, size, 3)).astype("float32")
 
 
 def layer_types(model):

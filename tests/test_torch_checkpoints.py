@@ -334,7 +334,7 @@ def test_wrong_keys_and_shapes_are_named_and_nothing_is_assigned(checkpoints, tm
         _load(model, tmp_path / "shapes.pth")
     nan = dict(state, **{"bn1.bias": torch.full((64,), float("nan"))})
     torch.save(nan, tmp_path / "nan.pth")
-    with pytest.raises(WeightsMismatchError, match="bn1.bias: contains NaN"):
+    with pytest.raises(WeightsFormatError, match="bn1.bias: contains NaN"):
         _load(model, tmp_path / "nan.pth")
     assert unchanged()
 
@@ -391,7 +391,7 @@ def test_truncated_and_damaged_files_are_refused(checkpoints, tmp_path):
     save_file(torch.load(good, weights_only=True), str(tmp_path / "m.safetensors"))
     st = (tmp_path / "m.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(st[: len(st) // 2])
-    with pytest.raises(WeightsFormatError, match="safetensors could not read it"):
+    with pytest.raises(WeightsFormatError, match=r"lies beyond the file's [\d,]+ bytes of data \(truncated\?\)"):
         _load(model, tmp_path / "cut.safetensors")
     claim = (1 << 40).to_bytes(8, "little") + st[8:]
     (tmp_path / "claim.safetensors").write_bytes(claim)

@@ -119,8 +119,8 @@ def build(
             input_shape, include_top=include_top, **shape_rules
         )
     with contextlib.ExitStack() as stack:
-        # Opened (and, for a tag, fetched and hashed) before the slow build,
-        # so a bad file fails fast; read from the same open file after it.
+        # Read once (and, for a tag, fetched and hashed) before the slow build,
+        # so a bad file fails fast; loaded from those same bytes after it.
         opened = stack.enter_context(open_weights(resolved)) if resolved.has_weights else None
         model = _graph(spec, input_tensor, input_shape, include_top, pooling,
                        classes, classifier_activation, name)

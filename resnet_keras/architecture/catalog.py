@@ -17,7 +17,6 @@ modules on first use, so their decorators have run; `list_models` and
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 import importlib
 import inspect
@@ -26,6 +25,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from . import docs
 from .specs import SPECS, ResNetSpec
+from .._text import did_you_mean
 from ..errors import InvalidArgumentError
 
 # The modules whose decorators register the zoo, in the order of its table.
@@ -164,8 +164,7 @@ def natural_key(name: str):
 
 
 def unknown_model(name: Any) -> InvalidArgumentError:
-    hints = difflib.get_close_matches(str(name).lower(), list(SPECS), n=3)
-    suggestion = f" Did you mean {', '.join(map(repr, hints))}?" if hints else ""
+    suggestion = did_you_mean(str(name).lower(), SPECS, n=3)
     return InvalidArgumentError(
         "`name` must be a registered model (see resnet_keras.list_models())."
         f"{suggestion} Received: name={name!r}"

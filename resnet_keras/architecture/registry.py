@@ -8,7 +8,6 @@ builder's `def`; this module reads `catalog.ENTRIES`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import inspect
 import math
@@ -19,6 +18,7 @@ import keras
 from .catalog import ENTRIES, resolve as _resolve
 from .specs import ResNetSpec
 from ..data_format import spatial_dims
+from .._text import did_you_mean
 from ..errors import InvalidArgumentError
 
 def _weight_tags(key: str) -> tuple[str, ...]:
@@ -43,8 +43,7 @@ def get_model(name: str, /, **kwargs) -> keras.Model:
     parameters = inspect.signature(builder).parameters
     unknown = sorted(set(kwargs) - set(parameters))
     if unknown:
-        hints = difflib.get_close_matches(unknown[0], list(parameters), n=1)
-        suggestion = f" Did you mean {hints[0]!r}?" if hints else ""
+        suggestion = did_you_mean(unknown[0], parameters)
         # a TypeError, as Python raises for the builder itself
         raise TypeError(
             f"{builder.__name__} takes the arguments {list(parameters)}."

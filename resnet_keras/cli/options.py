@@ -48,9 +48,21 @@ def non_negative_float(text: str) -> float:
     return _number(text, least=0, strict=False, what="non-negative")
 
 
+def batch_size(text: str) -> int:
+    from ..extraction import MAX_BATCH_SIZE  # a plain constant: no NumPy
+
+    value = positive_int(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_SIZE} images, got {text!r}")
+    return value
+
+
 def add_batch_size(parser: argparse.ArgumentParser) -> None:
+    from ..extraction import MAX_BATCH_SIZE
+
     parser.add_argument(
-        "--batch-size", type=positive_int, default=32, help="images per forward pass (default: 32)"
+        "--batch-size", type=batch_size, default=32, metavar="N",
+        help=f"images per forward pass (default: 32, at most {MAX_BATCH_SIZE})",
     )
 
 

@@ -4,16 +4,18 @@ Errors of this package (and OS errors) become one line on stderr,
 `resnet-keras: error: ...`. Messages that name a builder argument
 (`weights=`, `input_shape=`) are translated to the flag that sets it
 (`FLAGS`), and names of files are printed with control and bidi characters
-escaped (`printable`).
+and bytes that are not UTF-8 escaped (`printable`, the rule the library's
+outputs share).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from typing import Sequence
+
+from .._text import printable  # the one rule for names, shared with the library
 
 
 def print_table(rows: Sequence[Sequence[str]]) -> None:
@@ -22,19 +24,6 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]
         print("  ".join(cells).rstrip())
-
-
-def printable(text: str | os.PathLike) -> str:
-    """`text` with control, bidi and other invisible characters escaped.
-
-    A file name can hold a newline (which would forge an output line) or a
-    right-to-left override; such characters are shown as Python escapes
-    (`\\n`, `\\u202e`), everything else as it is.
-    """
-    text = os.fspath(text)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # Builder arguments -> the flags that set them, for error messages.
@@ -46,6 +35,10 @@ FLAGS = {
     "offline": "--offline",
     "top": "--top",
     "precision": "--precision",
+    "batch_size": "--batch-size",
+    "actors": "--actors",
+    "cpus_per_actor": "--cpus-per-actor",
+    "gpus_per_actor": "--gpus-per-actor",
 }
 _API_WORDS = {
     "resnet_keras.list_models()": "`resnet-keras list`",

@@ -7,10 +7,8 @@ Every file and argument is checked before Keras is imported
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -21,9 +19,11 @@ from .options import (
     add_batch_size, add_inference_options, add_model_options, non_negative_float, positive_float, positive_int,
 )
 from .output import printable
+from ..files import atomic_write
 from .registry import EXIT_OK, command
 from ..architecture.catalog import PREPROCESSING_TEXT
 from ..errors import InvalidArgumentError, MissingDependencyError
+from ..explain.folder import OverlayWriter, check_folder, image_loader
 from ..extraction import DEFAULT_SHARD_SIZE, ENGINES, POOLINGS
 from ..tools.export import FORMATS, export_for_inference
 
@@ -39,6 +39,11 @@ def _configure_classify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=positive_int, default=5, help="labels per image (default: 5)")
     add_batch_size(parser)
     add_inference_options(parser)
+    parser.add_argument(
+        "--explain", metavar="OUT_DIR",
+        help="also write a Grad-CAM overlay per image and top-k class to OUT_DIR, named "
+        "<stem>.top<k>.<label>.png (the Keras model explained, at the classes printed)",
+    )
 
 
 @command(
@@ -63,6 +68,7 @@ def run_classify(args: argparse.Namespace) -> int:
         )
     paths = collect_images(args.images)  # every file checked before a model is built
     calibration = check_inference_options(args)
+    explain_to = check_folder(args.explain) if args.explain else None
     resolved = resolve_weights(args, spec, include_top=True)
     model = build_model(args, resolved)
     if not resolved.has_weights:
@@ -72,10 +78,17 @@ def run_classify(args: argparse.Namespace) -> int:
         )
     size = spatial_size(model)
     predict = predict_function(args, model, resolved, size, calibration)
+    overlays = None
+    if explain_to is not None:
+        overlays = OverlayWriter(model, explain_to, paths, args.top, image_loader(size, resolved.preprocessing))
     for batch in _batches(paths, args.batch_size):
         scores = predict(preprocess(load_batch(batch, size), resolved.preprocessing))
         for path, labels in zip(batch, top_labels(np.asarray(scores), args.top)):
             print(format_top(printable(path), labels))
+        if overlays is not None:
+            overlays.write(batch, scores)
+    if overlays is not None:
+        print(f"{len(overlays.written)} Grad-CAM overlays -> {printable(explain_to)}")
     return EXIT_OK
 
 
@@ -181,13 +194,13 @@ def _features_npz(args: argparse.Namespace) -> int:
     # Unicode arrays only: np.load(path, allow_pickle=False) reads every key.
     arrays = dict(
         features=features,
-        paths=np.array([os.fspath(p) for p in paths], dtype=str),
+        paths=np.array([printable(p) for p in paths], dtype=str),
         model=np.array(spec.name),
         weights=np.array(resolved.weights_label),
         pooling=np.array(args.pooling),
         image_size=np.array(size),
     )
-    with _atomic_output(out) as f:
+    with atomic_write(out) as f:
         np.savez(f, **arrays)
     print(
         f"{features.shape[0]} images x {features.shape[1]} features ({spec.name}, "
@@ -247,26 +260,6 @@ def _features_parquet(args: argparse.Namespace) -> int:
         f"{summary.images_per_second:.1f} images/s"
     )
     return EXIT_OK
-
-
-@contextlib.contextmanager
-def _atomic_output(path: Path):
-    """A binary file that appears at `path` complete or not at all.
-
-    Written to a temp file beside `path`, then renamed over it; its mode is
-    what `open()` would give (0o666 less the umask), not mkstemp's 0o600.
-    """
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            yield f
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
 
 
 # --format name -> the export record (suffix, modules, pip extra, load hint).

@@ -19,7 +19,10 @@ embedding, model, weights, pooling, image_size) with `OUT/_index.json` and
   tasks, one model per actor) on a local Ray or a cluster (`address`);
   the driver writes the shards, so the output is the same.
 - Paths in the output are as given: a folder `photos` gives
-  `photos/a/1.jpg`; an absolute folder, absolute paths.
+  `photos/a/1.jpg`; an absolute folder, absolute paths; names are written
+  by the rule of printed names (`resnet_keras._text.printable`).
+- `images` may be one file or folder (str or PathLike, searched as the
+  CLI searches), a list of files, or a Ray Dataset.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ ENGINES = ("local", "ray")
 POOLINGS = ("avg", "max")
 PRECISIONS = ("float32", "bfloat16")
 DEFAULT_SHARD_SIZE = 10_000
+# Images per forward pass, at most (every command and the library): a batch
+# of 4096 224x224 images is 2.4 GB of float32 pixels, held twice while the
+# next is decoded; a typo like 10**20 fails in one line, not deep in TensorFlow.
+MAX_BATCH_SIZE = 4096
 
 _LAZY = {
     **dict.fromkeys(("ExtractionSummary", "check_run_arguments", "extract_features", "run"), ".api"),

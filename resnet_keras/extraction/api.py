@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -10,11 +11,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import DEFAULT_SHARD_SIZE, ENGINES, POOLINGS, PRECISIONS
-from .engines import RayOptions, local_batches, ray_batches, require_ray, write_batches
+from . import DEFAULT_SHARD_SIZE, ENGINES, MAX_BATCH_SIZE, POOLINGS, PRECISIONS
+from .engines import RayOptions, local_batches, ray_batches, ray_session, require_ray, write_batches
 from .model import settings_for
-from .store import FeatureStore, Plan, path_text, require_pyarrow
+from .store import FeatureStore, Plan, require_pyarrow
 from ..errors import InvalidArgumentError
+from ..images import list_images, max_image_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,12 @@ def check_run_arguments(*, pooling: str, precision: str, batch_size: int, shard_
     for name, value in (("batch_size", batch_size), ("shard_size", shard_size), ("size", size or 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgumentError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    if batch_size > MAX_BATCH_SIZE:
+        raise InvalidArgumentError(
+            f"`batch_size` must be at most {MAX_BATCH_SIZE} images per forward pass. "
+            f"Received: batch_size={batch_size}"
+        )
+    max_image_bytes()  # RESNET_KERAS_MAX_IMAGE_BYTES checked now, not in a decoding task
     if engine == "ray":
         require_ray()
     require_pyarrow()
@@ -66,32 +74,34 @@ def run(*, paths: Sequence[str], out: Path, resolved: Any, make_model: Callable[
         progress: bool, runtime: str = "auto") -> ExtractionSummary:
     """The extraction both the CLI and `extract_features` run (arguments already checked)."""
     settings = settings_for(resolved, pooling=pooling, size=size, precision=precision)
-    plan = Plan(tuple(path_text(p) for p in paths), shard_size)
+    plan = Plan(tuple(os.fsdecode(p) for p in paths), shard_size)
     FeatureStore.check(out, settings, plan, overwrite=overwrite)  # before the slow build
-    model = make_model()
-    dim = int(model.output_shape[-1])
-    store = FeatureStore.open(out, settings, plan, dim=dim, arguments=arguments, overwrite=overwrite)
-    try:
-        pending = store.pending()
-        resumed = plan.shard_count - len(pending)
-        side, todo = settings.image_size[0], [plan.positions(k) for k in pending]
-        common = dict(side=side, preprocessing=settings.preprocessing, batch_size=batch_size,
-                      model=model, precision=precision, runtime=runtime)
-        if engine == "ray":
-            batches = ray_batches(plan.paths, todo, resolved=resolved, pooling=pooling,
-                                  options=ray_options, **common)
-        else:
-            batches = local_batches(plan.paths, [p for r in todo for p in r], **common)
-        from tqdm import tqdm
+    # Ray's nodes are checked against the actors before the build, too.
+    with ray_session(ray_options) if engine == "ray" else contextlib.nullcontext():
+        model = make_model()
+        dim = int(model.output_shape[-1])
+        store = FeatureStore.open(out, settings, plan, dim=dim, arguments=arguments, overwrite=overwrite)
+        try:
+            pending = store.pending()
+            resumed = plan.shard_count - len(pending)
+            side, todo = settings.image_size[0], [plan.positions(k) for k in pending]
+            common = dict(side=side, preprocessing=settings.preprocessing, max_bytes=max_image_bytes(),
+                          batch_size=batch_size, model=model, precision=precision, runtime=runtime)
+            if engine == "ray":
+                batches = ray_batches(plan.paths, todo, resolved=resolved, pooling=pooling,
+                                      options=ray_options, **common)
+            else:
+                batches = local_batches(plan.paths, [p for r in todo for p in r], **common)
+            from tqdm import tqdm
 
-        done_before = sum(len(plan.positions(k)) for k in store.shards)
-        clock = _SteadyRate()
-        with tqdm(total=len(plan.paths), initial=done_before, unit="img", disable=not progress,
-                  desc=f"{settings.model} features", file=sys.stderr) as bar:
-            write_batches(store, batches, lambda n: (bar.update(n), clock.update(n)))
-        rows, errors = store.totals()
-    finally:
-        store.close()
+            done_before = sum(len(plan.positions(k)) for k in store.shards)
+            clock = _SteadyRate()
+            with tqdm(total=len(plan.paths), initial=done_before, unit="img", disable=not progress,
+                      desc=f"{settings.model} features", file=sys.stderr) as bar:
+                write_batches(store, batches, lambda n: (bar.update(n), clock.update(n)))
+            rows, errors = store.totals()
+        finally:
+            store.close()
     return ExtractionSummary(
         out=out, images=len(plan.paths), rows=rows, errors=errors, shards=plan.shard_count,
         resumed_shards=resumed, dim=dim, seconds=clock.seconds, images_per_second=clock.rate,
@@ -126,7 +136,7 @@ class _SteadyRate:
 
 
 def extract_features(
-    images: Sequence[str | os.PathLike] | Any,
+    images: str | os.PathLike | Sequence[str | os.PathLike] | Any,
     out: str | os.PathLike,
     *,
     model: str = "resnet50",
@@ -147,7 +157,10 @@ def extract_features(
     """Embed many images into sharded Parquet in `out`, resumably.
 
     Args:
-        images: Image file paths (their order fixes the shards), or a
+        images: One file or folder (a folder is searched recursively for
+            image suffixes, sorted, as the command line does), a list of
+            image file paths (their order fixes the shards; a missing or
+            unreadable one is listed in the errors file), or a
             `ray.data.Dataset` with a string column `path` (gathered on the
             driver in the Dataset's order; implies `engine="ray"`).
         out: Output folder (created if missing; its parent must exist).
@@ -159,7 +172,7 @@ def extract_features(
         precision: "float32" or "bfloat16".
         runtime: The `Predictor` runtime: "auto" (the fastest installed),
             "openvino", "onnxruntime" or "tensorflow".
-        batch_size: Images per forward pass.
+        batch_size: Images per forward pass (at most 4096).
         shard_size: Images (list positions) per Parquet shard.
         engine: "local" (tf.data + this process) or "ray" (Ray Data);
             None picks "ray" for a Dataset, else "local".
@@ -201,7 +214,7 @@ def extract_features(
         raise InvalidArgumentError(
             f"A ray.data.Dataset of images needs engine='ray'. Received: engine={engine!r}"
         )
-    paths = _dataset_paths(dataset) if dataset is not None else [path_text(p) for p in images]
+    paths = _dataset_paths(dataset) if dataset is not None else _image_paths(images)
     if not paths:
         raise InvalidArgumentError("`images` must name at least one image. Received: images=[]")
     resolved = resolve(SPECS[catalog.resolve(model)], None if weights is None else os.fspath(weights),
@@ -219,6 +232,19 @@ def extract_features(
                pooling=pooling, size=size, precision=precision, batch_size=batch_size,
                shard_size=shard_size, engine=engine, ray_options=ray_options or RayOptions(),
                overwrite=overwrite, arguments=arguments, progress=progress, runtime=runtime)
+
+
+def _image_paths(images: Any) -> list[str]:
+    """The paths `images` names: one file or folder (expanded), or a list of files."""
+    if isinstance(images, (str, bytes, os.PathLike)):  # never iterated character by character
+        return [os.fspath(p) for p in list_images([os.fsdecode(images)])]
+    try:
+        return [os.fsdecode(p) for p in images]
+    except TypeError as error:
+        raise InvalidArgumentError(
+            "`images` must be a file or folder path, a list of image paths or a ray.data.Dataset. "
+            f"Received: images={images!r:.200}"
+        ) from error
 
 
 def _ray_dataset(images: Any):

@@ -10,6 +10,7 @@ the distributed one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 
 from .model import inference_function, model_input
 from .store import FeatureStore
-from ..errors import MissingDependencyError
+from ..errors import InvalidArgumentError, MissingDependencyError
 
 Batch = tuple[np.ndarray, np.ndarray, Sequence[str]]
 
@@ -38,7 +39,7 @@ def _embed(infer: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray,
 
 
 def local_batches(files: Sequence[str], positions: Sequence[int], *, side: int,
-                  preprocessing: str | None, batch_size: int, model: Any,
+                  preprocessing: str | None, max_bytes: int, batch_size: int, model: Any,
                   precision: str, runtime: str) -> Iterator[Batch]:
     """Read `files[p]` for p in `positions` with a parallel tf.data pipeline."""
     import tensorflow as tf
@@ -48,8 +49,8 @@ def local_batches(files: Sequence[str], positions: Sequence[int], *, side: int,
     size = (side, side)
 
     def load(position):
-        pixels, problem = model_input(files[int(position)], size, preprocessing)
-        return pixels, problem.encode("utf-8")
+        pixels, problem = model_input(files[int(position)], size, preprocessing, max_bytes)
+        return pixels, problem.encode("utf-8")  # printable text: always UTF-8
 
     def read(position):
         pixels, problem = tf.numpy_function(load, [position], (tf.float32, tf.string), stateful=False)
@@ -95,8 +96,9 @@ class RayOptions:
     gpus_per_actor: float = 0
 
 
-def _decode_batch(batch: dict[str, np.ndarray], side: int, preprocessing: str | None) -> dict:
-    inputs = [model_input(str(f), (side, side), preprocessing) for f in batch["file"]]
+def _decode_batch(batch: dict[str, np.ndarray], side: int, preprocessing: str | None,
+                  max_bytes: int) -> dict:
+    inputs = [model_input(os.fsdecode(f), (side, side), preprocessing, max_bytes) for f in batch["file"]]
     return {
         "position": batch["position"],
         "pixels": np.stack([pixels for pixels, _ in inputs]),
@@ -127,17 +129,61 @@ class _Embedder:
         }
 
 
-def ray_batches(files: Sequence[str], shards: Iterable[Sequence[int]], *, side: int,
-                preprocessing: str | None, batch_size: int, model: Any, resolved: Any,
-                pooling: str, precision: str, runtime: str, options: RayOptions) -> Iterator[Batch]:
-    """The same batches, computed by Ray Data; one Arrow block per shard."""
-    ray = require_ray()
-    import pyarrow as pa
+@contextlib.contextmanager
+def ray_session(options: RayOptions) -> Iterator[None]:
+    """Ray for one run, its nodes checked against `options` before anything is submitted.
 
+    An initialized Ray (the caller's) is used as it is; otherwise one is
+    started at `options.address` (else RAY_ADDRESS, else a local Ray) and
+    shut down afterwards.
+    """
+    ray = require_ray()
     started = not ray.is_initialized()
     if started:
         address = options.address or os.environ.get("RAY_ADDRESS") or "local"
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    try:
+        check_ray_resources(options, [node["Resources"] for node in ray.nodes() if node.get("Alive")])
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def check_ray_resources(options: RayOptions, nodes: Sequence[dict[str, float]]) -> None:
+    """Refuse model actors the cluster cannot place: Ray would wait for them forever.
+
+    `nodes` holds the resources of each live node (`ray.nodes()`). Each actor
+    must fit on one node, and all of them together must leave one CPU free
+    for the decoding tasks (Ray Data gives each task one CPU).
+    """
+    problems = []
+    for name, per_actor, spare in (("CPU", options.cpus_per_actor, 1), ("GPU", options.gpus_per_actor, 0)):
+        if not per_actor:
+            continue
+        largest = max((node.get(name, 0) for node in nodes), default=0)
+        total = sum(node.get(name, 0) for node in nodes)
+        if per_actor > largest:
+            problems.append(f"one actor needs {per_actor:g} {name}s, the largest node has {largest:g}")
+        elif options.actors * per_actor + spare > total:
+            decoding = " plus 1 CPU for decoding" if spare else ""
+            problems.append(f"{options.actors} actors x {per_actor:g} {name}s{decoding} is more than "
+                            f"the cluster's {total:g}")
+    if problems:
+        raise InvalidArgumentError(
+            f"Ray must be able to place every model actor, or the run waits forever: {'; '.join(problems)}. "
+            f"Received: actors={options.actors}, cpus_per_actor={options.cpus_per_actor:g}, "
+            f"gpus_per_actor={options.gpus_per_actor:g}. Ask for fewer, or add nodes to the cluster."
+        )
+
+
+def ray_batches(files: Sequence[str], shards: Iterable[Sequence[int]], *, side: int,
+                preprocessing: str | None, max_bytes: int, batch_size: int, model: Any, resolved: Any,
+                pooling: str, precision: str, runtime: str, options: RayOptions) -> Iterator[Batch]:
+    """The same batches, computed by Ray Data (in a `ray_session`); one Arrow block per shard."""
+    ray = require_ray()
+    import pyarrow as pa
+
     context = ray.data.DataContext.get_current()
     saved = (context.execution_options.preserve_order, context.enable_progress_bars)
     context.execution_options.preserve_order = True  # rows come back in list order
@@ -146,13 +192,14 @@ def ray_batches(files: Sequence[str], shards: Iterable[Sequence[int]], *, side: 
         blocks = [
             pa.table({
                 "position": pa.array(list(positions), pa.int64()),
-                "file": pa.array([os.path.abspath(files[p]) for p in positions], pa.string()),
+                # bytes: a name need not be valid UTF-8
+                "file": pa.array([os.fsencode(os.path.abspath(files[p])) for p in positions], pa.binary()),
             })
             for positions in shards
         ]
         dataset = (
             ray.data.from_arrow(blocks)
-            .map_batches(_decode_batch, fn_kwargs=dict(side=side, preprocessing=preprocessing),
+            .map_batches(_decode_batch, fn_kwargs=dict(side=side, preprocessing=preprocessing, max_bytes=max_bytes),
                          batch_size=batch_size, batch_format="numpy")
             .map_batches(
                 _Embedder,
@@ -168,8 +215,6 @@ def ray_batches(files: Sequence[str], shards: Iterable[Sequence[int]], *, side: 
             yield batch["position"], batch["embedding"], [str(p) for p in batch["problem"]]
     finally:
         context.execution_options.preserve_order, context.enable_progress_bars = saved
-        if started:
-            ray.shutdown()
 
 
 # ---------------------------------------------------------------------------

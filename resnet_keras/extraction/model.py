@@ -3,12 +3,12 @@ its input, and the one function that calls it."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .store import Settings
+from ..files import file_sha256
 from ..images import preprocess, read_pixels
 
 if TYPE_CHECKING:
@@ -26,11 +26,7 @@ def weights_hash(resolved: Resolved) -> str:
         return resolved.file.hash
     if resolved.path is None:
         return "none"
-    digest = hashlib.sha256()
-    with open(resolved.path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+    return f"sha256:{file_sha256(resolved.path)}"
 
 
 def settings_for(resolved: Resolved, *, pooling: str, size: int | None, precision: str) -> Settings:
@@ -46,14 +42,15 @@ def settings_for(resolved: Resolved, *, pooling: str, size: int | None, precisio
     )
 
 
-def model_input(path: str, size: tuple[int, int], preprocessing: str | None) -> tuple[np.ndarray, str]:
+def model_input(path: str, size: tuple[int, int], preprocessing: str | None,
+                max_bytes: int | None = None) -> tuple[np.ndarray, str]:
     """(pixels ready for the model, "") for a readable file, else (zeros, reason).
 
     `read_pixels` then `preprocess`: the rules `classify` and `features`
     use, one image at a time (both are per-pixel, so a batch of these is
     exactly what `preprocess(load_batch(...))` gives).
     """
-    pixels = read_pixels(path, size)
+    pixels = read_pixels(path, size, max_bytes=max_bytes)
     if isinstance(pixels, str):
         return np.zeros((*size, 3), np.float32), pixels
     return np.ascontiguousarray(preprocess(pixels, preprocessing), np.float32), ""

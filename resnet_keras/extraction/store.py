@@ -9,6 +9,10 @@ Layout (every engine writes the same):
     OUT/_errors.csv             path,reason of every unreadable image
     OUT/_lock                   held while a run writes (a second run stops)
 
+Paths (the `path` column, `_errors.csv`) are the names as given, written by
+the one rule of printed names (`resnet_keras._text.printable`): invisible
+characters and bytes that are not UTF-8 escaped (`bad\\xff.jpg`).
+
 Names starting with `_` or `.` are skipped by pyarrow.dataset, pandas and
 Ray when they read the folder, so `pandas.read_parquet(OUT)` sees shards only.
 
@@ -30,19 +34,19 @@ import io
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from .._text import printable
+from ..files import replaced
 from ..errors import InvalidArgumentError, MissingDependencyError
 
 FORMAT = "resnet-keras features/1"
 INDEX_NAME = "_index.json"
 ERRORS_NAME = "_errors.csv"
 LOCK_NAME = "_lock"
-_TEMP_PREFIX = ".tmp-"
 _SHARD = re.compile(r"part-(\d{5,})\.parquet$")
 # Rows per Parquet row group: bounds the memory a shard needs while it is
 # written (1024 x 2048 float32 = 8 MB), whatever the shard size.
@@ -83,11 +87,6 @@ class Settings:
         return cls(**{**data, "image_size": tuple(data["image_size"])})
 
 
-def path_text(path: str | os.PathLike) -> str:
-    """A path as the output stores it: as given, as text."""
-    return os.fspath(path)
-
-
 def list_digest(paths: Sequence[str]) -> str:
     """sha256 of the ordered image list: a rerun must list the same images."""
     digest = hashlib.sha256()
@@ -113,44 +112,21 @@ def schema(dim: int):
     ])
 
 
-def _file_mode() -> int:
-    """What open() would give a new file: 0o666 less the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextlib.contextmanager
-def _replaced(path: Path) -> Iterator[Path]:
-    """A temp path beside `path`; renamed over `path` if the block succeeds."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TEMP_PREFIX}{path.name}.")
-    os.close(handle)
-    try:
-        yield Path(temp)
-        with open(temp, "rb+") as f:  # on disk before the name says "done"
-            os.fsync(f.fileno())
-        os.chmod(temp, _file_mode())
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
+def _is_temp(path: Path) -> bool:
+    """A file `files.replaced` was writing when its run was killed."""
+    return path.name.startswith(".") and path.name.endswith(".part")
 
 
 def _write_text(path: Path, text: str) -> None:
-    with _replaced(path) as temp:
+    with replaced(path) as temp:
         temp.write_text(text, encoding="utf-8")
-
-
-def _printable_path(path: str) -> str:
-    """Any file name as UTF-8 text (undecodable bytes as \\x.. escapes)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """The ordered image list, cut into shards by position."""
 
-    paths: tuple[str, ...]  # as the output stores them
+    paths: tuple[str, ...]  # as given; the output shows them through `printable`
     shard_size: int
 
     @property
@@ -174,7 +150,7 @@ class ShardWriter:
 
         self.path = folder / shard_name(number)
         self._stack = contextlib.ExitStack()
-        self._temp = self._stack.enter_context(_replaced(self.path))
+        self._temp = self._stack.enter_context(replaced(self.path))
         self._schema = schema(dim)
         self._writer = pq.ParquetWriter(self._temp, self._schema)
         self._constant = dict(
@@ -203,7 +179,7 @@ class ShardWriter:
         flat = np.concatenate(self._embeddings).reshape(-1)
         dim = self._schema.field("embedding").type.list_size
         columns = {
-            "path": pa.array(self._paths, pa.string()),
+            "path": pa.array([printable(p) for p in self._paths], pa.string()),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim),
             **{key: pa.array([value] * n, pa.string()) for key, value in self._constant.items()},
             "image_size": pa.array([self._size] * n, pa.list_(pa.int32(), 2)),
@@ -269,7 +245,7 @@ class FeatureStore:
         store._lock = lock
         try:
             cls.check(folder, settings, plan, overwrite=overwrite)  # again, under the lock
-            for leftover in folder.glob(f"{_TEMP_PREFIX}*"):  # from killed runs
+            for leftover in filter(_is_temp, folder.iterdir()):  # from killed runs
                 leftover.unlink()
             if overwrite:
                 for path in folder.iterdir():
@@ -358,7 +334,7 @@ class FeatureStore:
         out.writerow(["path", "reason"])
         for shard in sorted(self.shards):
             for path, reason in self.shards[shard]["errors"]:
-                out.writerow([_printable_path(path), reason])
+                out.writerow([printable(path), printable(reason)])
         _write_text(self.folder / ERRORS_NAME, text.getvalue())
 
     def close(self) -> None:
@@ -396,7 +372,7 @@ def _refusal(folder: Path, settings: Settings, plan: Plan, *, overwrite: bool) -
         return None
     index = _read_index(folder)
     if index is None:
-        if any(not p.name.startswith((_TEMP_PREFIX, LOCK_NAME)) for p in folder.iterdir()):
+        if any(not (_is_temp(p) or p.name.startswith(LOCK_NAME)) for p in folder.iterdir()):
             return (
                 f"--out must be a new or empty folder, or one written by `resnet-keras features` "
                 f"(it has {INDEX_NAME}). {where} Choose another folder."

@@ -144,6 +144,11 @@ class Predictor:
     model's right away (`parity`). `predict` takes the same preprocessed
     batch `model.predict` takes and returns the same NumPy arrays.
 
+    `predict` is safe to call from several threads at once, on every
+    runtime: each call gets its own results. OpenVINO lends each call infer
+    requests of its own and tunes a new batch shape once; onnxruntime
+    sessions and TensorFlow functions take concurrent calls by design.
+
     Args:
         model: A functional Keras model with one input: any resnet_keras model,
             with or without top, any pooling.
@@ -218,6 +223,8 @@ class Predictor:
         Returns:
             A float32 NumPy array; for a model with several outputs, the same
             list or dict of them `model.predict` returns.
+
+        Safe to call from several threads at once (see the class docstring).
         """
         batch_size = _check_batch_size(batch_size)
         x = _check_batch(x, self.input_shape, "x")

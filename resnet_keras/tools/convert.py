@@ -8,11 +8,9 @@ the SHA-256 this function returns.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import numpy as np
 from ..architecture import catalog
 from ..architecture.specs import SPECS
 from ..errors import InvalidArgumentError
+from ..files import replaced
 
 H5_SUFFIXES = (".h5", ".hdf5")
 
@@ -91,20 +90,10 @@ def convert_checkpoint(
     from ..architecture.registry import get_model
 
     model = get_model(key, weights=os.fspath(src), include_top=include_top)
-    _write_atomically(model, dst)
+    with replaced(dst) as temp:
+        write_keras2_layout(model, temp)
     data = dst.read_bytes()
     return ConvertedWeights(dst, hashlib.sha256(data).hexdigest(), len(data), key, include_top)
-
-
-def _write_atomically(model, dst: Path) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    os.close(fd)
-    try:
-        write_keras2_layout(model, Path(temp))
-        os.replace(temp, dst)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
 
 
 def write_keras2_layout(model, path: Path) -> None:

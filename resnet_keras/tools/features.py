@@ -24,7 +24,6 @@ layer names, the contract its weight files rely on.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from typing import Sequence
 
@@ -32,6 +31,7 @@ import keras
 
 from ..architecture.blocks import FEATURE_STAGES, FeatureStage
 from ..data_format import channel_axis
+from .._text import did_you_mean
 from ..errors import InvalidArgumentError
 
 _BLOCK_OUT = re.compile(r"conv(\d+)_block(\d+)_out$")
@@ -202,8 +202,7 @@ def feature_model(
         wanted = list(stages)
         for key in wanted:
             if key not in found:
-                hints = difflib.get_close_matches(str(key).upper(), list(found), n=1)
-                suggestion = f" Did you mean {hints[0]!r}?" if hints else ""
+                suggestion = did_you_mean(str(key).upper(), found)
                 raise InvalidArgumentError(
                     f"`stages` must name stages of {model.name} "
                     f"({', '.join(found)}).{suggestion} Received: stages={stages!r}"

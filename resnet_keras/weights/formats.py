@@ -7,8 +7,9 @@
   then `state_dict`.
 
 Anything else (a pickle, an HTML page, an empty file) is refused before a
-parser sees it. The reader gets the open file whose bytes were checked and
-hashed, never the path again.
+parser sees it. The reader gets a file object over the bytes that were read
+once and (for a manifest file) hashed, never the path or a descriptor of
+the file on disk (the shared-cache rule, snapshot.py).
 """
 
 from __future__ import annotations

@@ -11,69 +11,40 @@ The names in the file are used for messages, never for matching, because
 the official files were written by another program with other names (the
 classifier is `probs` there, `predictions` in Keras 3).
 
-The file is opened once: the bytes that are hashed (when a hash is known),
-checked and read are those of one open file, whatever happens to its path
-meanwhile. Everything is read and checked (counts, shapes, dtypes,
-finiteness, and bounds on structure, chunk and declared sizes) before the
-first assignment; all problems are reported at once and the model is left
+The file is read once into memory (`snapshot.read_once`): the bytes that
+are hashed (when a hash is known), checked and parsed are those bytes,
+whatever happens to the file on disk meanwhile. Everything is read and
+checked (bounds on structure, names, chunk and declared sizes first; then
+counts, shapes, and each value by the rule every checkpoint reader shares,
+`values`) before the first assignment; all problems are reported at once
+and the model is left
 unchanged when there is any.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
-from typing import BinaryIO, Callable
-
-import numpy as np
+from typing import BinaryIO
 
 from ..errors import WeightsFormatError, WeightsMismatchError
-from . import adapt
-from .h5_bounds import MAX_REPORTED, check_structure, format_error
+from . import adapt, snapshot, values
+from .h5_bounds import MAX_REPORTED, NameBudget, check_structure, format_error, read_names, unwritten
+from .snapshot import missing_file_error
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def _attr_list(group, name: str, where) -> list[str]:
-    """A list-of-strings attribute, possibly chunked as name0, name1, ... by Keras."""
-    import h5py
-
-    if name in group.attrs:
-        parts = [group.attrs[name]]
-    else:
-        parts, i = [], 0
-        while f"{name}{i}" in group.attrs:
-            parts.append(group.attrs[f"{name}{i}"])
-            i += 1
-    values = []
-    for part in parts:
-        if isinstance(part, h5py.Empty) or not isinstance(part, np.ndarray) or part.ndim != 1:
-            raise format_error(
-                where, f"attribute {name!r} of {group.name} is not a list of names"
-            )
-        for value in part:
-            if isinstance(value, (bytes, np.bytes_)):
-                try:
-                    value = bytes(value).decode("utf-8")
-                except UnicodeDecodeError:
-                    raise format_error(
-                        where, f"attribute {name!r} of {group.name} is not UTF-8 text"
-                    ) from None
-            if not isinstance(value, str):
-                raise format_error(
-                    where, f"attribute {name!r} of {group.name} holds {value!r}, not a name"
-                )
-            values.append(value)
-    return values
 
 
 def _has_layer_names(group) -> bool:
     return any(key == "layer_names" or key.startswith("layer_names") for key in group.attrs)
 
 
-def _weight_groups(root, where):
-    """(layer name, [(weight name, dataset)]) for each layer that has weights."""
+def _weight_groups(root, file, where):
+    """(layer name, [(weight name, dataset)]) for each layer that has weights.
+
+    Linear in the names: each list is bounded before it is read, and a
+    group or dataset that two names reach is refused.
+    """
     import h5py
 
     if not _has_layer_names(root):
@@ -86,18 +57,27 @@ def _weight_groups(root, where):
             )
             raise format_error(where, problem)
         root = weights_root
-    layers = []
-    for layer_name in _attr_list(root, "layer_names", where):
+    budget = NameBudget(where, file)
+    layers, reached = [], set()
+
+    def first_visit(obj, what: str) -> None:
+        if obj.id in reached:  # "a" and "./a" are one object
+            raise format_error(where, f"{what} is an object the file lists twice")
+        reached.add(obj.id)
+
+    for layer_name in read_names(root, "layer_names", budget):
         group = root.get(layer_name) if layer_name else None
         if not isinstance(group, h5py.Group):
             raise format_error(where, f"layer {layer_name!r} has no group")
+        first_visit(group, f"layer {layer_name!r}")
         weights = []
-        for weight_name in _attr_list(group, "weight_names", where):
+        for weight_name in read_names(group, "weight_names", budget):
             dataset = group.get(weight_name) if weight_name else None
             if not isinstance(dataset, h5py.Dataset):
                 raise format_error(
                     where, f"weight {weight_name!r} of layer {layer_name!r} is missing"
                 )
+            first_visit(dataset, f"weight {weight_name!r} of layer {layer_name!r}")
             weights.append((weight_name, dataset))
         if weights:
             layers.append((layer_name, weights))
@@ -124,14 +104,6 @@ def check_signature(path: Path) -> None:
 def _check_head(head: bytes, where) -> None:
     if not head.startswith(HDF5_SIGNATURE):
         raise format_error(where, describe_non_hdf5(head))
-
-
-def missing_file_error(path: Path, hint: str = "") -> FileNotFoundError:
-    # One argument only: with errno/filename set, str() would drop the hint.
-    return FileNotFoundError(
-        f"Weights file not found: {path}.{hint} Check the path, or pass a "
-        "weights tag such as 'imagenet'."
-    )
 
 
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
@@ -175,29 +147,6 @@ def _keras_weight_order(layer):
     return list(layer.trainable_weights) + list(layer.non_trainable_weights)
 
 
-def open_regular(path: Path) -> BinaryIO:
-    """Open `path` for reading, refusing anything but a regular file.
-
-    O_NONBLOCK: opening a FIFO must not wait for a writer; the check on the
-    open descriptor (not the path) is what the rest of the load relies on.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise missing_file_error(path) from None
-    except IsADirectoryError:
-        raise format_error(path, "it is a directory") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise format_error(path, "it is not a regular file")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def load_weights(model, path: str | os.PathLike) -> None:
     """Load an HDF5 weights file into `model`, all or nothing.
 
@@ -208,34 +157,31 @@ def load_weights(model, path: str | os.PathLike) -> None:
             `.h5`, of which only the weights are read).
     """
     path = Path(path)
-    with open_regular(path) as file:
-        load_from_file(model, file, path)
+    data = snapshot.read_once(path, snapshot.MAX_LOCAL_BYTES)  # read once, parse those bytes
+    load_from_file(model, snapshot.as_file(data), path)
 
 
 def load_from_file(
     model,
     file: BinaryIO,
     where,
-    verify: Callable[[BinaryIO], None] | None = None,
     *,
     adapt_input_channels: bool = False,
 ) -> None:
-    """Load from an open file: `verify(file)` (a hash check) sees the same bytes h5py reads.
+    """Load from a file object over bytes read once (`snapshot.as_file`), all or nothing.
 
     `adapt_input_channels`: a 3-channel stem kernel in the file is adapted
     to the model's input channels (`adapt.adapt_stem_kernel`).
     """
     import h5py
 
-    if verify is not None:
-        verify(file)
     file.seek(0)
     _check_head(file.read(512), where)
     file.seek(0)
     try:
         with h5py.File(file, "r") as root:
             check_structure(root, where)
-            plan = _plan(model, _weight_groups(root, where), where, adapt_input_channels)
+            plan = _plan(model, _weight_groups(root, file, where), where, adapt_input_channels)
     except (WeightsFormatError, WeightsMismatchError):
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
@@ -258,8 +204,9 @@ def _looks_like_head(datasets) -> bool:
 def _count_mismatch(model, model_layers, file_layers, where) -> WeightsMismatchError:
     file_names = [name for name, _ in file_layers]
     model_names = [layer.name for layer in model_layers]
-    extra = [n for n in file_names if n not in model_names]
-    missing = [n for n in model_names if n not in file_names]
+    in_file, in_model = set(file_names), set(model_names)  # linear in both
+    extra = [n for n in file_names if n not in in_model]
+    missing = [n for n in model_names if n not in in_file]
     hint = ""
     surplus = len(file_layers) - len(model_layers)
     if surplus == 1 and _looks_like_head(file_layers[-1][1]):
@@ -279,12 +226,12 @@ def _plan(model, file_layers, where, adapt_input_channels: bool = False):
     model_layers = weighted_layers(model)
     if len(file_layers) != len(model_layers):
         raise _count_mismatch(model, model_layers, file_layers, where)
-    plan, problems = [], []
+    plan, unusable, mismatched = [], [], []
     for index, (layer, (file_name, datasets)) in enumerate(zip(model_layers, file_layers)):
         label = layer.name if file_name == layer.name else f"{layer.name} (file: {file_name})"
         variables = _keras_weight_order(layer)
         if len(variables) != len(datasets):
-            problems.append(
+            mismatched.append(
                 f"layer {label!r}: expects {len(variables)} weights, "
                 f"the file has {len(datasets)}"
             )
@@ -294,26 +241,22 @@ def _plan(model, file_layers, where, adapt_input_channels: bool = False):
             # the stem: the first weighted layer of every model of the zoo
             adaptable = index == 0 and adapt.can_adapt(dataset.shape, variable.shape)
             if tuple(dataset.shape) != tuple(variable.shape) and not (adapt_input_channels and adaptable):
-                problems.append(
+                mismatched.append(
                     f"{what}: shape {tuple(dataset.shape)} in the file, "
                     f"{tuple(variable.shape)} in the model" + (adapt.HINT if adaptable else "")
                 )
-            elif dataset.dtype.kind != "f":
-                problems.append(f"{what}: dtype {dataset.dtype} is not floating point")
-            else:
-                value = dataset[()]
+                continue
+            try:
+                values.check_dtype(dataset.dtype)  # before reading: refused data is never read
+                if unwritten(dataset):
+                    raise values.UnusableValue(
+                        f"dataset {dataset.name} was created but never written (no data stored)"
+                    )
+                value = values.as_float32(dataset[()])
                 if adapt_input_channels and adaptable:
                     value = adapt.adapt_stem_kernel(value, variable.shape[adapt.INPUT_AXIS])
-                if not np.all(np.isfinite(value)):
-                    problems.append(f"{what}: contains NaN or Inf")
-                else:
-                    plan.append((variable, value))
-    if problems:
-        listed = "; ".join(problems[:MAX_REPORTED])
-        more = len(problems) - MAX_REPORTED
-        raise WeightsMismatchError(
-            f"{where} does not fit model {model.name!r} ({len(problems)} "
-            f"problems, model unchanged): {listed}"
-            + (f"; and {more} more" if more > 0 else "")
-        )
+                plan.append((variable, values.as_variable_dtype(value, variable.dtype)))
+            except values.UnusableValue as problem:
+                unusable.append(f"{what}: {problem}")
+    values.refuse(where, model.name, unusable, mismatched)
     return plan

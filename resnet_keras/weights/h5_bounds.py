@@ -1,17 +1,21 @@
 """Bounds on an HDF5 file's structure, checked before any data is read.
 
 A weights file is small and plain: a few levels of groups, float arrays
-stored as they are or gzip-compressed. Links, external or virtual storage,
-filters that need plugins, and "bombs" (a declared size, or a compressed
-chunk, far larger than what the file stores) are refused, so a hostile file
-costs bounded time and memory.
+stored as they are or gzip-compressed, and lists of names. Links, external
+or virtual storage, filters that need plugins, "bombs" (a declared size, or
+a compressed chunk, far larger than what the file stores), name lists that
+repeat or exceed a budget, and datasets that were never written are
+refused, so a hostile file costs bounded time and memory.
 """
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 import numpy as np
 
 from ..errors import WeightsFormatError
+from . import h5_vlen
 
 # HDF5 filter ids: deflate (gzip), shuffle, fletcher32. Anything else needs a
 # plugin, i.e. code we did not choose, and is refused.
@@ -36,6 +40,15 @@ CHUNK_ALLOWANCE_BYTES = 1 << 20
 MAX_DEPTH = 8
 MAX_OBJECTS = 100_000
 MAX_REPORTED = 20  # problems listed in one message
+# The `layer_names` and `weight_names` lists of a whole file: ResNet152's
+# hold ~1,500 names in ~50 KB. Each list's size is known before it is read;
+# a file may hold at most MAX_NAMES names, MAX_NAME_BYTES long each, in
+# MAX_NAME_LIST_BYTES in all (as stored: fixed-length strings, as Keras writes).
+MAX_NAMES = MAX_OBJECTS
+MAX_NAME_BYTES = 1024
+MAX_NAME_LIST_BYTES = 4 << 20
+# Keras splits a list above 64 KB into name0, name1, ...: 64 parts hold the budget.
+MAX_NAME_PARTS = 256
 
 
 def format_error(where, problem: str) -> WeightsFormatError:
@@ -105,3 +118,98 @@ def check_structure(root, where) -> None:
     root.visititems_links(visit)
     if problems:
         raise format_error(where, "it contains " + ", ".join(problems[:MAX_REPORTED]))
+
+
+class NameBudget:
+    """What the name lists of one file may still hold; charged before each list is read."""
+
+    def __init__(self, where, file: BinaryIO):
+        self.where, self.file = where, file
+        self.names, self.nbytes = MAX_NAMES, MAX_NAME_LIST_BYTES
+
+    def charge(self, label: str, count: int, nbytes: int = 0, longest: int = 0) -> None:
+        if longest > MAX_NAME_BYTES:
+            raise format_error(
+                self.where, f"{label} holds names of {longest:,} bytes (at most {MAX_NAME_BYTES:,})"
+            )
+        self.names -= count
+        self.nbytes -= nbytes
+        if self.names < 0 or self.nbytes < 0:
+            raise format_error(
+                self.where,
+                f"its name lists exceed {MAX_NAMES:,} names or {MAX_NAME_LIST_BYTES:,} bytes "
+                f"(at {label})",
+            )
+
+
+def _name_parts(group, name: str, where) -> list[str]:
+    """`name`, or the parts name0, name1, ... Keras splits a long list into."""
+    if name in group.attrs:
+        return [name]
+    parts = []
+    while f"{name}{len(parts)}" in group.attrs and len(parts) <= MAX_NAME_PARTS:
+        parts.append(f"{name}{len(parts)}")
+    if len(parts) > MAX_NAME_PARTS:
+        raise format_error(
+            where, f"attribute {name!r} of {group.name} is split into more than {MAX_NAME_PARTS} parts"
+        )
+    return parts
+
+
+def read_names(group, name: str, budget: NameBudget) -> list[str]:
+    """The list-of-names attribute `name` of `group`, bounded, checked and without repeats."""
+    import h5py
+
+    label = f"attribute {name!r} of {group.name}"
+    parts = _name_parts(group, name, budget.where)
+    attrs = {part: group.attrs.get_id(part) for part in parts}  # shape and dtype: no data read
+    stored_elsewhere = {}  # variable-length strings (Keras 3's full-model files) live in a heap
+    for part, attr in attrs.items():
+        vlen = attr.dtype.kind == "O" and h5py.check_string_dtype(attr.dtype) is not None
+        if attr.shape == (0,):  # Keras writes an empty list as np.asarray([]): float64
+            continue
+        if attr.shape is None or len(attr.shape) != 1 or not (vlen or attr.dtype.kind == "S"):
+            raise format_error(budget.where, f"{label} is not a list of names")
+        budget.charge(label, attr.shape[0])
+        if vlen:
+            stored_elsewhere[part] = attr.shape[0]
+        else:
+            itemsize = attr.dtype.itemsize
+            budget.charge(label, 0, attr.shape[0] * itemsize, itemsize)
+    if stored_elsewhere:
+        try:
+            lengths = h5_vlen.string_lengths(budget.file, group, stored_elsewhere)
+        except h5_vlen.Unbounded as reason:
+            raise format_error(
+                budget.where, f"{label} holds variable-length strings stored with {reason}"
+            ) from None
+        for part_lengths in lengths.values():
+            budget.charge(label, 0, sum(part_lengths), max(part_lengths, default=0))
+    arrays = [group.attrs[part] for part in parts if attrs[part].shape != (0,)]
+    if len({array.dtype.kind for array in arrays}) > 1:
+        raise format_error(budget.where, f"{label} mixes fixed- and variable-length strings")
+    names = np.concatenate(arrays) if arrays else np.array([], "S1")
+    # Repeats are refused before the names become Python strings: no work per repeat.
+    unique, counts = np.unique(names, return_counts=True)
+    if len(unique) != len(names):
+        repeated = _decoded(unique[counts > 1][0], label, budget.where)
+        raise format_error(
+            budget.where, f"{label} lists {repeated[:100]!r} more than once ({len(names):,} names)"
+        )
+    return [_decoded(raw, label, budget.where) for raw in names]
+
+
+def _decoded(raw, label: str, where) -> str:
+    try:
+        return raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise format_error(where, f"{label} is not UTF-8 text") from None
+
+
+def unwritten(dataset) -> bool:
+    """True for a dataset created but not (fully) written: h5py would read its fill value."""
+    import h5py
+
+    if dataset.shape is None or dataset.size == 0:
+        return False
+    return dataset.id.get_space_status() != h5py.h5d.SPACE_STATUS_ALLOCATED

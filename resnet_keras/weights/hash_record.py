@@ -68,6 +68,12 @@ def write(path: Path, digest: str) -> None:
         raise
 
 
+def write_if_missing(path: Path, digest: str) -> None:
+    """Record `digest` for the verified `path` unless a record (even a malformed one) exists."""
+    if read(path) is None:
+        write(path, digest)
+
+
 def set_aside(path: Path) -> bool:
     """Move the record of `path` to `NAME.sha256.corrupt`; True if moved."""
     record = path_of(path)

@@ -1,4 +1,4 @@
-"""One bounded transfer: a URL's bytes into an open file, hashed on the way.
+"""One bounded transfer: a URL's bytes into a file object (our memory), hashed on the way.
 
 Every rule that protects the user's machine from a server lives here:
 - redirects are followed by hand, each checked by the URL policy before it
@@ -8,12 +8,16 @@ Every rule that protects the user's machine from a server lives here:
   compressed body can never inflate on the user's disk;
 - no more bytes are read than the limit allows (the manifest's size, else
   the size its parameter count implies, else Content-Length);
-- a stall rule: a transfer whose progress stays below MIN_BYTES_PER_SECOND
-  for a whole timeout period is dropped, so a server trickling one byte a
-  second cannot hold a download (and every process waiting on its lock)
+- every phase of a request (connect, TLS handshake, status line and
+  headers, any 100 Continue, every redirect, the body, a chunked trailer)
+  is read by one bounded reader, `guard.Guard`: a timeout per phase, one
+  deadline for everything before the body, and the stall rule for the body
+  (below guard.MIN_BYTES_PER_SECOND for a whole timeout period: dropped), so no
+  server can hold a download (and every process waiting on its lock)
   forever.
-Failures raise TransferError with a one-line reason and whether a retry
-could help.
+Failures raise TransferError with a one-line reason (which keeps what names
+the cause, a TLS failure for one, whatever the URL's length) and whether a
+retry could help.
 """
 
 from __future__ import annotations
@@ -21,30 +25,21 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import ssl
 import sys
-import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from . import guard as _guard
+from .guard import TransferError
 from .urls import check_redirect
 from ..errors import ManifestError
 
 CHUNK_BYTES = 1 << 16
 MAX_REDIRECTS = 5
-# The stall floor: a download averaging less than this over a whole timeout
-# period is dropped (a healthy link is thousands of times faster).
-MIN_BYTES_PER_SECOND = 1024
-
-
-class TransferError(Exception):
-    """A transfer failed: `str()` is the reason, one line."""
-
-    def __init__(self, reason: str, *, retryable: bool, integrity: bool = False):
-        super().__init__(reason)
-        self.retryable = retryable
-        self.integrity = integrity
+MAX_REASON_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -110,13 +105,14 @@ def _copy_local(url: str, out: BinaryIO, *, algorithm: str, limit: int) -> Trans
     return Transferred(size, digest.hexdigest())
 
 
-def _open(session, url: str, timeout: float):
+def _open(session, url: str, guard: _guard.Guard):
     """GET `url`, following allowed redirects by hand; the final response."""
     import requests
 
     headers = {"User-Agent": _user_agent(), "Accept-Encoding": "identity"}
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
+    current, timeout = url, guard.timeout
+    for hop in range(MAX_REDIRECTS + 1):
+        guard.hop = hop
         response = session.get(
             current, stream=True, timeout=(timeout, timeout),
             allow_redirects=False, headers=headers,
@@ -139,66 +135,61 @@ def _content_length(response) -> int | None:
 
 
 def _get(url, out, *, algorithm, limit, timeout, name, progressbar) -> Transferred:
-    import requests
+    guard = _guard.Guard(timeout, limit)
+    try:
+        with _guard.session(guard) as session:
+            return _read_body(session, url, out, guard, algorithm=algorithm, name=name,
+                              progressbar=progressbar)
+    except TransferError:
+        raise
+    except OSError as error:  # requests' and urllib3's errors: a connect or handshake timeout?
+        if guard.phase in (_guard.CONNECT, _guard.TLS) and _timed_out(error):
+            raise guard.over_time() from error
+        raise
+
+
+def _read_body(session, url, out, guard, *, algorithm, name, progressbar) -> Transferred:
     import urllib3
 
+    limit = guard.limit
     digest = hashlib.new(algorithm)
     size = 0
-    with requests.Session() as session:
-        response = _open(session, url, timeout)
-        with response:
-            response.raise_for_status()
-            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-            if encoding not in ("", "identity"):
-                raise TransferError(
-                    f"sent Content-Encoding {encoding!r} although only the raw "
-                    "file was asked for (Accept-Encoding: identity); refused, "
-                    "so a compressed body cannot fill the disk",
-                    retryable=False,
-                )
-            length = _content_length(response)
-            if length is not None and length > limit:
-                raise TransferError(
-                    f"announced {length:,} bytes (Content-Length), more than the "
-                    f"{limit:,} bytes the manifest allows for this file",
-                    retryable=False, integrity=True,
-                )
-            window_start, window_bytes = time.monotonic(), 0
-            with _progress(length, name, progressbar) as bar:
-                try:
-                    while True:
-                        chunk = response.raw.read1(CHUNK_BYTES, decode_content=False)
-                        if not chunk:
-                            break
-                        size += len(chunk)
-                        if size > limit:
-                            raise _too_big(limit)
-                        digest.update(chunk)
-                        out.write(chunk)
-                        bar.update(len(chunk))
-                        window_bytes += len(chunk)
-                        elapsed = time.monotonic() - window_start
-                        if elapsed >= timeout:
-                            if window_bytes < MIN_BYTES_PER_SECOND * elapsed:
-                                raise TransferError(
-                                    f"stalled: {window_bytes:,} bytes in {elapsed:.1f} s, "
-                                    f"below the floor of {MIN_BYTES_PER_SECOND:,} bytes/s "
-                                    f"for a whole timeout period ({timeout:g} s, "
-                                    "RESNET_KERAS_TIMEOUT)",
-                                    retryable=True,
-                                )
-                            window_start, window_bytes = time.monotonic(), 0
-                except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as error:
-                    raise TransferError(
-                        f"no data for {timeout:g} s in the middle of the file, after "
-                        f"{size:,} bytes (read timeout, RESNET_KERAS_TIMEOUT)",
-                        retryable=True,
-                    ) from error
-                except (urllib3.exceptions.ProtocolError, ConnectionError) as error:
-                    raise _truncated(size, length) from error
-            if length is not None and size != length:
-                raise _truncated(size, length)
-            content_type = response.headers.get("Content-Type", "")
+    response = _open(session, url, guard)
+    with response:
+        response.raise_for_status()
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise TransferError(
+                f"sent Content-Encoding {encoding!r} although only the raw "
+                "file was asked for (Accept-Encoding: identity); refused, "
+                "so a compressed body cannot fill the disk",
+                retryable=False,
+            )
+        length = _content_length(response)
+        if length is not None and length > limit:
+            raise TransferError(
+                f"announced {length:,} bytes (Content-Length), more than the "
+                f"{limit:,} bytes the manifest allows for this file",
+                retryable=False, integrity=True,
+            )
+        with _progress(length, name, progressbar) as bar:
+            try:
+                while True:
+                    chunk = response.raw.read1(CHUNK_BYTES, decode_content=False)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    guard.file_bytes = size
+                    if size > limit:
+                        raise _too_big(limit)
+                    digest.update(chunk)
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            except (urllib3.exceptions.ProtocolError, ConnectionError) as error:
+                raise _truncated(size, length) from error
+        if length is not None and size != length:
+            raise _truncated(size, length)
+        content_type = response.headers.get("Content-Type", "")
     return Transferred(size, digest.hexdigest(), content_type)
 
 
@@ -212,7 +203,12 @@ def _truncated(size: int, length: int | None) -> TransferError:
 
 
 def describe(error: BaseException, timeout: float) -> tuple[str, bool]:
-    """(one-line reason, retryable) for a failed transfer."""
+    """(one-line reason, retryable) for a failed transfer.
+
+    The reason comes from the error's root cause, not from requests' text
+    (which quotes the whole URL first), so what names the cause survives a
+    long URL.
+    """
     import requests
 
     if isinstance(error, TransferError):
@@ -223,14 +219,23 @@ def describe(error: BaseException, timeout: float) -> tuple[str, bool]:
         return f"HTTP {status} {reason}".strip(), status >= 500
     if isinstance(error, requests.TooManyRedirects):
         return "too many redirects (a redirect loop?)", False
+    tls = next((e for e in _causes(error) if isinstance(e, ssl.SSLError)), None)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        return (
+            f"TLS/SSL error: certificate verify failed ({tls.verify_message}): the "
+            "server's certificate is not trusted here (for a mirror of your own, set "
+            "REQUESTS_CA_BUNDLE to its CA bundle)", False,
+        )
+    if tls is not None:
+        return f"TLS/SSL error: {first_line(tls)}", True
     if isinstance(error, requests.ConnectTimeout):
         return f"cannot connect within {timeout:g} s (connect timeout)", True
     if isinstance(error, requests.Timeout):
         return f"connected, but no answer within {timeout:g} s (timeout)", True
     if isinstance(error, requests.ConnectionError):
-        return f"cannot connect ({first_line(error)})", True
+        return f"cannot connect ({first_line(_causes(error)[-1])})", True
     if isinstance(error, requests.RequestException):
-        return f"{type(error).__name__}: {first_line(error)}", False
+        return f"{type(error).__name__}: {first_line(_causes(error)[-1])}", False
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         return "no space left on the device holding the cache", False
     if isinstance(error, OSError):
@@ -238,10 +243,32 @@ def describe(error: BaseException, timeout: float) -> tuple[str, bool]:
     return f"{type(error).__name__}: {first_line(error)}", False
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and what it wraps (causes, contexts, urllib3's `reason`), outermost first."""
+    found, todo = [], [error]
+    while todo and len(found) < 32:
+        current = todo.pop(0)
+        if not isinstance(current, BaseException) or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+    return found
+
+
+def _timed_out(error: BaseException) -> bool:
+    # socket.timeout itself: urllib3's NewConnectionError (a refused
+    # connection) subclasses its ConnectTimeoutError, so those names lie.
+    return any(isinstance(cause, TimeoutError) for cause in _causes(error))
+
+
 def first_line(error: BaseException) -> str:
+    """The first line of `error`, at most MAX_REASON_CHARS: a long middle is cut, both ends kept."""
     text = str(error).strip().splitlines()
     line = text[0] if text else type(error).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
+    if len(line) <= MAX_REASON_CHARS:
+        return line
+    keep = (MAX_REASON_CHARS - 5) // 2
+    return f"{line[:keep]} ... {line[-keep:]}"
 
 
 def announce(url: str, destination, enabled: bool) -> None:

@@ -8,9 +8,10 @@ cache is touched:
    record: no weights, a local file, or a manifest entry and the file of it
    that `include_top` needs, with the input size and preprocessing that go
    with them.
-2. `open_weights` opens the file, fetching a manifest file into the
-   verified cache if needed (`cache.open_verified`): the bytes that
-   were hashed are the bytes h5py reads.
+2. `open_weights` reads the file once into memory, fetching a manifest
+   file into the verified cache if needed (`cache.open_verified`): the
+   bytes that were hashed are the bytes every parser reads (the
+   shared-cache rule, `snapshot.py`); a local file is read the same way.
 
 What a string means (one rule, keras' own for "imagenet"): a tag of the
 model wins, whatever the working directory holds; otherwise an existing
@@ -28,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from . import cache, formats, h5, settings
+from . import cache, formats, settings, snapshot
 from .manifest import merge, read_manifest, shipped_manifest
 from .records import Manifest, WeightsEntry, WeightsFile
 from ..architecture.specs import SPECS, ResNetSpec
@@ -215,7 +216,7 @@ def resolve(
         or text.lower().endswith(_PATH_SUFFIXES)
     ):
         tags = ", ".join(catalog.tags(model)) or "none"
-        raise h5.missing_file_error(
+        raise snapshot.missing_file_error(
             path,
             f" `weights` must be None, a weights tag of {model} ({tags}) or "
             f"an existing file. Received: weights={weights!r}.",
@@ -240,10 +241,13 @@ def load_opened(model, resolved: Resolved, file: BinaryIO, where, *, adapt_input
 
 @contextlib.contextmanager
 def open_weights(resolved: Resolved, *, progressbar: bool = True) -> Iterator[tuple[BinaryIO, Any]]:
-    """(open file, name for messages) of the weights of `resolved`, verified if tagged."""
+    """(file object over the bytes read once, name for messages) of the weights of `resolved`.
+
+    Tagged weights are verified bytes of the cache; a local file is read
+    once, within `snapshot.MAX_LOCAL_BYTES`.
+    """
     if resolved.file is None:
-        with h5.open_regular(resolved.path) as file:
-            yield file, resolved.path
+        yield snapshot.as_file(snapshot.read_once(resolved.path, snapshot.MAX_LOCAL_BYTES)), resolved.path
         return
     with cache.open_verified(
         resolved.file, offline=resolved.offline, progressbar=progressbar, label=resolved.label

@@ -1,12 +1,12 @@
 """Torch state dicts (torchvision, timm) into Keras models, all or nothing.
 
 Keys map to Keras weights by rule (`torch_names.torchvision_key`). Every
-weight of the model is looked up, transposed to Keras' layout and checked
-(shape, floating dtype, finite) before the first assignment; every key of
-the file must be used (`num_batches_tracked` aside, and `fc.*` when the
-model has no head). A Keras conv bias the checkpoint lacks (torch convs
-have none) is zero. Any problem: WeightsMismatchError naming the keys, and
-the model is unchanged.
+weight of the model is looked up, checked (shape, then the value rule every
+reader shares: `values`) and transposed to Keras' layout before the first
+assignment; every key of the file must be used (`num_batches_tracked`
+aside, and `fc.*` when the model has no head). A Keras conv bias the
+checkpoint lacks (torch convs have none) is zero. Any problem: an error
+naming the keys (`values.refuse`), and the model is unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import adapt
+from . import adapt, values
 from .h5 import weighted_layers
 from .h5_bounds import MAX_REPORTED
 from .torch_names import HEAD_PREFIX, IGNORED_SUFFIX, torchvision_key
@@ -58,19 +58,6 @@ def to_keras_layout(value: np.ndarray) -> np.ndarray:
     return value.T if value.ndim == 2 else value
 
 
-def _is_floating(value: Any) -> bool:
-    dtype = value.dtype
-    return getattr(dtype, "is_floating_point", None) is True or (
-        isinstance(dtype, np.dtype) and dtype.kind == "f"
-    )
-
-
-def _as_float32(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor (bfloat16 has no NumPy dtype)
-        value = value.detach().float().numpy()
-    return np.asarray(value, dtype=np.float32)
-
-
 def check_layout(spec: ResNetSpec, model_name: str, where) -> None:
     if not spec.torch_layout:
         fits = ", ".join(name for name, s in SPECS.items() if s.torch_layout)
@@ -86,7 +73,7 @@ def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool =
     """(variable, value) pairs for every weight of `model`; raise listing every problem."""
     layers = weighted_layers(model)
     has_head = any(layer.name == "predictions" for layer in layers)
-    pairs, problems, used = [], [], set()
+    pairs, unusable, mismatched, used = [], [], [], set()
     stem = layers[0].name if layers else None
     for layer in layers:
         for variable in layer.weights:
@@ -96,7 +83,7 @@ def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool =
                 if variable.name == "bias" and not layer.name.endswith("_bn") and layer.name != "predictions":
                     pairs.append((variable, np.zeros(shape, np.float32)))  # torch convs have no bias
                 else:
-                    problems.append(f"{key}: missing (for {layer.name}/{variable.name})")
+                    mismatched.append(f"{key}: missing (for {layer.name}/{variable.name})")
                 continue
             used.add(key)
             value = state[key]
@@ -106,17 +93,15 @@ def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool =
             adapting = adapt_input_channels and adaptable
             if got != wanted and not adapting:
                 hint = adapt.HINT if adaptable else ""
-                problems.append(f"{key}: shape {got} in the file, {wanted} in the model ({layer.name}){hint}")
-            elif not _is_floating(value):
-                problems.append(f"{key}: dtype {value.dtype} is not floating point")
-            else:
-                array = to_keras_layout(_as_float32(value))
+                mismatched.append(f"{key}: shape {got} in the file, {wanted} in the model ({layer.name}){hint}")
+                continue
+            try:
+                array = to_keras_layout(values.as_float32(value))
                 if adapting:
                     array = adapt.adapt_stem_kernel(array, shape[adapt.INPUT_AXIS])
-                if not np.all(np.isfinite(array)):
-                    problems.append(f"{key}: contains NaN or Inf")
-                else:
-                    pairs.append((variable, array))
+                pairs.append((variable, values.as_variable_dtype(array, variable.dtype)))
+            except values.UnusableValue as problem:
+                unusable.append(f"{key}: {problem}")
     unused = [
         key for key in state
         if key not in used
@@ -124,17 +109,12 @@ def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool =
         and not (not has_head and key.startswith(HEAD_PREFIX))
     ]
     if unused:
-        problems.append(
-            f"{len(unused)} keys of the file have no place in the model: {unused[:MAX_REPORTED]}"
+        mismatched.append(
+            f"{len(unused)} keys of the file have no place in the model: "
+            f"{[key[:100] for key in unused[:MAX_REPORTED]]}"
             " (another architecture or depth? a 'module.' prefix from DataParallel?)"
         )
-    if problems:
-        listed = "; ".join(problems[:MAX_REPORTED])
-        more = len(problems) - MAX_REPORTED
-        raise WeightsMismatchError(
-            f"{where} does not fit model {model.name!r} ({len(problems)} problems, "
-            f"model unchanged): {listed}" + (f"; and {more} more" if more > 0 else "")
-        )
+    values.refuse(where, model.name, unusable, mismatched)
     return pairs
 
 

@@ -1,7 +1,8 @@
 """Safe, bounded readers of torch checkpoints: `.pth` and `.safetensors`.
 
-Both read the one open file whose bytes were checked (and, for a manifest
-entry, hashed): never a second open by path. The work is bounded before a
+Both read a file object over the bytes that were read once and checked (and,
+for a manifest entry, hashed: the shared-cache rule, snapshot.py), never
+the file on disk. The work is bounded before a
 parser sees the bytes: the file may not be larger than `limit` (about twice
 the model's float32 weights), and
 
@@ -13,21 +14,28 @@ the model's float32 weights), and
   unpickler builds tensors and plain containers only, never other objects,
   so no code from the file runs. torch is an optional extra
   (`pip install "resnet-keras[torch]"`).
-- a `.safetensors` file is a length-prefixed JSON header and raw arrays;
-  the header is bounded and parsed first, then the `safetensors` package's
-  NumPy reader (no torch) reads the bytes already in memory.
+- a `.safetensors` file is a length-prefixed JSON header and raw
+  little-endian arrays: the header is bounded and parsed first, then each
+  tensor is read here (no torch, no other package) from the bytes its
+  header names, which must lie inside the file and tile its data exactly.
 
-Each returns {key: array-like}; arrays keep their file dtype and shape
-(torch tensors or NumPy arrays), for the caller to check before copying.
+Each returns {key: array-like} in the file's shape and dtype (torch
+tensors, NumPy arrays; bfloat16 widened to float32, exactly; `UnreadTensor`
+for other dtypes), for `state_dict` and the shared `values` rule to check
+before anything is assigned.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zipfile
+from dataclasses import dataclass
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from ..errors import MissingDependencyError, WeightsFormatError
 from .h5 import first_line
@@ -42,6 +50,8 @@ def format_error(where, problem: str) -> WeightsFormatError:
 
 ZIP_LOCAL_HEADER = b"PK\x03\x04"
 _ZIP_END = b"PK\x05\x06"
+_ZIP_CENTRAL = b"PK\x01\x02"
+_CENTRAL_HEADER_BYTES = 46
 _ZIP64_LOCATOR = b"PK\x06\x07"
 _ZIP64_END = b"PK\x06\x06"
 _ZIP_END_MAX = 22 + 0xFFFF  # the end record plus the longest comment
@@ -52,7 +62,8 @@ EXTRA_ENTRIES = 16
 
 
 def file_size(file: BinaryIO) -> int:
-    return os.fstat(file.fileno()).st_size
+    """The size of any seekable binary file object (a descriptor or bytes in memory)."""
+    return file.seek(0, os.SEEK_END)
 
 
 def check_size(file: BinaryIO, where, limit: int) -> int:
@@ -75,38 +86,75 @@ def looks_like_safetensors(head: bytes) -> bool:
 # .pth (torch's zip format)
 
 
-def _zip_entry_count(file: BinaryIO, size: int, where) -> int:
-    """The entry count of the zip's end record, read before zipfile parses a directory."""
+def _directory_record(file: BinaryIO, size: int, where) -> tuple[int, int, int, int]:
+    """(entry count, directory offset, directory length, where the end records start).
+
+    Read from the end record, or from the zip64 end record where there is
+    one (as zipfile does); where both give a value they must agree.
+    """
     tail_length = min(size, _ZIP_END_MAX)
     file.seek(size - tail_length)
     tail = file.read(tail_length)
     at = tail.rfind(_ZIP_END)
     if at < 0 or at + 22 > len(tail):
         raise format_error(where, "it is not a complete zip archive (truncated?)")
-    (count,) = struct.unpack_from("<H", tail, at + 10)
-    if count != 0xFFFF:
-        return count
-    locator = at - 20  # ZIP64: the real count is in the zip64 end record
+    count, length, offset = struct.unpack_from("<HII", tail, at + 10)
+    record_start = size - tail_length + at
+    locator = at - 20
     if locator < 0 or tail[locator:locator + 4] != _ZIP64_LOCATOR:
-        raise format_error(where, "its zip64 end record is missing")
-    (offset,) = struct.unpack_from("<Q", tail, locator + 8)
-    if offset > size - 56:
+        if count == 0xFFFF or 0xFFFFFFFF in (length, offset):
+            raise format_error(where, "its zip64 end record is missing")
+        return count, offset, length, record_start
+    (record_start,) = struct.unpack_from("<Q", tail, locator + 8)
+    if record_start > size - 56:
         raise format_error(where, "its zip64 end record points outside the file")
-    file.seek(offset)
+    file.seek(record_start)
     record = file.read(56)
     if record[:4] != _ZIP64_END:
         raise format_error(where, "its zip64 end record is damaged")
-    return struct.unpack_from("<Q", record, 32)[0]
+    count64, length64, offset64 = struct.unpack_from("<QQQ", record, 32)
+    pairs = ((count, count64, 0xFFFF), (length, length64, 0xFFFFFFFF), (offset, offset64, 0xFFFFFFFF))
+    for short, long, sentinel in pairs:
+        if short != sentinel and short != long:
+            raise format_error(where, "its zip end record and zip64 end record disagree")
+    return count64, offset64, length64, record_start
+
+
+def _check_zip_directory(file: BinaryIO, size: int, where, most: int) -> None:
+    """Count the zip's entries in its central directory itself, before zipfile parses it.
+
+    The end record's count alone can understate the directory (zipfile reads
+    it by length): the entries are walked, one past the record's count at
+    most, the directory must end where the end records begin, and the
+    count must match.
+    """
+    count, offset, length, records_at = _directory_record(file, size, where)
+    if count > most:
+        raise format_error(where, f"its zip holds {count:,} entries; the model has fewer tensors")
+    if offset + length != records_at:
+        raise format_error(where, "its zip directory does not end where its end record begins")
+    walked, position = 0, offset
+    while position < records_at and walked <= count:
+        file.seek(position)
+        header = file.read(_CENTRAL_HEADER_BYTES)
+        if len(header) < _CENTRAL_HEADER_BYTES or header[:4] != _ZIP_CENTRAL:
+            raise format_error(where, "its zip directory is damaged")
+        name, extra, comment = struct.unpack_from("<HHH", header, 28)
+        position += _CENTRAL_HEADER_BYTES + name + extra + comment
+        walked += 1
+    if walked != count:
+        held = f"more than {count:,}" if walked > count else f"{walked:,}"
+        raise format_error(
+            where, f"its zip end record counts {count:,} entries but its directory holds {held}"
+        )
+    if position != records_at:
+        raise format_error(where, "its zip directory is damaged")
 
 
 def check_torch_zip(file: BinaryIO, where, *, limit: int, max_tensors: int) -> None:
     """Bound a torch zip checkpoint by its directory alone; raise WeightsFormatError."""
     size = check_size(file, where, limit)
-    count = _zip_entry_count(file, size, where)
-    if count > max_tensors + EXTRA_ENTRIES:
-        raise format_error(
-            where, f"its zip holds {count:,} entries; the model has at most {max_tensors:,} tensors"
-        )
+    _check_zip_directory(file, size, where, most=max_tensors + EXTRA_ENTRIES)
     file.seek(0)
     try:
         with zipfile.ZipFile(file) as archive:
@@ -177,9 +225,74 @@ def read_pth(file: BinaryIO, where, *, limit: int, max_tensors: int) -> dict[str
 # --------------------------------------------------------------------------
 # .safetensors
 
+# The safetensors dtypes that load (values.LOADABLE_DTYPES), as little-endian
+# NumPy types; BF16 is read as 16-bit words and widened (NumPy has no bfloat16).
+_SAFETENSORS_NUMPY = {"F16": "<f2", "BF16": "<u2", "F32": "<f4", "F64": "<f8"}
+MAX_DIMENSIONS = 8  # weights are at most 4-D
+MAX_KEY_CHARACTERS = 1024  # keys and dtype names a message may quote
+
+
+@dataclass(frozen=True)
+class UnreadTensor:
+    """A safetensors entry of a dtype that never loads (I64, BOOL, ...): its bytes are not read.
+
+    BatchNorm step counters (int64) are such entries and are ignored; any
+    other is refused by `values` with its dtype and key.
+    """
+
+    dtype: str
+    shape: tuple
+
+
+def _bfloat16_as_float32(words: np.ndarray) -> np.ndarray:
+    """bfloat16 is the upper half of a float32: widening is a shift, and exact."""
+    return (words.astype(np.uint32) << 16).view(np.float32)
+
+
+def _no_repeated_keys(pairs):
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key appears twice")
+    return dict(pairs)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _safetensor(key: str, entry, body: memoryview, where):
+    """(array or UnreadTensor, (begin, end)) of one header entry, inside the file's data."""
+    if len(key) > MAX_KEY_CHARACTERS:
+        raise format_error(where, f"a key is {len(key):,} characters long")
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise format_error(where, f"its entry {key!r} is not a tensor (dtype, shape, data_offsets)")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not (
+        isinstance(dtype, str) and len(dtype) <= MAX_KEY_CHARACTERS
+        and isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS and all(map(_is_count, shape))
+        and isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
+        and offsets[0] <= offsets[1]
+    ):
+        raise format_error(where, f"tensor {key!r} has a malformed dtype, shape or data_offsets")
+    begin, end = offsets
+    if end > len(body):
+        raise format_error(
+            where, f"tensor {key!r} lies beyond the file's {len(body):,} bytes of data (truncated?)"
+        )
+    if dtype not in _SAFETENSORS_NUMPY:
+        return UnreadTensor(dtype, tuple(shape)), (begin, end)
+    numpy_dtype = np.dtype(_SAFETENSORS_NUMPY[dtype])
+    count = math.prod(shape)
+    if count * numpy_dtype.itemsize != end - begin:
+        raise format_error(
+            where, f"tensor {key!r} has {end - begin:,} bytes of data for shape {shape} in {dtype}"
+        )
+    array = np.frombuffer(body, numpy_dtype, count, begin).reshape(shape)
+    return (_bfloat16_as_float32(array) if dtype == "BF16" else array), (begin, end)
+
 
 def read_safetensors(file: BinaryIO, where, *, limit: int, max_tensors: int) -> dict[str, Any]:
-    """The arrays of a safetensors file, read with `safetensors.numpy` (no torch)."""
+    """The arrays of a safetensors file, each read within the bounds its header gives."""
     size = check_size(file, where, limit)
     file.seek(0)
     data = file.read(size)
@@ -191,22 +304,24 @@ def read_safetensors(file: BinaryIO, where, *, limit: int, max_tensors: int) -> 
             where, f"its safetensors header claims {header_length:,} bytes (the file has {size:,})"
         )
     try:
-        header = json.loads(data[8:8 + header_length])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise format_error(where, f"its safetensors header is not JSON ({error})") from error
+        header = json.loads(data[8:8 + header_length], object_pairs_hook=_no_repeated_keys)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError; deep nesting
+        raise format_error(where, f"its safetensors header is not JSON ({first_line(error)})") from error
     if not isinstance(header, dict) or len(header) > max_tensors + 1:  # + __metadata__
         raise format_error(
             where, f"its safetensors header is not a table of at most {max_tensors:,} tensors"
         )
-    try:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load
-    except ImportError as error:
-        raise MissingDependencyError(
-            f"Reading {where} (a .safetensors file) needs the safetensors package "
-            f"({error}). Install it with: pip install \"resnet-keras[safetensors]\"."
-        ) from error
-    try:
-        return load(data)
-    except (SafetensorError, ValueError, TypeError) as error:
-        raise format_error(where, f"safetensors could not read it ({first_line(error)})") from error
+    header.pop("__metadata__", None)
+    body = memoryview(data)[8 + header_length:]
+    tensors, spans = {}, []
+    for key, entry in header.items():
+        tensors[key], span = _safetensor(key, entry, body, where)
+        spans.append(span)
+    end = 0
+    for begin, stop in sorted(spans):  # the format's rule: the tensors tile the data exactly
+        if begin != end:
+            raise format_error(where, "its tensors' data overlap or leave gaps")
+        end = stop
+    if end != len(body):
+        raise format_error(where, f"it holds {len(body) - end:,} bytes after its last tensor")
+    return tensors
