@@ -137,7 +137,7 @@ def test_a_run_that_dies_mid_epoch_resumes_to_the_same_weights(train, tmp_path, 
     with pytest.raises(Crash):
         train(head_epochs=1, epochs=2, out=out)
     assert json.loads((out / rundir.STATE).read_text())["epoch"] == 1  # the finished epochs only
-    assert not (out / rundir.WEIGHTS).exists() and not list(out.glob(".tmp-*"))
+    assert not (out / rundir.WEIGHTS).exists() and not list(out.glob(".*.part"))
     monkeypatch.setattr(train_module._EpochBar, "on_train_batch_end", real)
     resumed = train(head_epochs=1, epochs=2, out=out)
     for a, b in zip(resumed.model.variables, reference.model.variables):

@@ -58,7 +58,7 @@ def test_finetune_writes_a_complete_run_and_counts_skips(run, capsys):
     names = {p.name for p in run.iterdir()}
     assert {"weights.h5", "run.json", "metrics.json", "report.html", "settings.json", "class_names.json",
             "split.json", "skipped.csv"} <= names
-    assert not any(n.startswith("checkpoint") or n.startswith(".tmp") for n in names)
+    assert not any(n.startswith("checkpoint") or n.endswith(".part") for n in names)
     skipped = (run / "skipped.csv").read_text().splitlines()
     assert skipped[0] == "path,reason" and len(skipped) == 3
     assert any(line.startswith("zero/empty.png,empty file") for line in skipped)

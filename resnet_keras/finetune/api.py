@@ -245,7 +245,7 @@ def _write_inputs(run: rundir.RunDir, examples, held_out, train_at, val_at, skip
     writer.writerow(["path", "reason"])
     writer.writerows([path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), reason]
                      for path, reason in skipped)
-    rundir.write_atomically(run.path(rundir.SKIPPED), lambda temp: temp.write_text(text.getvalue(), encoding="utf-8"))
+    rundir.write_text(run.path(rundir.SKIPPED), text.getvalue())
 
 
 def _class_weights(settings: Settings, labels: np.ndarray, classes: int) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from . import rundir
+from ..files import replaced
 from .metrics import classification_metrics, most_wrong
 from .model import write_weights
 from .record import FineTuned
@@ -51,9 +52,8 @@ def finish_run(run: rundir.RunDir, trainer: Trainer, class_names: Sequence[str],
             overlays = grad_cam_overlays(model, np.stack([m["pixels"] for m in mistakes]),
                                          [class_names.index(m["predicted"]) for m in mistakes],
                                          settings.preprocessing)
-    digest = {}
-    rundir.write_atomically(run.path(rundir.WEIGHTS),
-                            lambda temp: digest.setdefault("sha256", write_weights(model, temp)))
+    with replaced(run.path(rundir.WEIGHTS)) as temp:
+        sha256 = write_weights(model, temp)
     history = trainer.history
     rundir.write_json(run.path(rundir.METRICS), dict(
         best_epoch=trainer.best_epoch, validation=validation, history=history,
@@ -80,7 +80,7 @@ def finish_run(run: rundir.RunDir, trainer: Trainer, class_names: Sequence[str],
     rundir.write_json(run.path(rundir.RUN), dict(
         format=rundir.FORMAT, model=settings.model, class_names=list(class_names),
         input_size=settings.input_size, preprocessing=settings.preprocessing,
-        weights_file=rundir.WEIGHTS, weights_sha256=digest["sha256"], settings=settings.as_json()))
+        weights_file=rundir.WEIGHTS, weights_sha256=sha256, settings=settings.as_json()))
     run.remove_checkpoints()
     if progress:
         score = "" if best is None else f", validation top-1 {best:.4f}"

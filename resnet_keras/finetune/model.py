@@ -9,8 +9,8 @@ its `predictions` layer from a seeded random initialization.
 
 Loading a run never runs code from a file: the architecture is rebuilt from
 the registry and `run.json` (plain JSON, each field checked), and the
-weights are read from `weights.h5` by the package's own HDF5 reader after
-their SHA-256 is checked against `run.json` on the same open file. There is
+weights are read from `weights.h5` once into memory, their SHA-256 checked
+against `run.json`, and those bytes parsed by the package's own HDF5 reader. There is
 no keras `load_model`, `from_config` or pickle anywhere on that path.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 from ..errors import IntegrityError
 
@@ -102,35 +102,25 @@ def write_weights(model, path: Path) -> str:
     """`model`'s weights in the Keras 2 HDF5 layout at `path`; their sha256."""
     from ..tools.convert import write_keras2_layout
 
+    from ..files import file_sha256
+
     write_keras2_layout(model, path)
-    return _sha256(path)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _verifier(expected: str, where: Path):
-    def verify(file: BinaryIO) -> None:
-        file.seek(0)
-        digest = hashlib.sha256()
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-        if digest.hexdigest() != expected:
-            raise IntegrityError(
-                f"{where} does not match the sha256 its run.json records ({expected[:16]}...): the "
-                "file changed after the run wrote it. Received: sha256 "
-                f"{digest.hexdigest()[:16]}... Train again, or restore the file.")
-    return verify
+    return file_sha256(path)
 
 
 def load_weights(model, path: Path, sha256: str) -> None:
-    """Load `path` into `model` with the package's safe reader, after checking its sha256."""
-    from ..weights import h5
+    """Load `path` into `model` with the package's safe reader, after checking its sha256.
 
-    with h5.open_regular(path) as file:
-        h5.load_from_file(model, file, path, verify=_verifier(sha256, path))
+    The shared-cache rule (`weights.snapshot`): the file is read once into
+    memory, those bytes are hashed, and the HDF5 reader parses those bytes.
+    """
+    from ..weights import h5, snapshot
+
+    data = snapshot.read_once(path, snapshot.MAX_LOCAL_BYTES)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise IntegrityError(
+            f"{path} does not match the sha256 its run.json records ({sha256[:16]}...): the file "
+            f"changed after the run wrote it. Received: sha256 {digest[:16]}... Train again, or restore "
+            "the file.")
+    h5.load_from_file(model, snapshot.as_file(data), path)

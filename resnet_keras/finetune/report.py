@@ -164,7 +164,7 @@ def write_report(path: Path, *, title: str, summary: Sequence[tuple[str, str]], 
 
     `mistakes`: dicts with pixels (RGB array), name, true, predicted, confidence.
     """
-    from .rundir import write_atomically
+    from .rundir import write_text
 
     facts = "".join(f"<tr><th class=name>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in summary)
     settings_rows = "".join(f"<tr><th class=name>{_e(k)}</th><td class=name>{_e(v)}</td></tr>"
@@ -186,4 +186,4 @@ def write_report(path: Path, *, title: str, summary: Sequence[tuple[str, str]], 
         parts.append("<p>No validation images: no per-class metrics, confusion matrix or mistakes.</p>")
     parts += ["<h2>Settings</h2>", f"<table id=settings>{settings_rows}</table>", "</body></html>"]
     text = "\n".join(parts)
-    write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+    write_text(path, text)

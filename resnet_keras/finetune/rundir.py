@@ -11,55 +11,42 @@
     report.html       one self-contained page for a person
     run.json          written last: what `load_run` needs; its presence means "complete"
 
-Every file appears complete or not at all (temp file, fsync, rename). A run
+Every file appears complete or not at all (`files.replaced`: temp file,
+fsync, rename). A run
 killed at any moment leaves the last checkpoint whose checkpoint.json rename
 happened; the rerun removes temp files and newer orphans and continues.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from ..files import replaced
 
 FORMAT = "resnet-keras finetune/1"
 SETTINGS, CLASSES, SPLIT, SKIPPED = "settings.json", "class_names.json", "split.json", "skipped.csv"
 STATE, WEIGHTS, METRICS, REPORT, RUN = "checkpoint.json", "weights.h5", "metrics.json", "report.html", "run.json"
 LOCK = ".lock"
-_TEMP = ".tmp-"
 _CHECKPOINT = re.compile(r"checkpoint-\d{4,}\.npz$")
 OWN_FILES = (SETTINGS, CLASSES, SPLIT, SKIPPED, STATE, WEIGHTS, METRICS, REPORT, RUN)
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(temp)` fills a temp file beside `path`, which then replaces `path` in one rename."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TEMP}{path.name}.")
-    os.close(handle)
-    try:
-        write(Path(temp))
-        with open(temp, "rb+") as f:  # on disk before the name says "done"
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+def write_text(path: Path, text: str) -> None:
+    """`text` at `path`, complete or not at all (`files.replaced`)."""
+    with replaced(path) as temp:
+        temp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=1, ensure_ascii=True) + "\n"
-    write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+    write_text(path, json.dumps(data, indent=1, ensure_ascii=True) + "\n")
 
 
 def read_json(path: Path, limit: int = 64 << 20) -> Any:
@@ -139,7 +126,7 @@ class RunDir:
             if message:
                 raise InvalidArgumentError(message)
             for path in folder.iterdir():
-                if path.name.startswith(_TEMP) or (overwrite and (
+                if _is_temp(path) or (overwrite and (
                         path.name in OWN_FILES or _CHECKPOINT.match(path.name))):
                     path.unlink()
             if not (folder / SETTINGS).exists():
@@ -159,7 +146,8 @@ class RunDir:
     def save_checkpoint(self, epoch: int, arrays: dict[str, np.ndarray], state: dict) -> None:
         """The state after `epoch` (0-based): arrays first, then checkpoint.json names them."""
         name = f"checkpoint-{epoch:04d}.npz"
-        write_atomically(self.path(name), lambda temp: _savez(temp, arrays))
+        with replaced(self.path(name)) as temp:
+            _savez(temp, arrays)
         write_json(self.path(STATE), {**state, "epoch": epoch, "file": name})
         for path in self.folder.iterdir():
             if _CHECKPOINT.match(path.name) and path.name != name:
@@ -191,6 +179,11 @@ class RunDir:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _is_temp(path: Path) -> bool:
+    """A temp file of `files.replaced` that a killed run left."""
+    return path.name.startswith(".") and path.name.endswith(".part")
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
