@@ -230,3 +230,26 @@ def test_the_probe_takes_the_l2_strength_with_the_lowest_validation_loss():
     w, b = head._softmax_regression(z, labels, 3, best)
     kernel, bias = head.linear_probe(features, labels, 3, val_features, val_labels)
     np.testing.assert_allclose(kernel, w / scale[:, None], rtol=1e-4, atol=1e-6)
+
+
+def test_images_over_the_memory_budget_are_read_again_with_the_same_pixels(tmp_path):
+    """Decoded images that do not fit `budget` are checked once and read again per batch:
+    the numbers do not depend on whether they fit."""
+    from PIL import Image
+
+    from resnet_keras.finetune import source
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tmp_path / label / f"{i}.png")
+    (tmp_path / "b" / "bad.png").write_bytes(b"\x89PNG broken")
+    examples = data.list_folder(tmp_path)
+    positions = np.arange(len(examples))
+    cached, skipped = source.decode(examples, positions, 16, budget=1 << 30, progress=False)
+    streamed, skipped_again = source.decode(examples, positions, 16, budget=0, progress=False)
+    assert cached.cache is not None and streamed.cache is None and len(streamed.files) == 6
+    assert skipped == skipped_again and [path for path, _ in skipped] == ["b/bad.png"]
+    rows = np.array([5, 0, 3])
+    np.testing.assert_array_equal(cached.take(rows), streamed.take(rows))
