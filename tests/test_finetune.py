@@ -218,3 +218,9 @@ def test_the_head_starts_as_the_linear_probe_of_the_frozen_features(train, six_d
     got_kernel, got_bias = ft.model.get_layer("predictions").get_weights()
     np.testing.assert_allclose(got_kernel, kernel, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(got_bias, bias, rtol=1e-3, atol=1e-4)
+
+
+def test_the_report_shows_a_grad_cam_overlay_beside_each_mistake(two_phase):
+    page = (two_phase.run_dir / rundir.REPORT).read_text()
+    mistakes = page.count("alt='validation image'")
+    assert mistakes > 0 and page.count("alt='Grad-CAM'") == mistakes

@@ -21,14 +21,18 @@ REPORT_MISTAKES = 16
 
 
 def grad_cam_overlays(model, pixels: np.ndarray, classes: Sequence[int],
-                      preprocessing: str | None) -> list[np.ndarray] | None:
-    """HOOK (Grad-CAM): one RGB overlay per image for the report's mistakes, or None.
+                      preprocessing: str | None) -> list[np.ndarray]:
+    """One Grad-CAM overlay per image for the report's mistakes: where the
+    evidence for the predicted class lies.
 
-    The place where `resnet_keras.explain.grad_cam` will be connected:
     `pixels` are the images (n, size, size, 3) in [0, 255], `classes` the
-    predicted class of each. Until then the report shows the images alone.
+    predicted class of each; the model takes them preprocessed.
     """
-    return None
+    from ..explain import grad_cam, overlay
+    from ..images import preprocess
+
+    heatmaps = grad_cam(model, preprocess(np.array(pixels, np.float32), preprocessing), list(classes))
+    return [overlay(image, heatmap) for image, heatmap in zip(pixels, heatmaps)]
 
 
 def _unfreeze_epochs(trainer: Trainer) -> list[int]:

@@ -8,8 +8,8 @@ so the page works offline, from a file, and cannot reach the network. No
 plotting library is needed.
 
 Grad-CAM: `write_report(..., overlays=)` takes one RGB image per mistake
-(the same size as the mistake) and shows it beside the image. Nothing makes
-them yet; `finish.grad_cam_overlays` is the hook that will.
+(the same size as the mistake) and shows it beside the image;
+`finish.grad_cam_overlays` computes them with `resnet_keras.explain`.
 """
 
 from __future__ import annotations
