@@ -75,6 +75,12 @@ def test_the_command_line_offers_what_the_tables_list():
     assert {run_commands.EXPORT_FORMATS[name].name for name in choices("export", "--format")} == set(BY_FORMAT)
 
 
+def test_fine_tune_trains_in_the_keras_precisions_or_auto():
+    from resnet_keras.finetune import model, settings
+
+    assert settings.PRECISIONS == ("auto", *KERAS) and set(model.POLICIES) == set(KERAS)
+
+
 def test_extraction_runs_the_predictors_precisions_that_need_no_calibration():
     assert extraction.PRECISIONS == tuple(p for p in PREDICTOR if p not in CALIBRATED) == ("float32", "bfloat16")
     for p in (*ALL, *UNKNOWN):
