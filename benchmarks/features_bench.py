@@ -38,8 +38,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # official_format: the weights file layout
+sys.path.insert(0, str(REPO))  # the checkout's resnet_keras, installed or not
 
 
 def make_jpegs(folder: Path, count: int, side: int = 256, seed: int = 0) -> None:
@@ -56,12 +55,12 @@ def make_jpegs(folder: Path, count: int, side: int = 256, seed: int = 0) -> None
 
 
 def write_weights(path: Path) -> None:
-    import official_format
     import resnet_keras
+    from official_files import seed_weights, write_official_format
 
     model = resnet_keras.ResNet50(weights=None, include_top=False)
-    official_format.randomize(model, seed=1)
-    official_format.write_keras2_weights(model, path)
+    seed_weights(model, seed=1)
+    write_official_format(model, path)
 
 
 def model_throughput(weights: Path, precision: str, batch_size: int, batches: int) -> float:
@@ -111,9 +110,11 @@ def read(out: Path):
 
 
 def main(argv=None) -> None:
+    from resnet_keras.extraction import PRECISIONS  # plain data: what `features --out FOLDER` runs
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", default=str(REPO / "docs" / "features_performance.md"))
     parser.add_argument("--quick", action="store_true", help="64 images, no 4N run")

@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # official_format: seeded weights
+sys.path.insert(0, str(REPO))  # the checkout's resnet_keras, installed or not
 
 
 def images_per_second(predictor, batches: list, seconds: float) -> float:
@@ -64,11 +63,11 @@ def main() -> None:
     parser.add_argument("--runtimes", nargs="+", default=["openvino", "onnxruntime", "tensorflow"])
     args = parser.parse_args()
 
-    import official_format
     import resnet_keras
+    from official_files import seed_weights
 
     model = resnet_keras.get_model(args.model, weights=None, input_shape=(args.size, args.size, 3))
-    official_format.randomize(model, seed=0)
+    seed_weights(model, seed=0)
     rng = np.random.default_rng(0)
     batches = [rng.standard_normal((args.batch_size, args.size, args.size, 3)).astype(np.float32)
                for _ in range(max(args.threads))]

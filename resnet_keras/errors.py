@@ -57,3 +57,15 @@ class MissingDependencyError(ResNetKerasError, ImportError):
 
 class UnsupportedBackendError(ResNetKerasError, NotImplementedError):
     """The active Keras backend cannot do what was asked (e.g. gradients on numpy)."""
+
+
+class ParityError(ResNetKerasError, RuntimeError):
+    """A compiled or exported model computes something other than its Keras model."""
+
+
+class ExportParityError(ParityError):
+    """The exported artifact's outputs differ from the Keras model's beyond the tolerance."""
+
+
+class PredictorParityError(ParityError):
+    """A float32 Predictor engine's outputs differ from the Keras model's beyond the tolerance."""

@@ -13,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from resnet_keras.predictor import runtimes
-from resnet_keras.predictor.graph import Engine
+from resnet_keras.inference import runtimes
+from resnet_keras.inference.engines import Engine
 
 
 @dataclasses.dataclass

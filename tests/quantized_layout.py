@@ -15,7 +15,7 @@ import numpy as np
 
 def record_quantized(runtime: str, monkeypatch) -> list:
     """The int8 graphs the engine quantizes from now on: ONNX ModelProtos, or (OpenVINO model, float biases)."""
-    module = importlib.import_module(f"resnet_keras.predictor.engine_{runtime}")
+    module = importlib.import_module(f"resnet_keras.inference.engines.{runtime}")
     real, made = module._quantize, []
 
     def recording(model, calibration):

@@ -7,8 +7,8 @@ import pytest
 
 import resnet_keras
 from optional import require
-from resnet_keras.tools.export import ExportParityError, export_for_inference
-from resnet_keras.errors import InvalidArgumentError
+from resnet_keras.errors import ExportParityError, InvalidArgumentError
+from resnet_keras.inference.export import export_for_inference
 from tiny_models import images, rel_error, tiny_model
 
 
@@ -101,7 +101,7 @@ def test_litert_parity(model, tmp_path):
     [
         (dict(format="coreml"), "`format` must be one of .*Received: format='coreml'"),
         (dict(format="onnx", precision="bfloat16"), "Received: precision='bfloat16'"),
-        (dict(format="litert", precision="float16"), "Export a SavedModel"),
+        (dict(format="litert", precision="float16"), "Export float16 with format='tf_saved_model' or format='onnx'"),
         (dict(precision="half"), "Received: precision='half'"),
     ],
 )
@@ -117,26 +117,53 @@ def test_dynamic_input_size_needs_check_inputs(tmp_path):
         export_for_inference(dynamic, tmp_path / "x")
 
 
-@pytest.mark.parametrize(
+EVERY_FORMAT = pytest.mark.parametrize(
     "format, module",
     [("tf_saved_model", None), ("onnx", "tf2onnx"), pytest.param("litert", "ai_edge_litert", marks=pytest.mark.slow)],
 )
-def test_an_artifact_that_computes_something_else_is_a_parity_error(model, tmp_path, monkeypatch, format, module):
-    """The file written, read back with its runtime: a classifier changed on its way out is caught."""
+
+
+def change_on_export(monkeypatch, layer: str) -> None:
+    """From now on keras' exporter writes `layer` with its kernel times 1.5."""
     import keras
 
-    if module:
-        require(module)
     real_export = keras.Model.export
 
     def export_changed(self, filepath, *args, **kwargs):
-        classifier = self.get_layer("predictions")
-        classifier.kernel.assign(classifier.kernel * 1.5)
+        changed = self.get_layer(layer)
+        changed.kernel.assign(changed.kernel * 1.5)
         return real_export(self, filepath, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "export", export_changed)
+
+
+@EVERY_FORMAT
+def test_an_artifact_that_computes_something_else_is_a_parity_error(model, tmp_path, monkeypatch, format, module):
+    """The file written, read back with its runtime: a classifier changed on its way out is caught."""
+    if module:
+        require(module)
+    change_on_export(monkeypatch, "predictions")
     with pytest.raises(ExportParityError, match=f"exported {format} model must match the Keras model within 0.0001"):
         export_for_inference(model, tmp_path / "x", format=format)
+
+
+@pytest.fixture(scope="module")
+def stages():
+    """Four outputs (a dict C2..C5, as feature_model gives) of very different scales."""
+    return resnet_keras.feature_model(tiny_model("resnet50", include_top=False))
+
+
+@EVERY_FORMAT
+def test_every_output_of_a_multi_output_model_is_checked(stages, tmp_path, monkeypatch, format, module):
+    """Parity holds on each output; a change that reaches only the last one (C5) is caught."""
+    if module:
+        require(module)
+    report = export_for_inference(stages, tmp_path / "m", format=format)
+    print(f"PARITY {format} C2..C5: {report.max_error:.2e}")
+    assert report.max_error < 1e-5
+    change_on_export(monkeypatch, "conv5_block1_3_conv")  # feeds C5 only
+    with pytest.raises(ExportParityError, match=f"exported {format} model must match"):
+        export_for_inference(stages, tmp_path / "changed", format=format)
 
 
 def test_format_records_agree_with_the_package():
@@ -144,14 +171,14 @@ def test_format_records_agree_with_the_package():
     import configparser
     from pathlib import Path
 
-    from resnet_keras.tools.export import FORMATS
-    from resnet_keras.tools.inference import PRECISIONS
+    from resnet_keras.inference.export import FORMATS
+    from resnet_keras.inference.precision import KERAS
 
     setup = configparser.ConfigParser()
     setup.read(Path(__file__).parents[1] / "setup.cfg")
     extras = set(setup["options.extras_require"])
     for name, record in FORMATS.items():
-        assert record.name == name and set(record.precisions) <= set(PRECISIONS)
+        assert record.name == name and set(record.precisions) <= set(KERAS)
         assert record.extra in extras
     assert len({f.cli_name for f in FORMATS.values()}) == len(FORMATS)
 
@@ -162,7 +189,7 @@ def test_records_load_without_keras():
     import sys
 
     code = (
-        "import sys, resnet_keras.tools.export, resnet_keras.data_format, resnet_keras._imagenet; "
+        "import sys, resnet_keras.inference.export, resnet_keras.data_format, resnet_keras._imagenet; "
         "assert 'keras' not in sys.modules, 'keras imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -19,7 +19,7 @@ import digits
 import official_format
 import resnet_keras
 from resnet_keras.architecture import build as _builder
-from resnet_keras.tools.inference import ChannelAffine
+from resnet_keras.inference.optimize import ChannelAffine
 from tiny_models import cosine, images, rel_error, tiny_model, tiny_spec
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import InvalidArgumentError

@@ -24,7 +24,7 @@ import official_format
 import resnet_keras
 from optional import require
 from quantized_layout import check_layout, record_quantized
-from resnet_keras.tools import inference
+from resnet_keras.inference import optimize
 from tiny_models import cosine, images, rel_error
 
 RNG = np.random.default_rng(7)
@@ -58,14 +58,14 @@ class Float32Predictors:
     def __call__(self, runtime: str) -> resnet_keras.Predictor:
         _needs(runtime)
         if runtime not in self.built:
-            real, folded = inference.optimize_for_inference, []
+            real, folded = optimize.optimize_for_inference, []
 
             def spy(model, precision="float32"):
                 folded.append((model, precision))
                 return real(model, precision)
 
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(inference, "optimize_for_inference", spy)
+                patch.setattr(optimize, "optimize_for_inference", spy)
                 self.built[runtime] = resnet_keras.Predictor(self.model, runtime=runtime)
             self.folded[runtime] = folded
         return self.built[runtime]
@@ -207,11 +207,11 @@ def from_threads(predict, inputs: list) -> list:
 def test_predict_from_several_threads_gives_each_its_own_outputs(predictors, runtime, plan, monkeypatch):
     predictor = predictors(runtime)
     if plan is not None:
-        from resnet_keras.predictor import engine_openvino
+        from resnet_keras.inference.engines import openvino
 
         if plan != "latency" and predictor._engine.settings["streams"] < 2:
             pytest.skip("OpenVINO runs one stream on this machine: there is no streams plan")
-        monkeypatch.setattr(engine_openvino, "_fastest", lambda candidates, x: candidates[plan])
+        monkeypatch.setattr(openvino, "_fastest", lambda candidates, x: candidates[plan])
     inputs = [images(PLAN_BATCH.get(plan, 5), seed=100 + i) for i in range(THREADS)]
     alone = [predictor.predict(x) for x in inputs]  # one thread at a time
     assert min(rel_error(alone[0], other) for other in alone[1:]) > 0.01  # a swap would show
@@ -226,9 +226,9 @@ def test_engine_outputs_outlive_the_next_call(predictors, runtime, monkeypatch):
     same infer request) leaves them as they were."""
     engine = predictors(runtime)._engine
     if runtime == "openvino":  # the plan that hands out a request's own output tensors
-        from resnet_keras.predictor import engine_openvino
+        from resnet_keras.inference.engines import openvino
 
-        monkeypatch.setattr(engine_openvino, "_fastest", lambda candidates, x: candidates["latency"])
+        monkeypatch.setattr(openvino, "_fastest", lambda candidates, x: candidates["latency"])
     first_input, second_input = images(PLAN_BATCH["latency"], seed=1), images(PLAN_BATCH["latency"], seed=2)
     first = engine.run(first_input)
     kept = [np.array(o) for o in first]
@@ -237,17 +237,17 @@ def test_engine_outputs_outlive_the_next_call(predictors, runtime, monkeypatch):
 
 
 def test_a_new_batch_shape_is_tuned_once_when_threads_meet_it_together(predictors, monkeypatch):
-    from resnet_keras.predictor import engine_openvino
+    from resnet_keras.inference.engines import openvino
 
     predictor = predictors("openvino")
-    tuned, real = [], engine_openvino._fastest
+    tuned, real = [], openvino._fastest
 
     def slow_fastest(candidates, x):
         tuned.append(x.shape)
         time.sleep(0.2)  # the other threads arrive while this one tunes
         return real(candidates, x)
 
-    monkeypatch.setattr(engine_openvino, "_fastest", slow_fastest)
+    monkeypatch.setattr(openvino, "_fastest", slow_fastest)
     inputs = [images(11, seed=200 + i) for i in range(THREADS)]
     results = from_threads(predictor.predict, inputs)
     assert tuned == [(11, 32, 32, 3)]
@@ -257,13 +257,13 @@ def test_a_new_batch_shape_is_tuned_once_when_threads_meet_it_together(predictor
 
 
 def test_openvino_keeps_the_fastest_candidate():
-    from resnet_keras.predictor import engine_openvino
+    from resnet_keras.inference.engines import openvino
 
     def taking(seconds):
         return lambda x: time.sleep(seconds)
 
     fast = taking(0.001)
-    assert engine_openvino._fastest({"slow": taking(0.02), "fast": fast, "slower": taking(0.03)}, X) is fast
+    assert openvino._fastest({"slow": taking(0.02), "fast": fast, "slower": taking(0.03)}, X) is fast
 
 
 @pytest.mark.slow

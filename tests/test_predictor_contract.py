@@ -17,8 +17,8 @@ import official_format
 import resnet_keras
 from optional import require
 from predictor_doubles import keras_engines
-from resnet_keras.errors import InvalidArgumentError, MissingDependencyError
-from resnet_keras.predictor import PredictorParityError, runtimes
+from resnet_keras.errors import InvalidArgumentError, MissingDependencyError, PredictorParityError
+from resnet_keras.inference import runtimes
 from tiny_models import rel_error
 
 RNG = np.random.default_rng(7)
@@ -44,7 +44,7 @@ def scaled(factor: float):
 def test_float32_engine_beyond_1e4_raises_parity_error(tiny, monkeypatch):
     keras_engines(monkeypatch, change=scaled(1 + 1.5e-4))
     with pytest.raises(PredictorParityError, match=r"runtime='openvino' in float32 must match the Keras "
-                       r"model within 0.0001 .*Received: 0.00015\. Use runtime='tensorflow'"):
+                       r"model within 0.0001 .*Received: max_relative_error=0.00015\. Use runtime='tensorflow'"):
         resnet_keras.Predictor(tiny, runtime="openvino")
 
 
@@ -56,8 +56,16 @@ def test_float32_engine_within_1e4_passes_and_reports_its_error(tiny, monkeypatc
 
 def test_float32_engine_giving_nan_raises_parity_error(tiny, monkeypatch):
     keras_engines(monkeypatch, change=lambda outputs: [np.full_like(o, np.nan) for o in outputs])
-    with pytest.raises(PredictorParityError, match="Received: nan"):
+    with pytest.raises(PredictorParityError, match="Received: max_relative_error=nan"):
         resnet_keras.Predictor(tiny, runtime="onnxruntime")
+
+
+def test_float32_gate_covers_every_output(tiny, monkeypatch):
+    """A multi-output model (C2..C4) whose engine strays in its last output only."""
+    stages = resnet_keras.feature_model(tiny)
+    keras_engines(monkeypatch, change=lambda outputs: [*outputs[:-1], outputs[-1] * np.float32(1 + 1.5e-4)])
+    with pytest.raises(PredictorParityError, match=r"Received: max_relative_error=0.00015\."):
+        resnet_keras.Predictor(stages, runtime="onnxruntime")
 
 
 @pytest.mark.parametrize("precision, calibration", [("bfloat16", None), ("int8", CALIBRATION[:32])])

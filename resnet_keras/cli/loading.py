@@ -131,17 +131,21 @@ CALIBRATION_LIMIT = 300
 def check_inference_options(args: argparse.Namespace) -> list | None:
     """The calibration image paths, checked with --precision/--runtime before any weights are fetched."""
     from ..images import collect_images
+    from ..inference.precision import CALIBRATED
+    from ..inference.runtimes import choose
 
-    if args.calibration and args.precision != "int8":
+    if args.calibration and args.precision not in CALIBRATED:
         raise InvalidArgumentError(
             "--calibration is used by --precision int8 only. Received: --calibration with "
             f"--precision={args.precision or 'float32'}. Add --precision int8, or drop --calibration."
         )
-    if args.precision == "int8" and not args.calibration:
+    if args.precision in CALIBRATED and not args.calibration:
         raise InvalidArgumentError(
             "--precision int8 needs --calibration: a folder or files of at least 32 images like "
             "the ones to run on (their activation ranges set the int8 scales). Received: none"
         )
+    if args.precision is not None or args.runtime is not None:  # a Predictor will run: the pair is possible
+        choose(args.runtime or "auto", args.precision or "float32")
     return collect_images(args.calibration)[:CALIBRATION_LIMIT] if args.calibration else None
 
 

@@ -92,15 +92,15 @@ def add_inference_options(parser: argparse.ArgumentParser, *, predictor_by_defau
     Left out, they are None: the command runs plain Keras, or a float32
     Predictor where `predictor_by_default` (see `loading.predict_function`).
     """
-    from ..predictor.runtimes import PRECISIONS, RUNTIMES  # no Keras, no NumPy
+    from ..inference.precision import BY_RUNTIME, PREDICTOR  # plain data: no Keras, no NumPy
 
     parser.add_argument(
-        "--precision", choices=PRECISIONS,
+        "--precision", choices=PREDICTOR,
         help="compute precision through resnet_keras.Predictor (default: float32"
         + ("" if predictor_by_default else " in plain Keras") + "); int8 needs --calibration",
     )
     parser.add_argument(
-        "--runtime", choices=("auto", *RUNTIMES),
+        "--runtime", choices=("auto", *BY_RUNTIME),
         help="the Predictor's runtime (default with --precision: auto, the fastest installed)",
     )
     parser.add_argument(

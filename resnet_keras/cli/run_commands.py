@@ -25,7 +25,9 @@ from ..architecture.catalog import PREPROCESSING_TEXT
 from ..errors import InvalidArgumentError, MissingDependencyError
 from ..explain.folder import OverlayWriter, check_folder, image_loader
 from ..extraction import DEFAULT_SHARD_SIZE, ENGINES, POOLINGS
-from ..tools.export import FORMATS, export_for_inference
+from ..inference.export import FORMATS, export_for_inference
+from ..inference.precision import CALIBRATED, EXPORT, formats_for
+from ..inference.runtimes import choose
 
 
 def _batches(items: Sequence, size: int):
@@ -221,13 +223,14 @@ def _features_parquet(args: argparse.Namespace) -> int:
             f"{', '.join(_given(args, _RAY_ONLY))} only apply to --engine ray. "
             f"Received: --engine={engine}. Add --engine ray, or leave them out."
         )
-    if args.calibration or args.precision == "int8":
+    if args.calibration or args.precision in CALIBRATED:
         raise InvalidArgumentError(
             "--precision int8 and --calibration apply to --out FILE.npz; Parquet output "
             f"(--out FOLDER) runs float32 or bfloat16. Received: --precision={args.precision} "
             f"--out={args.out!r}. Use --precision bfloat16, or write an .npz."
         )
     precision = args.precision or "float32"
+    choose(args.runtime or "auto", precision)  # the pair checked before any file is written
     extraction.check_run_arguments(pooling=args.pooling, precision=precision,
                                    batch_size=args.batch_size, shard_size=shard_size,
                                    engine=engine)
@@ -275,7 +278,7 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
     )
     add_model_options(parser, model=False)
     parser.add_argument(
-        "--precision", choices=("float32", "bfloat16", "float16"), default="float32",
+        "--precision", choices=EXPORT, default="float32",
         help="compute precision of the exported body (see optimize_for_inference; default float32)",
     )
     parser.add_argument(
@@ -301,6 +304,13 @@ def run_export(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(
             f"--out must end with {target.suffix} for --format {args.format} (any case). "
             f"Received: --out={args.out!r}"
+        )
+    if args.precision not in target.precisions:
+        able = [FORMATS[name].cli_name for name in formats_for(args.precision)]
+        raise InvalidArgumentError(
+            f"--precision must be one of {', '.join(target.precisions)} for --format {args.format} "
+            f"(its runtime cannot load the others). Received: --precision={args.precision}. "
+            f"Use --format {' or '.join(able)} for {args.precision}, or --precision float32."
         )
     if os.path.lexists(out) and not args.overwrite:
         raise InvalidArgumentError(

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import importlib
 
+from ..inference.precision import CALIBRATED, PREDICTOR
+
 # Plain constants here, the rest on first use: `resnet-keras --help` reads
 # these without loading NumPy or Keras.
 ENGINES = ("local", "ray")
 POOLINGS = ("avg", "max")
-PRECISIONS = ("float32", "bfloat16")
+# The Predictor's precisions but int8: an extraction takes no calibration set.
+PRECISIONS = tuple(p for p in PREDICTOR if p not in CALIBRATED)
 DEFAULT_SHARD_SIZE = 10_000
 # Images per forward pass, at most (every command and the library): a batch
 # of 4096 224x224 images is 2.4 GB of float32 pixels, held twice while the

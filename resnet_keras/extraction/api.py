@@ -207,7 +207,7 @@ def extract_features(
     engine = engine or ("ray" if dataset is not None else "local")
     check_run_arguments(pooling=pooling, precision=precision, batch_size=batch_size,
                         shard_size=shard_size, engine=engine, size=size)
-    from ..predictor.runtimes import choose
+    from ..inference.runtimes import choose
 
     choose(runtime, precision)  # a typed error now, not in a Ray actor later
     if dataset is not None and engine != "ray":

@@ -63,7 +63,7 @@ def inference_function(model: Any, precision: str, runtime: str = "auto",
     A `resnet_keras.Predictor`: the fastest runtime installed for `precision`
     unless `runtime` names one; int8 calibrates on `calibration`.
     """
-    from ..predictor import Predictor
+    from ..inference.predictor import Predictor
 
     predictor = Predictor(model, precision=precision, runtime=runtime, calibration=calibration)
     run = lambda batch: np.asarray(predictor.predict(batch, batch_size=len(batch)), np.float32)  # noqa: E731

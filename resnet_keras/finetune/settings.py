@@ -15,14 +15,16 @@ from typing import Any, Mapping, Sequence
 
 from .._imagenet import MODES
 from ..errors import InvalidArgumentError
+from ..inference.precision import KERAS
 
 UNFREEZE = ("all", "stages", "none")
 BATCHNORM = ("frozen", "train")
 SCHEDULES = ("cosine", "onecycle")
 KEEP = ("best", "last")
 HEAD_INIT = ("probe", "random")
+# The precisions a Keras model computes in (inference/precision.py), or "auto".
 # float16 needs a GPU to be faster; on CPUs bfloat16 is the reduced precision.
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+PRECISIONS = ("auto", *KERAS)
 # "auto": mixed bfloat16 where the hardware computes it natively (CPUs with
 # AVX-512 BF16 or AMX, GPUs of compute capability 8.0 and up), else float32
 # (model.resolve_precision). Measured on this project's CPU: ResNet50 training

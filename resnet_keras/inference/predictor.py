@@ -1,68 +1,35 @@
-"""Predictor: one Keras model, compiled for the fastest CPU runtime installed."""
+"""Predictor: one Keras model, compiled for the fastest CPU runtime installed.
+
+The arguments are checked first (`runtimes.choose`: precision and runtime
+from `precision.BY_RUNTIME`; the calibration set here), then the engine is
+built (`engines/`) and its outputs compared with the Keras model's
+(`parity.compare`; float32 gated by `parity.TOLERANCE`).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, ResNetKerasError
 from . import runtimes
+from .parity import ParityReport, check, compare, tolerance
+from .precision import CALIBRATED
+from ..errors import InvalidArgumentError, PredictorParityError
 
 # A smaller set gives activation ranges that miss the tails of real inputs.
 MIN_CALIBRATION = 32
 # Images the parity check runs through both the Keras model and the engine.
 PARITY_SAMPLES = 8
-# float32 engines compute what Keras computes, up to summation order.
-FLOAT32_TOLERANCE = 1e-4
-
-
-class PredictorParityError(ResNetKerasError, RuntimeError):
-    """A float32 engine's outputs differ from the Keras model's."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ParityReport:
-    """How the Predictor's outputs compare with the Keras model's, measured at construction.
-
-    Attributes:
-        samples: Inputs compared.
-        inputs: Where they came from: "calibration" (the first images of the
-            calibration set) or "random" (seeded standard normal).
-        max_relative_error: Largest absolute difference over the largest
-            Keras output (first output).
-        min_cosine: Smallest cosine similarity between a sample's Keras and
-            Predictor outputs (flattened).
-        top1_agreement: Share of samples whose arg-max agrees, for outputs of
-            shape (n, classes); None otherwise.
-    """
-
-    samples: int
-    inputs: str
-    max_relative_error: float
-    min_cosine: float
-    top1_agreement: float | None
-
-
-def compare(reference: np.ndarray, actual: np.ndarray) -> tuple[float, float, float | None]:
-    """(max relative error, min cosine, top-1 agreement) of two output batches."""
-    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
-    act = np.asarray(actual, np.float64).reshape(len(actual), -1)
-    error = float(np.abs(act - ref).max() / max(np.abs(ref).max(), 1e-30))
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(act, axis=1)
-    cosine = float(np.min(np.sum(ref * act, axis=1) / np.maximum(norms, 1e-30)))
-    top1 = None
-    if np.ndim(reference) == 2 and ref.shape[1] > 1:
-        top1 = float(np.mean(ref.argmax(1) == act.argmax(1)))
-    return error, cosine, top1
+# What the Predictor is compared with: the Keras model as given.
+REFERENCE_PRECISION = "float32"
 
 
 def _model_input(model) -> tuple:
     import keras
 
-    from ..tools.inference import _functional
+    from .optimize import functional_model
 
     if keras.backend.backend() != "tensorflow":  # every engine starts from a traced TF graph
         raise InvalidArgumentError(
@@ -70,7 +37,7 @@ def _model_input(model) -> tuple:
             f"TensorFlow graph. Received: KERAS_BACKEND={keras.backend.backend()!r}. Run with "
             "KERAS_BACKEND=tensorflow, or call model.predict on this backend."
         )
-    model = _functional(model)
+    model = functional_model(model)
     if len(model.inputs) != 1:
         raise InvalidArgumentError(
             "`model` must have one input (every resnet_keras model has). "
@@ -101,7 +68,7 @@ def _check_batch(x: Any, shape: tuple, what: str) -> np.ndarray:
 
 
 def _check_calibration(calibration: Any, precision: str, shape: tuple) -> np.ndarray | None:
-    if precision != "int8":
+    if precision not in CALIBRATED:
         if calibration is not None:
             raise InvalidArgumentError(
                 "`calibration` is used by precision='int8' only. Received: a calibration set "
@@ -181,7 +148,6 @@ class Predictor:
     """
 
     def __init__(self, model, precision: str = "float32", runtime: str = "auto", calibration=None):
-        precision = runtimes.check_precision(precision)
         chosen = runtimes.choose(runtime, precision)
         model, self.input_shape = _model_input(model)
         calibration = _check_calibration(calibration, precision, self.input_shape)
@@ -201,16 +167,13 @@ class Predictor:
             probe, source = np.random.default_rng(0).standard_normal(shape, np.float32), "random"
         import keras
 
-        reference = keras.tree.flatten(model.predict_on_batch(probe))[0]
-        actual = self._engine.run(probe)[0]
-        error, cosine, top1 = compare(reference, actual)
-        if self.precision == "float32" and not error <= FLOAT32_TOLERANCE:
-            raise PredictorParityError(
-                f"runtime={self.runtime!r} in float32 must match the Keras model within "
-                f"{FLOAT32_TOLERANCE:g} (largest difference relative to the largest output). "
-                f"Received: {error:.3g}. Use runtime='tensorflow', and report the model."
-            )
-        return ParityReport(len(probe), source, error, cosine, top1)
+        reference = keras.tree.flatten(model.predict_on_batch(probe))
+        measured = compare(reference, self._engine.run(probe))
+        check(measured.max_relative_error, tolerance(self.precision, REFERENCE_PRECISION),
+              PredictorParityError, f"runtime={self.runtime!r} in {self.precision}",
+              "Use runtime='tensorflow', and report the model.")
+        return ParityReport(len(probe), source, measured.max_relative_error, measured.min_cosine,
+                            measured.top1_agreement)
 
     def predict(self, x, batch_size: int = 32):
         """Outputs for a batch of preprocessed images, like `model.predict(x)`.

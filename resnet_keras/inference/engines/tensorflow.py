@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import Engine, input_spec
+from . import Engine, input_spec
 
 
 def build(model, precision: str, calibration) -> Engine:
     import tensorflow as tf
 
-    from ..tools.inference import optimize_for_inference
+    from .. import optimize
 
-    fused = optimize_for_inference(model, precision)
+    fused = optimize.optimize_for_inference(model, precision)
     call = tf.function(lambda x: fused(x, training=False), input_signature=[input_spec(model)])
 
     def run(x: np.ndarray) -> list[np.ndarray]:

@@ -1,4 +1,13 @@
-"""What every engine shares: the engine record and the model's traced graph."""
+"""The Predictor's engines: one module per runtime, each with `build(model, precision, calibration)`.
+
+- `openvino.py`: the folded graph converted in memory, compiled for the CPU,
+  batches tuned per shape, an infer-request pool per compiled model; int8 by NNCF.
+- `onnxruntime.py`: the folded graph as ONNX (`inference/onnx.py`), one
+  session; int8 by onnxruntime's static quantizer.
+- `tensorflow.py`: the folded model as one traced `tf.function`.
+
+This module holds what they share: the `Engine` record and the traced graph.
+"""
 
 from __future__ import annotations
 
@@ -42,8 +51,8 @@ def float32_function(model):
     """
     import tensorflow as tf
 
-    from ..tools.inference import optimize_for_inference
+    from .. import optimize
 
-    fused = optimize_for_inference(model, "float32")
+    fused = optimize.optimize_for_inference(model, "float32")
     call = tf.function(lambda x: fused(x, training=False), input_signature=[input_spec(model)])
     return fused, call.get_concrete_function()

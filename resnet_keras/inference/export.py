@@ -2,14 +2,11 @@
 
 Keras 3 writes all three formats (`model.export`); this module adds the
 BatchNorm folding and the check that the exported artifact computes what the
-Keras model computes, with the runtime users deploy it with. Each format is
-one `ExportFormat` record in `FORMATS` (its suffix, the modules it needs, the
-precisions its runtime loads, the runtime call of the check); the command
-line reads the same records.
-
-bfloat16 ONNX is refused because tf2onnx 1.17 cannot write bfloat16 constants
-and onnxruntime has no bfloat16 Conv on CPU; reduced-precision LiteRT models
-need TensorFlow "select ops" (Flex) that the plain interpreter lacks.
+folded Keras model computes (every output, `parity.compare`, within
+`parity.TOLERANCE`), with the runtime users deploy it with. Each format is
+one `ExportFormat` record in `FORMATS` (its suffix, the modules it needs,
+how it is written and read back); the precisions each loads are its row of
+`precision.BY_FORMAT`. The command line reads the same records.
 
 Keras is imported on the first export, so that the command line reads the
 records without loading it.
@@ -25,36 +22,50 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, ResNetKerasError
+from . import onnx
+from .parity import check, compare, tolerance as tolerance_of
+from .precision import BY_FORMAT, check_format
+from ..errors import ExportParityError, InvalidArgumentError
 
 if TYPE_CHECKING:
     import keras
 
 
-def _run_saved_model(path: Path, x: np.ndarray) -> np.ndarray:
+def _keras_writer(format: str):
+    """`write(fused, path, x) -> outputs on x`: run `x`, then keras' own exporter."""
+
+    def write(fused, path: Path, x: np.ndarray) -> list[np.ndarray]:
+        import keras
+
+        expected = [np.asarray(o) for o in keras.tree.flatten(fused.predict_on_batch(x))]
+        fused.export(str(path), format=format, verbose=False)
+        return expected
+
+    return write
+
+
+def _run_saved_model(path: Path, x: np.ndarray, fused) -> list[np.ndarray]:
+    import keras
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))  # keep a reference while calling
-    return np.asarray(loaded.serve(tf.constant(x)))
+    return [np.asarray(o) for o in keras.tree.flatten(loaded.serve(tf.constant(x)))]
 
 
-def _run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+def _run_onnx(path: Path, x: np.ndarray, fused) -> list[np.ndarray]:
+    return onnx.run(onnx.session(path), x)
 
 
-def _run_litert(path: Path, x: np.ndarray) -> np.ndarray:
+def _run_litert(path: Path, x: np.ndarray, fused) -> list[np.ndarray]:
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path))
-    (source,) = interpreter.get_input_details()
-    interpreter.resize_tensor_input(source["index"], x.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(source["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    runner = Interpreter(model_path=str(path)).get_signature_runner()  # resizes to x's batch
+    (name,) = runner.get_input_details()
+    outputs = runner(**{name: x})
+    # The signature names a dict's outputs by key, others output_0, output_1, ...;
+    # keras.tree.flatten takes dict keys sorted. A name missing is a parity error.
+    names = sorted(fused.output) if isinstance(fused.output, dict) else [f"output_{i}" for i in range(len(outputs))]
+    return [outputs[name] for name in names if name in outputs]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +78,11 @@ class ExportFormat:
         suffix: The file suffix; "" for a folder.
         modules: Python modules the export and its check import.
         extra: The pip extra that installs them: `resnet-keras[{extra}]`.
-        precisions: The precisions its runtime loads.
         load_hint: How a user loads the artifact; `PATH` stands for its path.
-        run: The runtime call of the parity check, `(path, inputs) -> outputs`.
+        write: `(fused, path, x) -> outputs`: writes the artifact, returns the
+            folded Keras model's outputs on `x` (flattened).
+        run: `(path, x, fused) -> outputs`: the artifact run by its runtime,
+            one array per output in `keras.tree.flatten` order.
     """
 
     name: str
@@ -77,9 +90,14 @@ class ExportFormat:
     suffix: str
     modules: tuple[str, ...]
     extra: str
-    precisions: tuple[str, ...]
     load_hint: str
-    run: Callable[[Path, np.ndarray], np.ndarray]
+    write: Callable[..., list]
+    run: Callable[..., list]
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions its runtime loads (`precision.BY_FORMAT`)."""
+        return BY_FORMAT[self.name]
 
     def missing_modules(self) -> list[str]:
         """The modules this format needs that are not installed."""
@@ -90,31 +108,22 @@ FORMATS = MappingProxyType({
     f.name: f
     for f in (
         ExportFormat(
-            name="tf_saved_model", cli_name="savedmodel", suffix="", modules=(),
-            extra="export", precisions=("float32", "bfloat16", "float16"),
-            load_hint="tf.saved_model.load(PATH).serve(x)", run=_run_saved_model,
+            name="tf_saved_model", cli_name="savedmodel", suffix="", modules=(), extra="export",
+            load_hint="tf.saved_model.load(PATH).serve(x)",
+            write=_keras_writer("tf_saved_model"), run=_run_saved_model,
         ),
         ExportFormat(
             name="onnx", cli_name="onnx", suffix=".onnx", modules=("tf2onnx", "onnxruntime"),
-            extra="export", precisions=("float32", "float16"),
-            load_hint="onnxruntime.InferenceSession(PATH).run(None, {input_name: x})",
-            run=_run_onnx,
+            extra="export", load_hint="onnxruntime.InferenceSession(PATH).run(None, {input_name: x})",
+            write=onnx.write, run=_run_onnx,
         ),
         ExportFormat(
             name="litert", cli_name="tflite", suffix=".tflite", modules=("ai_edge_litert",),
-            extra="export", precisions=("float32",),
-            load_hint="ai_edge_litert.interpreter.Interpreter(model_path=PATH)",
-            run=_run_litert,
+            extra="export", load_hint="ai_edge_litert.interpreter.Interpreter(model_path=PATH)",
+            write=_keras_writer("litert"), run=_run_litert,
         ),
     )
 })
-# Exported vs Keras, same precision: the arithmetic is the same up to kernel
-# choice and summation order.
-_TOLERANCE = {"float32": 1e-4, "bfloat16": 2e-2, "float16": 5e-3}
-
-
-class ExportParityError(ResNetKerasError, RuntimeError):
-    """The exported model's outputs differ from the Keras model's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +135,8 @@ class ExportReport:
         format: `"tf_saved_model"`, `"onnx"` or `"litert"`.
         precision: Compute precision of the exported model.
         max_error: Largest absolute difference from the optimized Keras model
-            on the check inputs, relative to the largest Keras output.
+            on the check inputs, relative to the largest Keras value (per
+            output; the largest over outputs).
         model: The optimized Keras model that was exported.
     """
 
@@ -167,12 +177,12 @@ def export_for_inference(
             `"onnx"` (`.onnx`) and `"litert"` (`.tflite`), the suffix is added
             when missing.
         format: `"tf_saved_model"`, `"onnx"` or `"litert"`.
-        precision: As in `optimize_for_inference`; see the module table for
-            the precisions each format's runtime loads.
+        precision: As in `optimize_for_inference`; `precision.BY_FORMAT`
+            lists the precisions each format's runtime loads.
         check_inputs: A batch of model inputs for the parity check; default
             two random images of the model's input shape.
-        tolerance: Largest allowed `max_error`; default 1e-4 for float32,
-            2e-2 for bfloat16, 5e-3 for float16.
+        tolerance: Largest allowed `max_error`; default `parity.TOLERANCE`:
+            1e-4 for float32, 2e-2 for bfloat16, 5e-3 for float16.
 
     Returns:
         An `ExportReport`.
@@ -188,36 +198,19 @@ def export_for_inference(
         >>> report.max_error < 1e-4
         True
     """
-    from .inference import _check_precision, optimize_for_inference
+    from .optimize import optimize_for_inference
 
-    if format not in FORMATS:
-        raise InvalidArgumentError(
-            f"`format` must be one of {tuple(FORMATS)}. Received: format={format!r}"
-        )
+    precision = check_format(format, precision)
     target = FORMATS[format]
-    precision = _check_precision(precision)
-    if precision not in target.precisions:
-        raise InvalidArgumentError(
-            f"`precision` must be one of {target.precisions} for format={format!r} "
-            f"(its runtime cannot load the others). Received: precision={precision!r}. "
-            "Export a SavedModel for bfloat16, or float32 for this format."
-        )
     x = _check_inputs(model, check_inputs)
     path = Path(path)
     if target.suffix and path.suffix.lower() != target.suffix:  # m.ONNX stays m.ONNX
         path = path.with_name(path.name + target.suffix)
 
     fused = optimize_for_inference(model, precision)
-    # Called before exporting: the ONNX exporter needs a model that has run.
-    expected = np.asarray(fused.predict_on_batch(x), np.float64)
-    fused.export(str(path), format=format, verbose=False)
-    actual = np.asarray(target.run(path, x), np.float64)
-    error = float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-30))
-    limit = _TOLERANCE[precision] if tolerance is None else tolerance
-    if not error <= limit:
-        raise ExportParityError(
-            f"The exported {format} model must match the Keras model within {limit:g} "
-            f"(largest difference relative to the largest output). Received: "
-            f"max_error={error:.3g} for {path}"
-        )
+    expected = target.write(fused, path, x)
+    error = compare(expected, target.run(path, x, fused)).max_relative_error
+    limit = tolerance_of(precision, precision) if tolerance is None else tolerance
+    check(error, limit, ExportParityError, f"The exported {format} model",
+          f"It is left at {path} to inspect; please report the model.")
     return ExportReport(path=path, format=format, precision=precision, max_error=error, model=fused)

@@ -7,7 +7,7 @@ re-calling freshly cloned layers on new inputs. Nothing is matched by layer
 name and no Lambda layer is created.
 
 How each BatchNormalization is folded (into the layer before it, into the
-layers after it, or into a `ChannelAffine`) is decided in `tools/folding.py`.
+layers after it, or into a `ChannelAffine`) is decided in `folding.py`.
 
 Dropout layers (identity at inference) are dropped too. All other layers are
 cloned with their weights, so the returned model shares nothing with the
@@ -26,9 +26,10 @@ import keras
 import numpy as np
 
 from . import folding
+from .precision import KERAS, check
 from ..errors import InvalidArgumentError
 
-PRECISIONS = ("float32", "bfloat16", "float16")
+
 @keras.saving.register_keras_serializable(package="resnet_keras")
 class ChannelAffine(keras.layers.Layer):
     """`y = x * scale + shift` along one channel axis (a frozen BatchNorm).
@@ -71,15 +72,8 @@ class _Passthrough:
     """Stands in for a dropped layer: its call returns its input."""
 
 
-def _check_precision(precision: Any) -> str:
-    if precision not in PRECISIONS:
-        raise InvalidArgumentError(
-            f"`precision` must be one of {PRECISIONS}. Received: precision={precision!r}"
-        )
-    return precision
-
-
-def _functional(model: Any) -> keras.Model:
+def functional_model(model: Any) -> keras.Model:
+    """`model` as a functional keras.Model (a built Sequential is wrapped); a typed error otherwise."""
     if isinstance(model, keras.Sequential):
         if not model.built:
             raise InvalidArgumentError(
@@ -107,7 +101,7 @@ def optimize_for_inference(model: keras.Model, precision: str = "float32") -> ke
     with it. Layer names stay readable: `conv2_block1_1_conv` keeps its name
     (now with a bias that holds the folded BN), folded `*_bn` layers are gone,
     and a BN that no convolution can absorb (V2 pre-activation) becomes a
-    `ChannelAffine` layer named `*_affine`. See tools/folding.py for the
+    `ChannelAffine` layer named `*_affine`. See inference/folding.py for the
     rules. Inference only: the result has no BatchNorm statistics to train.
 
     Args:
@@ -132,8 +126,8 @@ def optimize_for_inference(model: keras.Model, precision: str = "float32") -> ke
         >>> [layer.name for layer in fast.layers][1:4]  # conv1_bn is folded away
         ['conv1_conv', 'conv1_relu', 'conv2_block1_1_conv']
     """
-    precision = _check_precision(precision)
-    model = _functional(model)
+    precision = check(precision, KERAS)
+    model = functional_model(model)
     plan = folding.plan_folds(model, precision)
     origin: dict[int, Any] = {}  # id(clone) -> original layer
     filled: set[int] = set()

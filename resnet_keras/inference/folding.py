@@ -1,6 +1,6 @@
 """Where each BatchNormalization of a functional model goes: the folding plan.
 
-`optimize_for_inference` (tools/inference.py) reads the plan and rebuilds
+`optimize_for_inference` (optimize.py) reads the plan and rebuilds
 the model. The plan reads the functional graph (which layer consumes which
 tensor); nothing is matched by layer name.
 

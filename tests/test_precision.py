@@ -1,0 +1,173 @@
+"""The capability tables (resnet_keras/inference/precision.py) answer the same everywhere.
+
+Every place that asks "which precisions" (the Predictor per runtime, export
+per format, optimize_for_inference, the command line's choices, the
+extraction) is held to the tables: it accepts exactly what they accept. A
+walk over the refused command-line combinations checks that each fails at
+once, in one line, without Keras, writing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import resnet_keras
+from resnet_keras import cli, extraction
+from resnet_keras.cli import run_commands
+from resnet_keras.errors import InvalidArgumentError
+from resnet_keras.inference import export, optimize, parity, runtimes
+from resnet_keras.inference.precision import ALL, BY_FORMAT, BY_RUNTIME, CALIBRATED, EXPORT, KERAS, PREDICTOR
+
+UNKNOWN = ("half", "INT8", None)
+
+
+class Accepted(Exception):
+    """Raised where the work would start: the arguments passed every check."""
+
+
+def accepted(call) -> bool:
+    """True when `call()` got past its checks, False when it refused with an InvalidArgumentError."""
+    try:
+        call()
+    except Accepted:
+        return True
+    except InvalidArgumentError:
+        return False
+    raise AssertionError("neither refused nor reached the work")
+
+
+@pytest.fixture(scope="module")
+def small():
+    import keras
+
+    x = keras.Input((8, 8, 3))
+    return keras.Model(x, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))))
+
+
+def test_the_tables_cover_each_other():
+    assert set(BY_RUNTIME) == set(runtimes.RUNTIMES) and set(BY_FORMAT) == set(export.FORMATS)
+    assert all(set(row) <= set(ALL) for row in [*BY_RUNTIME.values(), *BY_FORMAT.values()])
+    # An export optimizes in its precision, and is checked with that precision's tolerance.
+    assert set(EXPORT) <= set(KERAS) == set(parity.TOLERANCE)
+    assert PREDICTOR == ("float32", "bfloat16", "int8") and EXPORT == KERAS
+    assert {p: list(order) for p, order in runtimes.AUTO_ORDER.items()} == {
+        p: [r for r in runtimes.FASTEST_FIRST if p in BY_RUNTIME[r]] for p in PREDICTOR
+    }
+
+
+def test_the_command_line_offers_what_the_tables_list():
+    (subcommands,) = [action for action in cli.build_parser()._actions if action.dest == "command"]
+    commands = subcommands.choices
+
+    def choices(command, flag):
+        (action,) = [a for a in commands[command]._actions if flag in a.option_strings]
+        return tuple(action.choices)
+
+    assert choices("classify", "--precision") == choices("features", "--precision") == PREDICTOR
+    assert choices("classify", "--runtime") == choices("features", "--runtime") == ("auto", *BY_RUNTIME)
+    assert choices("export", "--precision") == EXPORT
+    assert {run_commands.EXPORT_FORMATS[name].name for name in choices("export", "--format")} == set(BY_FORMAT)
+
+
+def test_fine_tune_trains_in_the_keras_precisions_or_auto():
+    from resnet_keras.finetune import model, settings
+
+    assert settings.PRECISIONS == ("auto", *KERAS) and set(model.POLICIES) == set(KERAS)
+
+
+def test_extraction_runs_the_predictors_precisions_that_need_no_calibration():
+    assert extraction.PRECISIONS == tuple(p for p in PREDICTOR if p not in CALIBRATED) == ("float32", "bfloat16")
+    for p in (*ALL, *UNKNOWN):
+        def check(p=p):
+            extraction.check_run_arguments(pooling="avg", precision=p, batch_size=1, shard_size=1, engine="local")
+            raise Accepted
+
+        assert accepted(check) == (p in extraction.PRECISIONS), p
+
+
+def test_export_refuses_exactly_what_the_table_refuses(small, tmp_path, monkeypatch):
+    def reached_the_work(model, precision):
+        raise Accepted
+
+    monkeypatch.setattr(optimize, "optimize_for_inference", reached_the_work)
+    for format in (*BY_FORMAT, "coreml"):
+        for p in (*ALL, *UNKNOWN):
+            call = lambda: export.export_for_inference(small, tmp_path / "m", format=format, precision=p)  # noqa: E731
+            assert accepted(call) == (p in BY_FORMAT.get(format, ())), (format, p)
+    assert not any(tmp_path.iterdir())
+
+
+def test_optimize_for_inference_accepts_exactly_the_keras_precisions(small):
+    for p in (*ALL, *UNKNOWN):
+        def call(p=p):
+            optimize.optimize_for_inference(small, p)
+            raise Accepted
+
+        assert accepted(call) == (p in KERAS), p
+
+
+def test_the_predictor_refuses_exactly_what_the_table_refuses(small, monkeypatch):
+    def reached_the_work(runtime, model, precision, calibration):
+        raise Accepted
+
+    monkeypatch.setattr(runtimes.Runtime, "build", reached_the_work)
+    images = np.zeros((32, 8, 8, 3), np.float32)
+    for runtime in (*BY_RUNTIME, "auto"):
+        for p in (*ALL, *UNKNOWN):
+            calibration = images if p in CALIBRATED else None
+            call = lambda: resnet_keras.Predictor(small, p, runtime, calibration=calibration)  # noqa: E731
+            able = BY_RUNTIME[runtime] if runtime != "auto" else PREDICTOR
+            assert accepted(call) == (p in able), (runtime, p)
+
+
+def refused_command_lines(folder) -> list[list[str]]:
+    """Every classify/features/export combination the tables refuse (flags otherwise valid)."""
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    calibration = ["--calibration", str(folder)]
+    lines = []
+    for runtime, precisions in BY_RUNTIME.items():
+        for p in (p for p in PREDICTOR if p not in precisions):
+            flags = ["--runtime", runtime, "--precision", p, *(calibration if p in CALIBRATED else [])]
+            lines.append(["classify", str(folder / "a.png"), *flags])
+            lines.append(["features", str(folder / "a.png"), "--out", str(folder / "f.npz"), *flags])
+            lines.append(["features", str(folder / "a.png"), "--out", str(folder / "parquet"), *flags])
+    for name, record in run_commands.EXPORT_FORMATS.items():
+        for p in (p for p in EXPORT if p not in record.precisions):
+            lines.append(["export", "resnet20", "--format", name, "--out", str(folder / f"m{record.suffix}"),
+                          "--precision", p])
+    return [[*line, "--weights", "none", "--offline"] for line in lines]
+
+
+# Runs every refused command line in one fresh interpreter: how long each takes,
+# its exit status and stderr, and whether Keras was imported at the end.
+WALK = """
+import contextlib, io, json, sys, time
+from resnet_keras import cli
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = cli.main(argv)
+    results.append([status, err.getvalue(), time.perf_counter() - start])
+print(json.dumps({"results": results, "keras": "keras" in sys.modules, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def test_every_refused_combination_fails_at_once_without_keras_and_writes_nothing(tmp_path):
+    lines = refused_command_lines(tmp_path)
+    assert len(lines) == 3 * 2 + 3  # onnxruntime-bfloat16, tensorflow-int8; onnx-bfloat16, litert-bfloat16/16
+    before = sorted(tmp_path.iterdir())
+    done = subprocess.run([sys.executable, "-c", WALK, json.dumps(lines)], capture_output=True, text=True, timeout=60)
+    report = json.loads(done.stdout)
+    for argv, (status, err, seconds) in zip(lines, report["results"]):
+        assert status == 1 and err.count("\n") == 1 and "precision" in err, (argv, err)
+        assert seconds < 1, (argv, seconds)
+    assert not report["keras"] and not report["tensorflow"]
+    assert sorted(tmp_path.iterdir()) == before
