@@ -14,14 +14,14 @@ import importlib
 _LAZY = {
     "ResNetKerasError": ".errors",
     "decode_predictions": "._imagenet",
-    "load_weights": ".weights.h5",
+    "load_weights": ".weights.formats.hdf5",
     **dict.fromkeys(("FeatureInfo", "feature_info", "feature_model"), ".tools.features"),
     **dict.fromkeys(("ModelInfo", "get_model", "model_info"), ".architecture.registry"),
     "list_models": ".architecture.catalog",
     "optimize_for_inference": ".tools.inference",
     **dict.fromkeys(("ExportReport", "export_for_inference"), ".tools.export"),
     **dict.fromkeys(("ParityReport", "Predictor"), ".predictor"),
-    **dict.fromkeys(("ConvertedWeights", "convert_checkpoint"), ".tools.convert"),
+    **dict.fromkeys(("ConvertedWeights", "convert_checkpoint"), ".architecture.convert"),
     **dict.fromkeys(("grad_cam", "overlay", "save_overlay"), ".explain"),
 }
 _SUBMODULES = ("cifar", "errors", "resnet", "resnet50", "resnet_small", "resnet_v1_5", "resnet_v2")
