@@ -195,6 +195,6 @@ def load_file(model, spec: ResNetSpec, file: BinaryIO, where, *, adapt_input_cha
     )
 
 
-def load_opened(model, resolved: Resolved, file: BinaryIO, where, *, adapt_input_channels: bool = False) -> None:
+def load_opened(model, resolved: Resolved, file: BinaryIO, where, *, adapt_input_channels=False) -> None:
     """Load the file `open_weights` gave into `model`."""
     load_file(model, resolved.spec, file, where, adapt_input_channels=adapt_input_channels)

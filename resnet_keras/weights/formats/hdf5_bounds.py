@@ -73,15 +73,11 @@ def _dataset_problems(obj, name: str) -> list[str]:
         problems.append(f"virtual dataset /{name}")
     filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
     if filters - SAFE_FILTERS:
-        problems.append(
-            f"unsupported compression filter {sorted(filters - SAFE_FILTERS)} at /{name}"
-        )
+        problems.append(f"unsupported compression filter {sorted(filters - SAFE_FILTERS)} at /{name}")
     itemsize = obj.dtype.itemsize
     declared = int(np.prod(obj.shape or (), dtype=np.float64) * itemsize)
     stored = obj.id.get_storage_size()
-    if declared > MAX_DATASET_BYTES or (
-        declared > BOMB_MIN_BYTES and declared > BOMB_RATIO * stored
-    ):
+    if declared > MAX_DATASET_BYTES or (declared > BOMB_MIN_BYTES and declared > BOMB_RATIO * stored):
         problems.append(
             f"dataset /{name} declares shape {obj.shape} ({declared:,} "
             f"bytes) but stores {stored:,} bytes (a shape bomb?)"
@@ -107,10 +103,8 @@ def check_structure(root, where) -> None:
         nonlocal count
         count += 1
         if count > MAX_OBJECTS or name.count("/") >= MAX_DEPTH:
-            what = f"more than {MAX_OBJECTS:,} objects" if count > MAX_OBJECTS else (
-                f"groups nested more than {MAX_DEPTH} deep"
-            )
-            problems.append(what)
+            deep = f"groups nested more than {MAX_DEPTH} deep"
+            problems.append(f"more than {MAX_OBJECTS:,} objects" if count > MAX_OBJECTS else deep)
             return True  # stop the walk here: bounded work
         if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
             problems.append(f"{type(link).__name__} at /{name}")

@@ -73,7 +73,7 @@ def check_layout(model, spec, torch_models: Sequence[str], where) -> None:
         )
 
 
-def load_pth(model, file: BinaryIO, where, *, spec, torch_models, adapt_input_channels: bool = False) -> None:
+def load_pth(model, file: BinaryIO, where, *, spec, torch_models, adapt_input_channels=False) -> None:
     """A torch zip checkpoint into `model`: bounded by its directory, then read with weights_only=True."""
     bounds = dict(limit=byte_limit(model), max_tensors=max_tensors(model))
     torch_files.check_torch_zip(file, where, **bounds)  # a .keras zip is refused as such first
@@ -82,7 +82,7 @@ def load_pth(model, file: BinaryIO, where, *, spec, torch_models, adapt_input_ch
     load_state_dict(model, state, where, adapt_input_channels=adapt_input_channels)
 
 
-def load_safetensors(model, file: BinaryIO, where, *, spec, torch_models, adapt_input_channels: bool = False) -> None:
+def load_safetensors(model, file: BinaryIO, where, *, spec, torch_models, adapt_input_channels=False) -> None:
     """A safetensors file into `model`, each tensor read within the bounds its header gives."""
     check_layout(model, spec, torch_models, where)
     state = torch_files.read_safetensors(file, where, limit=byte_limit(model), max_tensors=max_tensors(model))
@@ -144,4 +144,6 @@ def load_state_dict(model, state: Mapping[str, Any], where, *, adapt_input_chann
         variable.assign(value)
 
 
-__all__ = ["byte_limit", "check_layout", "load_pth", "load_safetensors", "load_state_dict", "max_tensors", "plan"]
+__all__ = [
+    "byte_limit", "check_layout", "load_pth", "load_safetensors", "load_state_dict", "max_tensors", "plan",
+]
