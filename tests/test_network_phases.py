@@ -1,6 +1,6 @@
 """Servers that stall before the body (issue 19, part 2) and TLS behind a long path (part 7).
 
-Every phase of a request is read by one bounded reader (weights/guard.py):
+Every phase of a request is read by one bounded reader (weights/download/guard.py):
 connect, the TLS handshake, a status line and headers trickled a byte at a
 time, `100 Continue` sent forever, a chunked trailer that never ends, a
 redirect chain that trickles. Each ends in a typed DownloadError whose one
@@ -17,8 +17,7 @@ import pytest
 from cache_checks import assert_clean_cache, fast_network, payload, weights_file  # noqa: F401
 from http_mirror import Listener, Mirror, Raw, Reply, self_signed_certificate
 from resnet_keras.errors import DownloadError
-from resnet_keras.weights.download import cache
-from resnet_keras.weights.download import download, guard
+from resnet_keras.weights.download import cache, download, guard, http
 
 pytestmark = pytest.mark.usefixtures("fast_network")
 
@@ -133,6 +132,16 @@ def test_an_untrusted_certificate_is_named_whatever_the_url_length(tmp_path, iso
     reason = message.split(url + ": ", 1)[1]
     assert reason.startswith("TLS/SSL error") and "REQUESTS_CA_BUNDLE" in reason
     assert secure.requests == []  # refused before a request was sent
+
+
+def test_a_long_cause_keeps_its_end_where_the_reason_names_it():
+    """A root cause that quotes a long URL before the words that name it keeps both ends."""
+    import requests
+
+    cause = OSError(f"<connection to https://mirror/{'m' * 3000}>: [Errno 111] Connection refused")
+    reason, retryable = http.describe(requests.ConnectionError(cause), TIMEOUT)
+    assert reason.startswith("cannot connect (<connection to https://mirror/")
+    assert reason.endswith("[Errno 111] Connection refused)") and len(reason) < 250 and retryable
 
 
 def test_the_readme_states_the_rules_the_code_has():
