@@ -14,7 +14,7 @@ import importlib
 _LAZY = {
     "ResNetKerasError": ".errors",
     "decode_predictions": "._imagenet",
-    "load_weights": ".weights.h5",
+    "load_weights": ".weights.formats.hdf5",
     **dict.fromkeys(("FeatureInfo", "feature_info", "feature_model"), ".tools.features"),
     **dict.fromkeys(("ModelInfo", "get_model", "model_info"), ".architecture.registry"),
     "list_models": ".architecture.catalog",
@@ -22,7 +22,7 @@ _LAZY = {
     **dict.fromkeys(("ExportReport", "export_for_inference"), ".inference.export"),
     "ParityReport": ".inference.parity",
     "Predictor": ".inference.predictor",
-    **dict.fromkeys(("ConvertedWeights", "convert_checkpoint"), ".tools.convert"),
+    **dict.fromkeys(("ConvertedWeights", "convert_checkpoint"), ".architecture.convert"),
     **dict.fromkeys(("grad_cam", "overlay", "save_overlay"), ".explain"),
     **dict.fromkeys(("FineTuned", "fine_tune", "load_run"), ".finetune"),
 }

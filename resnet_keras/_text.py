@@ -44,10 +44,17 @@ def _escape(char: str) -> str:
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:
-    """The first line of `error`'s message (its type name if empty), at most `limit` characters."""
+    """The first line of `error`'s message (its type name if empty), at most `limit` characters.
+
+    A longer line loses its middle, not its end: the end often names the
+    cause (a refused connection after a long URL).
+    """
     lines = str(error).strip().splitlines()
     line = lines[0] if lines else type(error).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    if len(line) <= limit:
+        return line
+    keep = (limit - 5) // 2
+    return f"{line[:keep]} ... {line[-keep:]}"
 
 
 def did_you_mean(name: object, choices: Iterable[str], n: int = 1) -> str:

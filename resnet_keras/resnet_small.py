@@ -10,7 +10,7 @@ No Keras weights exist for them (the shipped manifest lists `resnet18` and
 `resnet34` with no tags), so `weights` defaults to None. The layout is kept
 one-to-one with torchvision, so torchvision and timm checkpoints load as
 they are (`weights="resnet18.pth"` or a `model.safetensors`; the key
-mapping is `torchvision_key`, its table in `resnet_keras.weights.torch_names`).
+mapping is `torchvision_key`, its table in `resnet_keras.weights.formats.torch_names`).
 Strided 3x3 convs pad explicitly on all sides (`_1_pad`, as torch does)
 instead of keras' bottom/right "same" padding, and the max pool's zero
 padding equals torch's -inf padding because its input is a ReLU output, so
@@ -26,7 +26,7 @@ from .architecture.build import create_model
 from ._imagenet import decode_predictions
 from .architecture.catalog import builder_names, preprocessing_of, register_model
 from .architecture.specs import SPECS
-from .weights.torch_names import torchvision_key
+from .weights.formats.torch_names import torchvision_key
 
 _ABOUT = (
     "Basic blocks (two 3x3 convolutions), post-activation, torchvision "

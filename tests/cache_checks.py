@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from resnet_keras.weights import download
-from resnet_keras.weights import housekeeping
-from resnet_keras.weights.records import WeightsFile
+from resnet_keras.weights.download import download
+from resnet_keras.weights.download import housekeeping
+from resnet_keras.weights.manifest.records import WeightsFile
 
 # A tiny V1 net under the "resnet50" key, so that manifest entries for
 # resnet50 apply to it: 1 block per stage, width 4, 32x32 inputs.

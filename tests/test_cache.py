@@ -30,8 +30,7 @@ from cache_checks import (
     weights_file,
 )
 from http_mirror import Reply
-from resnet_keras.weights import cache as _download
-from resnet_keras.weights import settings
+from resnet_keras.weights.download import cache
 from resnet_keras.errors import CacheError, DownloadError, InvalidArgumentError, OfflineError
 
 pytestmark = pytest.mark.usefixtures("fast_network")
@@ -66,16 +65,16 @@ def test_cache_root_from_environment_with_tilde_is_created_when_missing(mirror, 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RESNET_KERAS_HOME", "~/deep/weights")
     folder = tmp_path / "home" / "deep" / "weights"
-    assert settings.cache_dir() == folder and not folder.exists()
-    _download.fetch(weights_file(NAME, DATA, [mirror.add(NAME, DATA)]), progressbar=False)
+    assert cache.cache_dir() == folder and not folder.exists()
+    cache.fetch(weights_file(NAME, DATA, [mirror.add(NAME, DATA)]), progressbar=False)
     assert_clean_cache(folder, {NAME: DATA})
 
 
 def test_default_cache_is_keras_own(tmp_path, monkeypatch, isolated_env):
-    assert settings.cache_dir() == isolated_env  # $KERAS_HOME/models
+    assert cache.cache_dir() == isolated_env  # $KERAS_HOME/models
     monkeypatch.delenv("KERAS_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert settings.cache_dir() == tmp_path / "home" / ".keras" / "models"
+    assert cache.cache_dir() == tmp_path / "home" / ".keras" / "models"
 
 
 def test_uncreatable_cache_is_an_error_never_a_silent_move_to_tmp(mirror, tmp_path, monkeypatch):
@@ -85,7 +84,7 @@ def test_uncreatable_cache_is_an_error_never_a_silent_move_to_tmp(mirror, tmp_pa
     tmp_keras = Path(tempfile.gettempdir()) / ".keras"
     existed = tmp_keras.exists()
     with pytest.raises(CacheError, match=r"Cannot create the weights cache .*a_file/models.*RESNET_KERAS_HOME"):
-        _download.fetch(weights_file(NAME, DATA, [mirror.add(NAME, DATA)]), progressbar=False)
+        cache.fetch(weights_file(NAME, DATA, [mirror.add(NAME, DATA)]), progressbar=False)
     assert mirror.requests == []
     assert tmp_keras.exists() == existed
     assert blocker.read_text() == "not a folder"
@@ -187,8 +186,8 @@ _WORKER = textwrap.dedent(
     package = types.ModuleType("resnet_keras")
     package.__path__, package.__version__ = [str(Path.cwd() / "resnet_keras")], "test"
     sys.modules["resnet_keras"] = package
-    from resnet_keras.weights import cache as _download, housekeeping
-    from resnet_keras.weights.records import WeightsFile
+    from resnet_keras.weights.download import cache, housekeeping
+    from resnet_keras.weights.manifest.records import WeightsFile
 
     name, url, digest, lock, barrier, me = sys.argv[1:]
     if lock == "nolock":  # as where file locks do not work; "shipped": the module's own setting
@@ -196,7 +195,7 @@ _WORKER = textwrap.dedent(
     Path(barrier, me).touch()
     while len(list(Path(barrier).iterdir())) < 2:  # start both fetches together
         time.sleep(0.01)
-    print(_download.fetch(WeightsFile(name, (url,), digest), progressbar=False))
+    print(cache.fetch(WeightsFile(name, (url,), digest), progressbar=False))
     """
 )
 
@@ -307,6 +306,6 @@ def test_network_down_without_the_flag_is_a_connection_error_and_cache_intact(is
     (isolated_env / "other.h5").write_bytes(other)
     url = f"http://127.0.0.1:{_closed_port()}/{NAME}"
     with pytest.raises(DownloadError, match=f"{url}: cannot connect") as info:
-        _download.fetch(weights_file(NAME, DATA, [url]), progressbar=False)
+        cache.fetch(weights_file(NAME, DATA, [url]), progressbar=False)
     assert "Check the network, proxy or mirror URLs" in str(info.value)
     assert_clean_cache(isolated_env, {"other.h5": other})

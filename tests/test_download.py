@@ -23,9 +23,9 @@ from cache_checks import (
     weights_file,
 )
 from http_mirror import Reply
-from resnet_keras.weights import cache as _download
-from resnet_keras.weights import download
-from resnet_keras.weights import housekeeping, settings
+from resnet_keras.weights.download import cache
+from resnet_keras.weights.download import download
+from resnet_keras.weights.download import housekeeping
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import CacheError, DownloadError, IntegrityError, OfflineError
 
@@ -37,7 +37,7 @@ LABEL = "resnet50 weights 'imagenet' (notop)"
 
 
 def fetch(wfile, **kwargs):
-    return _download.fetch(wfile, progressbar=False, label=LABEL, **kwargs)
+    return cache.fetch(wfile, progressbar=False, label=LABEL, **kwargs)
 
 
 def failing(mirror, reply_list, error, match, isolated_env, *, data=DATA, expected=None):
@@ -130,7 +130,7 @@ def test_timeout_setting_is_validated(monkeypatch):
     for bad in ("0", "-1", "soon", "inf"):
         monkeypatch.setenv("RESNET_KERAS_TIMEOUT", bad)
         with pytest.raises(InvalidArgumentError, match="RESNET_KERAS_TIMEOUT must be a positive number"):
-            settings.timeout_seconds()
+            cache.timeout_seconds()
 
 
 def test_redirect_to_plain_http_is_refused_before_it_is_followed(mirror, isolated_env):
@@ -193,10 +193,10 @@ def test_file_url_mirror(tmp_path, isolated_env):
 def test_uppercase_manifest_hash_downloads_fine(mirror, tmp_path, isolated_env):
     url = mirror.add(NAME, DATA)
     manifest = user_manifest(tmp_path / "m.json", {"resnet50": {"imagenet": entry({"notop": (NAME, [url], md5(DATA).upper())})}})
-    from resnet_keras.weights import resolve as _weights
+    from resnet_keras.architecture import resolve
 
-    resolved = _weights.resolve(SPECS["resnet50"], "imagenet", include_top=False, manifest=manifest)
-    assert _download.fetch(resolved.file, progressbar=False) == isolated_env / NAME
+    resolved = resolve.resolve(SPECS["resnet50"], "imagenet", include_top=False, manifest=manifest)
+    assert cache.fetch(resolved.file, progressbar=False) == isolated_env / NAME
 
 
 # -- what the cache holds -----------------------------------------------------------
@@ -317,9 +317,9 @@ def test_forced_download_keeps_the_good_file_usable_until_verified(mirror, isola
     seen = []
 
     def watching(url, out, **kwargs):
-        seen.append(_download.is_verified(path, wfile))  # during the transfer
+        seen.append(cache.is_verified(path, wfile))  # during the transfer
         result = real(url, out, **kwargs)
-        seen.append(_download.is_verified(path, wfile))  # before the rename
+        seen.append(cache.is_verified(path, wfile))  # before the rename
         return result
 
     monkeypatch.setattr(download, "_transfer", watching)

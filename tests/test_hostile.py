@@ -31,13 +31,14 @@ from cache_checks import (
     weights_file,
 )
 from http_mirror import Mirror, Reply, self_signed_certificate
-from resnet_keras.weights import cache as _download
-from resnet_keras.weights import download
-from resnet_keras.weights import h5 as _h5
-from resnet_keras.weights import manifest as _manifest
-from resnet_keras.weights import housekeeping, records, settings, urls
+from resnet_keras.weights.download import cache
+from resnet_keras.weights.download import download
+from resnet_keras.weights.formats import hdf5
+from resnet_keras.weights.manifest import parse
+from resnet_keras.weights.download import housekeeping
+from resnet_keras.weights.manifest import records, urls
 from resnet_keras.architecture.specs import SPECS
-from resnet_keras.weights import resolve as _weights
+from resnet_keras.architecture import resolve
 from resnet_keras.errors import (
     CacheError,
     DownloadError,
@@ -55,7 +56,7 @@ NAME = "tiny_weights.h5"
 
 def fetch(wfile, **kwargs):
     kwargs.setdefault("progressbar", False)
-    return _download.fetch(wfile, label="resnet50 weights 'imagenet' (notop)", **kwargs)
+    return cache.fetch(wfile, label="resnet50 weights 'imagenet' (notop)", **kwargs)
 
 
 def one_line(error: BaseException) -> str:
@@ -144,7 +145,7 @@ def test_one_huge_gzip_chunk_is_refused_before_it_is_inflated(tiny_reference, no
     assert path.stat().st_size < 2_000_000
     no_data_read.clear()
     with pytest.raises(WeightsFormatError, match=r"stored in chunks of 154,140,672 bytes .*decompression bomb"):
-        _h5.load_weights(model, path)
+        hdf5.load_weights(model, path)
     assert no_data_read == []
 
 
@@ -154,7 +155,7 @@ def test_declared_far_above_stored_is_refused_by_the_ratio_rule(tiny_reference, 
     with h5py.File(path, "r+") as root:
         root.create_dataset("padding", data=np.zeros(6_000_000, "float32"), compression="gzip", chunks=(1_000_000,))
     with pytest.raises(WeightsFormatError, match=r"declares shape \(6000000,\) \(24,000,000 bytes\) but stores"):
-        _h5.load_weights(model, path)
+        hdf5.load_weights(model, path)
     assert no_data_read == []
 
 
@@ -167,7 +168,7 @@ def test_model_weights_nested_3000_deep_is_refused_quickly(tmp_path, tiny_refere
             group = group.create_group("model_weights")
     start = time.monotonic()
     with pytest.raises(WeightsFormatError) as info:
-        _h5.load_weights(model, path)
+        hdf5.load_weights(model, path)
     assert time.monotonic() - start < 5
     assert "not a group with `layer_names`" in one_line(info.value) or "nested more than" in str(info.value)
 
@@ -305,7 +306,7 @@ def test_malformed_name_attributes(tiny_reference, where, name, value, phrase):
     with h5py.File(path, "r+") as root:
         _set_attr(root, where, name, value)
     with pytest.raises(WeightsFormatError, match=phrase) as info:
-        _h5.load_weights(model, path)
+        hdf5.load_weights(model, path)
     assert str(path) in one_line(info.value)
 
 
@@ -316,7 +317,7 @@ def test_model_weights_that_is_a_dataset(tmp_path, tiny_reference, value):
     with h5py.File(path, "w") as root:
         root["model_weights"] = value
     with pytest.raises(WeightsFormatError, match="its `model_weights` is not a group"):
-        _h5.load_weights(model, path)
+        hdf5.load_weights(model, path)
 
 
 def _manifest_with_file(tmp_path, **file_fields):
@@ -336,7 +337,7 @@ def test_manifest_bytes_that_are_not_a_manifest(tmp_path, text, phrase):
     path = tmp_path / "m.json"
     path.write_bytes(text)
     with pytest.raises(ManifestError, match=phrase) as info:
-        _manifest.read_manifest(path)
+        parse.read_manifest(path)
     assert len(one_line(info.value)) < 400
 
 
@@ -351,7 +352,7 @@ def test_manifest_bytes_that_are_not_a_manifest(tmp_path, text, phrase):
 ])
 def test_manifest_fields_that_are_refused(tmp_path, fields, phrase):
     with pytest.raises(ManifestError, match=phrase) as info:
-        _manifest.parse_manifest(_manifest_with_file(tmp_path, **fields))
+        parse.parse_manifest(_manifest_with_file(tmp_path, **fields))
     one_line(info.value)
 
 
@@ -359,7 +360,7 @@ def test_manifest_fields_that_are_refused(tmp_path, fields, phrase):
 def test_a_home_folder_that_does_not_exist(monkeypatch, variable):
     monkeypatch.setenv(variable, "~nosuchuser_resnet_keras/c")
     with pytest.raises(CacheError, match=f"{variable} must name a folder.*~nosuchuser_resnet_keras"):
-        settings.cache_dir()
+        cache.cache_dir()
 
 
 def test_a_png_that_declares_a_huge_picture(tmp_path):
@@ -390,9 +391,9 @@ def test_imagenet_is_the_tag_even_with_a_stray_path_of_that_name(tmp_path, monke
         (tmp_path / "imagenet").mkdir()
     else:
         (tmp_path / "imagenet").write_bytes(b"\x89HDF\r\n\x1a\n")
-    source = _weights.resolve(SPECS["resnet50"], "imagenet", include_top=True)
+    source = resolve.resolve(SPECS["resnet50"], "imagenet", include_top=True)
     assert source.entry is not None and source.entry.tag == "imagenet" and source.path is None
-    as_path = _weights.resolve(SPECS["resnet50"], Path("imagenet"), include_top=True) if stray == "file" else None
+    as_path = resolve.resolve(SPECS["resnet50"], Path("imagenet"), include_top=True) if stray == "file" else None
     if as_path is not None:  # a pathlib.Path is a path
         assert as_path.path == Path("imagenet")
 
@@ -414,7 +415,7 @@ def test_html_with_a_bom_or_an_html_content_type_is_named(mirror, isolated_env):
 def test_a_model_key_in_the_wrong_case_is_an_error_with_a_suggestion(tmp_path):
     path = user_manifest(tmp_path / "m.json", {"ResNet50": {"imagenet": entry({"top": ("w.h5", ["https://a.example/w.h5"], "md5:" + "1" * 32)})}})
     with pytest.raises(ManifestError, match=r"model 'ResNet50', which is not a model of resnet_keras.*Did you mean 'resnet50'\?"):
-        _weights.resolve(SPECS["resnet50"], "imagenet", include_top=True, manifest=path)
+        resolve.resolve(SPECS["resnet50"], "imagenet", include_top=True, manifest=path)
 
 
 def test_a_corrupt_file_in_a_read_only_cache_is_named_as_corrupt(mirror, isolated_env, monkeypatch):

@@ -37,7 +37,7 @@ from hostile_files import (  # noqa: E402
     torch_state,
 )
 from resnet_keras.errors import MissingDependencyError, WeightsFormatError  # noqa: E402
-from resnet_keras.weights import torch_files  # noqa: E402
+from resnet_keras.weights.formats import torch_files  # noqa: E402
 
 
 @pytest.fixture(scope="module")

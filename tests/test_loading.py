@@ -15,9 +15,9 @@ import pytest
 
 import official_format
 from cache_checks import build_tiny, entry, md5, user_manifest
-from resnet_keras.weights import h5 as _h5
-from resnet_keras.weights import h5_bounds
-from resnet_keras.weights import resolve as _weights
+from resnet_keras.weights.formats import hdf5
+from resnet_keras.weights.formats import hdf5_bounds
+from resnet_keras.architecture import resolve
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import UnknownWeightsError, WeightsFormatError, WeightsMismatchError
 
@@ -72,7 +72,7 @@ def _replace(root, layer, weight, value):
 def mismatch(model, path, *phrases, error=WeightsMismatchError):
     """Loading raises `error` (values that break the rule: WeightsFormatError), naming each phrase."""
     with pytest.raises(error) as info:
-        _h5.load_weights(model, path)
+        hdf5.load_weights(model, path)
     message = str(info.value)
     for phrase in phrases:
         assert phrase in message, message
@@ -84,7 +84,7 @@ def mismatch(model, path, *phrases, error=WeightsMismatchError):
 
 def test_good_file_loads(reference, fresh):
     model, _ = fresh
-    _h5.load_weights(model, reference[0])
+    hdf5.load_weights(model, reference[0])
     for got, want in zip(model.weights, reference[1]):
         np.testing.assert_array_equal(got.numpy(), want)
 
@@ -104,7 +104,7 @@ def test_layer_names_are_not_matched_order_is(variant, fresh, reference):
     assert unchanged()
     with h5py.File(path, "r+") as root:  # the same file with a fitting bias loads
         _replace(root, "conv2_block1_1_convX", "bias", reference[1][[w.path for w in model.weights].index("conv2_block1_1_conv/bias")])
-    _h5.load_weights(model, path)
+    hdf5.load_weights(model, path)
     for got, want in zip(model.weights, reference[1]):
         np.testing.assert_array_equal(got.numpy(), want)
 
@@ -130,7 +130,7 @@ def test_more_or_fewer_layers(variant, fresh, change):
         root.attrs["layer_names"] = np.array([n.encode() for n in names])
 
     model, unchanged = fresh
-    n = len(_h5.weighted_layers(model))
+    n = len(hdf5.weighted_layers(model))
     held = n + 1 if change == "more" else n - 1
     only = "Only in the file: ['extra_dense']" if change == "more" else "only in the model: ['conv5_block1_3_bn']"
     mismatch(model, variant(edit), f"holds weights for {held} layers", f"has {n} layers with weights", only)
@@ -227,7 +227,7 @@ def test_unsafe_structures_are_refused_before_any_data_is_read(variant, fresh, t
     model, unchanged = fresh
     path = variant(lambda root: _relink(root, kind, tmp_path))
     with pytest.raises(WeightsFormatError, match="is not a usable Keras HDF5 weights file") as info:
-        _h5.load_weights(model, path)
+        hdf5.load_weights(model, path)
     assert phrase in str(info.value) and str(path) in str(info.value)
     assert no_data_read == [] and unchanged()
 
@@ -237,7 +237,7 @@ def test_a_big_but_honest_dataset_is_not_a_bomb(tmp_path, no_data_read):
     with h5py.File(path, "w") as root:
         root.attrs["layer_names"] = np.array([], dtype="S1")
         root.create_dataset("big", data=np.random.default_rng(0).normal(size=(5_000_000,)).astype("float32"))
-        h5_bounds.check_structure(root, path)  # 20 MB stored as 20 MB: fine
+        hdf5_bounds.check_structure(root, path)  # 20 MB stored as 20 MB: fine
 
 
 # -- local paths that are not weights files ------------------------------------------------
@@ -271,7 +271,7 @@ def test_truncated_local_file(reference, tmp_path, fresh):
     path.write_bytes(data[: len(data) // 2])
     model, unchanged = fresh
     with pytest.raises(WeightsFormatError, match="HDF5 could not read it") as info:
-        _h5.load_weights(model, path)
+        hdf5.load_weights(model, path)
     assert str(path) in str(info.value) and info.value.__cause__ is not None
     assert unchanged()
 
@@ -307,7 +307,7 @@ def test_keras_archive_with_lambda_never_runs(tmp_path):
         with pytest.raises(WeightsFormatError, match="whole saved Keras model|zip archive"):
             build_tiny(weights=str(path))
         with pytest.raises(WeightsFormatError, match="zip archive"):
-            _h5.load_weights(build_tiny(), path)
+            hdf5.load_weights(build_tiny(), path)
     assert not marker.exists()
     keras.saving.load_model(archive, safe_mode=False)  # control: the marker works
     assert marker.exists()
@@ -316,7 +316,7 @@ def test_keras_archive_with_lambda_never_runs(tmp_path):
 def test_full_model_h5_with_lambda_loads_only_weights_and_never_runs_code(tmp_path, reference):
     marker = tmp_path / "marker"
     source = build_tiny(include_top=False)
-    _h5.load_weights(source, reference[0])
+    hdf5.load_weights(source, reference[0])
     full = tmp_path / "full_model.h5"
     _evil_model(marker, body=source).save(full)  # legacy full-model HDF5 with model_config
     with h5py.File(full) as root:
@@ -337,7 +337,7 @@ class _Evil:
         return (Path.touch, (Path(self.marker),))
 
 
-@pytest.mark.parametrize("suffix", [".pkl", ".pt", ".npz", ".npy", ".pickle"])  # .pth, .safetensors: test_torch_checkpoints
+@pytest.mark.parametrize("suffix", [".pkl", ".npz", ".npy", ".pickle"])  # .pth, .pt, .safetensors: test_torch_checkpoints
 def test_other_formats_are_refused_and_never_unpickled(tmp_path, suffix):
     marker = tmp_path / "marker"
     path = tmp_path / f"weights{suffix}"
@@ -379,5 +379,5 @@ def test_manifest_entry_without_a_file_for_that_head(tmp_path, isolated_env, mir
     url = mirror.add("n.h5", b"x")
     manifest = user_manifest(tmp_path / "m.json", {"resnet50": {"notoponly": entry({"notop": ("n.h5", [url], md5(b"x"))})}})
     with pytest.raises(UnknownWeightsError, match=r"'notoponly' of resnet50 have no file for include_top=True.*Available: \['notop'\]"):
-        _weights.resolve(SPECS["resnet50"], "notoponly", include_top=True, manifest=manifest)
+        resolve.resolve(SPECS["resnet50"], "notoponly", include_top=True, manifest=manifest)
     assert mirror.requests == [] and not isolated_env.exists()

@@ -1,6 +1,6 @@
 """Servers that stall before the body (issue 19, part 2) and TLS behind a long path (part 7).
 
-Every phase of a request is read by one bounded reader (weights/guard.py):
+Every phase of a request is read by one bounded reader (weights/download/guard.py):
 connect, the TLS handshake, a status line and headers trickled a byte at a
 time, `100 Continue` sent forever, a chunked trailer that never ends, a
 redirect chain that trickles. Each ends in a typed DownloadError whose one
@@ -17,8 +17,7 @@ import pytest
 from cache_checks import assert_clean_cache, fast_network, payload, weights_file  # noqa: F401
 from http_mirror import Listener, Mirror, Raw, Reply, self_signed_certificate
 from resnet_keras.errors import DownloadError
-from resnet_keras.weights import cache as _download
-from resnet_keras.weights import download, guard
+from resnet_keras.weights.download import cache, download, guard, http
 
 pytestmark = pytest.mark.usefixtures("fast_network")
 
@@ -37,7 +36,7 @@ def refused(url, isolated_env, match, *, within: float) -> str:
     """The fetch fails with a typed one-line error matching `match`, within `within` s, cache clean."""
     start = time.monotonic()
     with pytest.raises(DownloadError, match=match) as info:
-        _download.fetch(weights_file(NAME, DATA, [url]), progressbar=False)
+        cache.fetch(weights_file(NAME, DATA, [url]), progressbar=False)
     elapsed = time.monotonic() - start
     assert elapsed < within, f"took {elapsed:.1f} s"
     message = str(info.value)
@@ -87,7 +86,7 @@ def test_a_chunked_trailer_that_streams_forever(mirror, isolated_env):
 
 def test_a_chunked_body_with_a_short_trailer_still_downloads(mirror, isolated_env):
     url = mirror.script(NAME, [Reply(raw=[Raw(_chunked(DATA) + b"X-Checksum: none\r\n\r\n")])])
-    _download.fetch(weights_file(NAME, DATA, [url]), progressbar=False)
+    cache.fetch(weights_file(NAME, DATA, [url]), progressbar=False)
     assert_clean_cache(isolated_env, {NAME: DATA})
 
 
@@ -116,7 +115,7 @@ def test_phases_are_entered_in_order_on_a_good_download(mirror, isolated_env, mo
 
     monkeypatch.setattr(guard.Guard, "enter", enter)
     url = mirror.add(NAME, DATA)
-    _download.fetch(weights_file(NAME, DATA, [url]), progressbar=False)
+    cache.fetch(weights_file(NAME, DATA, [url]), progressbar=False)
     assert seen[:3] == [guard.CONNECT, guard.CONNECT, guard.HEAD] and seen[-1] == guard.BODY
 
 
@@ -135,10 +134,20 @@ def test_an_untrusted_certificate_is_named_whatever_the_url_length(tmp_path, iso
     assert secure.requests == []  # refused before a request was sent
 
 
+def test_a_long_cause_keeps_its_end_where_the_reason_names_it():
+    """A root cause that quotes a long URL before the words that name it keeps both ends."""
+    import requests
+
+    cause = OSError(f"<connection to https://mirror/{'m' * 3000}>: [Errno 111] Connection refused")
+    reason, retryable = http.describe(requests.ConnectionError(cause), TIMEOUT)
+    assert reason.startswith("cannot connect (<connection to https://mirror/")
+    assert reason.endswith("[Errno 111] Connection refused)") and len(reason) < 250 and retryable
+
+
 def test_the_readme_states_the_rules_the_code_has():
     from pathlib import Path
 
-    from resnet_keras.weights import snapshot
+    from resnet_keras.weights.download import snapshot
 
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     assert f"less than {guard.MIN_BYTES_PER_SECOND:,} bytes/s over a whole timeout period" in readme

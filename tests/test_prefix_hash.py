@@ -23,9 +23,8 @@ from cache_checks import (
     fast_network,  # noqa: F401 (fixture)
     user_manifest,
 )
-from resnet_keras.weights import cache as _download
-from resnet_keras.weights import hash_record
-from resnet_keras.weights.records import WeightsFile
+from resnet_keras.weights.download import cache, housekeeping
+from resnet_keras.weights.manifest.records import WeightsFile
 from resnet_keras.errors import CacheError, IntegrityError, OfflineError
 
 pytestmark = pytest.mark.usefixtures("fast_network")
@@ -174,7 +173,7 @@ def test_a_download_with_the_right_prefix_must_match_the_record(served, tiny_wei
     mirror.add(name, twin)
     forbid_h5py(monkeypatch)
     with pytest.raises(IntegrityError, match=f"passes the weaker sha256-prefix:.* check but whose SHA-256 {sha256_hex(twin)} is not the one recorded") as info:
-        _download.fetch(WeightsFile(name, (url,), f"sha256-prefix:{sha256_hex(good)[:8]}"), force=True, progressbar=False)
+        cache.fetch(WeightsFile(name, (url,), f"sha256-prefix:{sha256_hex(good)[:8]}"), force=True, progressbar=False)
     assert f"remove {isolated_env / name}.sha256" in str(info.value)
     assert_clean_cache(isolated_env, {name: good, name + ".sha256": record_line(name, good)})
 
@@ -201,7 +200,7 @@ def test_malformed_record_is_a_corrupt_entry_set_aside_and_fetched_again(served,
     build_tiny(weights="imagenet", manifest=manifest)
     bad = record.replace(b"%s", sha256_hex(good).encode()).replace(b"{name}", name.encode())
     (isolated_env / (name + ".sha256")).write_bytes(bad)
-    assert hash_record.read(isolated_env / name) == hash_record.MALFORMED
+    assert housekeeping.read_record(isolated_env / name) == housekeeping.MALFORMED
     assert_loaded(build_tiny(weights="imagenet", manifest=manifest), weights)
     assert mirror.count(name) == 2  # the file could not be vouched for: fetched again
     assert_clean_cache(isolated_env, {name: good, name + ".sha256": record_line(name, good)},
@@ -231,13 +230,13 @@ def test_cache_state_and_is_verified_follow_the_record(served, tiny_weights, iso
     name, url, manifest = served
     good, twin, _ = tiny_weights
     wfile = WeightsFile(name, (url,), f"sha256-prefix:{sha256_hex(good)[:8]}")
-    path = _download.fetch(wfile, progressbar=False)
-    assert _download.cache_state(wfile) == "cached"
+    path = cache.fetch(wfile, progressbar=False)
+    assert cache.cache_state(wfile) == "cached"
     path.write_bytes(twin)
-    assert _download.cache_state(wfile) == "corrupt"
-    os.unlink(hash_record.path_of(path))  # without a record only the prefix is known
-    assert _download.cache_state(wfile) == "cached"
-    assert not hash_record.path_of(path).exists()  # checking writes nothing
+    assert cache.cache_state(wfile) == "corrupt"
+    os.unlink(housekeeping.record_path(path))  # without a record only the prefix is known
+    assert cache.cache_state(wfile) == "cached"
+    assert not housekeeping.record_path(path).exists()  # checking writes nothing
 
 
 def test_record_is_written_atomically(served, tiny_weights, isolated_env, monkeypatch):
@@ -254,7 +253,7 @@ def test_record_is_written_atomically(served, tiny_weights, isolated_env, monkey
     monkeypatch.setattr(os, "replace", failing_replace)
     wfile = WeightsFile(name, (url,), f"sha256-prefix:{sha256_hex(good)[:8]}")
     with pytest.raises(CacheError, match="No space left"):
-        _download.fetch(wfile, progressbar=False)
+        cache.fetch(wfile, progressbar=False)
     assert_clean_cache(isolated_env)
 
 

@@ -30,8 +30,8 @@ from cache_checks import (
 from http_mirror import Reply
 from optional import require
 from resnet_keras.errors import OfflineError, ResNetKerasError, WeightsFormatError
-from resnet_keras.weights import resolve as _weights
-from resnet_keras.weights import snapshot
+from resnet_keras.architecture import resolve
+from resnet_keras.weights.download import snapshot
 
 pytestmark = pytest.mark.usefixtures("fast_network")
 
@@ -61,13 +61,13 @@ def served(two_files, mirror, tmp_path):
 
 
 def _resolved(manifest, offline=False):
-    return _weights.resolve(tiny_spec(), "imagenet", include_top=False, manifest=manifest, offline=offline)
+    return resolve.resolve(tiny_spec(), "imagenet", include_top=False, manifest=manifest, offline=offline)
 
 
 def _load(model, resolved) -> None:
     """What the builders do: open (fetch, verify) then load into the built model."""
-    with _weights.open_weights(resolved, progressbar=False) as opened:
-        _weights.load_opened(model, resolved, *opened)
+    with resolve.open_weights(resolved, progressbar=False) as opened:
+        resolve.load_opened(model, resolved, *opened)
 
 
 def _values(model):
@@ -217,7 +217,7 @@ def test_torch_checkpoints_are_parsed_from_the_bytes_read_not_the_file(tmp_path,
     torch = require("torch")
     import torch_reference
     from resnet_keras import ResNet18
-    from resnet_keras.weights import torch_files
+    from resnet_keras.weights.formats import torch_files
 
     states = [torch_reference.randomized("resnet18", seed=seed).state_dict() for seed in (1, 2)]
     paths = [tmp_path / f"{seed}.{kind}" for seed in (1, 2)]

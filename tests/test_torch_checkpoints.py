@@ -35,8 +35,9 @@ from resnet_keras.errors import (  # noqa: E402
     WeightsFormatError,
     WeightsMismatchError,
 )
-from resnet_keras.weights import formats, torch_files  # noqa: E402
-from resnet_keras.weights.torch_names import torchvision_key  # noqa: E402
+from resnet_keras.architecture import resolve  # noqa: E402
+from resnet_keras.weights.formats import registry  # noqa: E402
+from resnet_keras.weights.formats.torch_names import torchvision_key  # noqa: E402
 
 BUILDERS = {
     "resnet18": resnet_keras.ResNet18,
@@ -136,6 +137,30 @@ def test_pth_gives_torch_outputs(checkpoints, name):
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_pth_gives_torch_outputs_at_224(checkpoints, name):
     check_parity(name, *checkpoints(name), size=224)
+
+
+def test_a_pt_file_loads_as_a_pth_does(checkpoints, tmp_path):
+    """`.pt` is torch.save's other usual suffix: the same zip, read the same way."""
+    torch_model, pth = checkpoints("resnet18")
+    pt = tmp_path / "resnet18.pt"
+    pt.write_bytes(pth.read_bytes())
+    check_parity("resnet18", torch_model, pt, size=64, label="pt")
+    with pytest.raises(FileNotFoundError, match="Weights file not found: no_such.pt"):
+        resnet_keras.ResNet18(weights="no_such.pt")  # its suffix says "a file", not "a tag"
+
+
+def test_a_legacy_pt_pickle_is_refused_by_its_bytes(checkpoints, tmp_path):
+    """torch < 1.6 (or _use_new_zipfile_serialization=False) wrote a plain pickle: never unpickled."""
+    marker = tmp_path / "marker"
+    state = torch.load(checkpoints("resnet18")[1], weights_only=True)
+    state["conv1.weight"] = _Evil(str(marker))
+    path = tmp_path / "legacy.pt"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    assert path.read_bytes()[:1] == b"\x80"  # a pickle, not a zip
+    with pytest.raises(WeightsFormatError, match=r"pickle or NumPy file.*saved by torch < 1\.6") as info:
+        resnet_keras.ResNet18(weights=str(path), include_top=False)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert not marker.exists()
 
 
 def test_timm_safetensors_resnet50_gives_torch_outputs(checkpoints, tmp_path):
@@ -296,7 +321,7 @@ def _unchanged(model):
 
 def _load(model, path, spec_name="resnet18"):
     with open(path, "rb") as file:
-        formats.load_from_file(model, SPECS[spec_name], file, path)
+        resolve.load_file(model, SPECS[spec_name], file, path)
 
 
 def test_pickle_with_code_in_a_pth_never_runs(checkpoints, tmp_path):
@@ -372,7 +397,7 @@ def test_zip_bombs_and_huge_files_are_refused_before_parsing(checkpoints, tmp_pa
     # a 10 GB file (sparse: no disk used) is refused by its size, before a byte is read
     huge = tmp_path / "huge.pth"
     with open(huge, "wb") as f:
-        f.write(torch_files.ZIP_LOCAL_HEADER)
+        f.write(registry.ZIP_LOCAL_HEADER)
         f.truncate(10 << 30)
     with pytest.raises(WeightsFormatError, match="10,737,418,240 bytes, more than"):
         _load(model, huge)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import resnet_keras
-from resnet_keras.weights import cache as _download
+from resnet_keras.weights.download import cache
 from resnet_keras.errors import InvalidArgumentError, UnknownWeightsError
 
 BUILDERS = [
@@ -28,7 +28,7 @@ def no_network(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("validation must fail before any download")
 
-    monkeypatch.setattr(_download, "fetch", forbidden)
+    monkeypatch.setattr(cache, "fetch", forbidden)
 
 
 def raises_before_disk(isolated_env, error, match, builder, **kwargs):

@@ -13,7 +13,7 @@ import official_format
 import resnet_keras
 from conftest import KERAS_BUILDERS, OUR_BUILDERS, write_manifest
 from facts import table
-from resnet_keras.weights import manifest as _manifest
+from resnet_keras.weights.manifest import parse
 from resnet_keras.errors import IntegrityError, OfflineError, WeightsMismatchError
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -59,7 +59,7 @@ def test_all_official_format_files_give_keras_outputs(official_file, key, includ
 
 
 def test_shipped_manifest_has_the_official_files():
-    manifest = _manifest.shipped_manifest()
+    manifest = parse.shipped_manifest()
     for key, (top, notop) in OFFICIAL_MD5.items():
         entry = manifest.entry(key, "imagenet")
         assert entry.default and entry.preprocessing == ("tf" if key.endswith("v2") else "caffe")
@@ -73,7 +73,7 @@ def test_shipped_manifest_has_the_official_files():
 
 def test_package_manifest_is_the_top_level_file():
     top_level = Path(__file__).parents[1] / "weights_manifest.json"
-    assert _manifest.SHIPPED_MANIFEST.read_bytes() == top_level.read_bytes()
+    assert parse.SHIPPED_MANIFEST.read_bytes() == top_level.read_bytes()
 
 
 def _serve(mirror, tmp_path, monkeypatch, path, key="resnet50", kind="top"):

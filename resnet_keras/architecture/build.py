@@ -1,7 +1,7 @@
 """The one build path behind every builder.
 
     create_model(spec, **builder arguments)
-        check the arguments -> resolve weights= once (weights.resolve) -> build
+        check the arguments -> resolve weights= once (architecture.resolve) -> build
     build(resolved, ...)
         check the shape arguments against the record -> open (and, for a tag,
         fetch and verify) the weights -> stem -> stages -> head -> load
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from . import validation
 from .. import data_format
 from .specs import ResNetSpec
-from ..weights.resolve import Resolved, load_opened, open_weights, resolve
+from .resolve import Resolved, load_opened, open_weights, resolve
 
 if TYPE_CHECKING:
     import keras
@@ -90,7 +90,7 @@ def build(
 
     `classes` and `name` default to the spec's (as its builder's defaults do).
     `adapt_input_channels`: load 3-channel weights into a stem of any
-    number of input channels (`weights.adapt`).
+    number of input channels (`weights.formats.values`).
     """
     spec, include_top = resolved.spec, resolved.include_top
     name = spec.name if name is None else name

@@ -22,7 +22,7 @@ from .._text import did_you_mean
 from ..errors import InvalidArgumentError
 
 def _weight_tags(key: str) -> tuple[str, ...]:
-    from ..weights.resolve import active_manifest  # shipped + RESNET_KERAS_MANIFEST
+    from .resolve import active_manifest  # shipped + RESNET_KERAS_MANIFEST
 
     return tuple(active_manifest().tags(key))
 

@@ -95,7 +95,7 @@ def _configure_finetune(parser: argparse.ArgumentParser) -> None:
 
 
 def _weights(args: argparse.Namespace):
-    from ..weights.resolve import DEFAULT_TAG
+    from ..architecture.resolve import DEFAULT_TAG
 
     if args.weights is None:
         return DEFAULT_TAG

@@ -22,8 +22,8 @@ from ..architecture import catalog
 from ..architecture.specs import SPECS, ResNetSpec
 from ..errors import InvalidArgumentError, UnknownWeightsError
 
-if TYPE_CHECKING:  # weights.resolve loads NumPy: not for --help
-    from ..weights.resolve import Resolved
+if TYPE_CHECKING:  # architecture.resolve loads NumPy: not for --help
+    from ..architecture.resolve import Resolved
 
 
 @contextlib.contextmanager
@@ -91,7 +91,7 @@ def resolve_weights(args: argparse.Namespace, spec: ResNetSpec, *, include_top: 
 
     Left out, it is the manifest's default tag; "none" is random initialization.
     """
-    from ..weights.resolve import DEFAULT_TAG, resolve
+    from ..architecture.resolve import DEFAULT_TAG, resolve
 
     weights = args.weights
     if weights is None:

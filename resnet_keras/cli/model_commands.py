@@ -103,10 +103,10 @@ def run_info(args: argparse.Namespace) -> int:
         ("preprocessing", PREPROCESSING_TEXT[spec.preprocessing]),
         ("classes", str(spec.classes)),
     ]
-    from ..weights import cache, settings
+    from ..weights.download import cache
 
     manifest = active_manifest(args)
-    folder = settings.cache_dir()
+    folder = cache.cache_dir()
     tags = manifest.tags(key)
     if not tags:
         rows.append(("weights", "none (random initialization only; --weights PATH loads an .h5 file)"))

@@ -39,7 +39,7 @@ def _configure_fetch(parser: argparse.ArgumentParser) -> None:
     configure=_configure_fetch,
 )
 def run_fetch(args: argparse.Namespace) -> int:
-    from ..weights import cache
+    from ..weights.download import cache
 
     manifest = active_manifest(args)
     if args.all == bool(args.models):
@@ -84,9 +84,9 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 def _cache_states(args: argparse.Namespace):
     """(cache folder, [(entry, kind, wfile, state)]) for every manifest file."""
-    from ..weights import cache, settings
+    from ..weights.download import cache
 
-    folder = settings.cache_dir()
+    folder = cache.cache_dir()
     rows = [
         (entry, kind, wfile, cache.cache_state(wfile, folder))
         for entry, kind, wfile in active_manifest(args).files()
@@ -100,7 +100,7 @@ def _cache_states(args: argparse.Namespace):
     configure=add_manifest_option,
 )
 def run_verify(args: argparse.Namespace) -> int:
-    from ..weights import housekeeping
+    from ..weights.download import housekeeping
 
     folder, rows = _cache_states(args)
     counts = {"cached": 0, "corrupt": 0, "not a file": 0}

@@ -201,7 +201,7 @@ def extract_features(
     """
     from ..architecture import catalog
     from ..architecture.specs import SPECS
-    from ..weights.resolve import resolve
+    from ..architecture.resolve import resolve
 
     dataset = _ray_dataset(images)
     engine = engine or ("ray" if dataset is not None else "local")

@@ -12,7 +12,7 @@ from ..files import file_sha256
 from ..images import preprocess, read_pixels
 
 if TYPE_CHECKING:
-    from ..weights.resolve import Resolved
+    from ..architecture.resolve import Resolved
 
 
 def weights_hash(resolved: Resolved) -> str:

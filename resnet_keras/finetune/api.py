@@ -131,7 +131,7 @@ def prepare(**arguments: Any) -> Prepared:
     from ..architecture.catalog import resolve as resolve_model
     from ..architecture.specs import SPECS
     from ..extraction.model import weights_hash
-    from ..weights.resolve import resolve
+    from ..architecture.resolve import resolve
     from .model import resolve_precision
 
     parameters = inspect.signature(fine_tune).parameters

@@ -79,7 +79,7 @@ def classifier(spec, *, classes: int, input_size: int, precision: str = "float32
     """The zoo model `spec` with a new softmax head of `classes`, random weights."""
     from ..architecture.build import build
     from ..data_format import image_shape
-    from ..weights.resolve import resolve
+    from ..architecture.resolve import resolve
 
     with building(precision):
         return build(resolve(spec, None, include_top=True, offline=offline), classes=classes,
@@ -100,9 +100,8 @@ def with_backbone(model, resolved, input_size: int) -> None:
 
 def write_weights(model, path: Path) -> str:
     """`model`'s weights in the Keras 2 HDF5 layout at `path`; their sha256."""
-    from ..tools.convert import write_keras2_layout
-
     from ..files import file_sha256
+    from ..weights.formats.hdf5_write import write_keras2_layout
 
     write_keras2_layout(model, path)
     return file_sha256(path)
@@ -111,10 +110,11 @@ def write_weights(model, path: Path) -> str:
 def load_weights(model, path: Path, sha256: str) -> None:
     """Load `path` into `model` with the package's safe reader, after checking its sha256.
 
-    The shared-cache rule (`weights.snapshot`): the file is read once into
+    The shared-cache rule (`weights.download.snapshot`): the file is read once into
     memory, those bytes are hashed, and the HDF5 reader parses those bytes.
     """
-    from ..weights import h5, snapshot
+    from ..weights.download import snapshot
+    from ..weights.formats import hdf5
 
     data = snapshot.read_once(path, snapshot.MAX_LOCAL_BYTES)
     digest = hashlib.sha256(data).hexdigest()
@@ -123,4 +123,4 @@ def load_weights(model, path: Path, sha256: str) -> None:
             f"{path} does not match the sha256 its run.json records ({sha256[:16]}...): the file "
             f"changed after the run wrote it. Received: sha256 {digest[:16]}... Train again, or restore "
             "the file.")
-    h5.load_from_file(model, snapshot.as_file(data), path)
+    hdf5.load(model, snapshot.as_file(data), path)

@@ -6,16 +6,22 @@ or virtual storage, filters that need plugins, "bombs" (a declared size, or
 a compressed chunk, far larger than what the file stores), name lists that
 repeat or exceed a budget, and datasets that were never written are
 refused, so a hostile file costs bounded time and memory.
+
+Variable-length string attributes (Keras 3's full-model name lists) are
+references into a global heap that HDF5 materializes entry by entry (20,000
+entries naming one 100 KB string: 2 GB from a 0.9 MB file), so their
+lengths are read from the object header first (`string_lengths`).
 """
 
 from __future__ import annotations
 
+import struct
 from typing import BinaryIO
 
 import numpy as np
 
-from ..errors import WeightsFormatError
-from . import h5_vlen
+from .values import MAX_REPORTED
+from ...errors import WeightsFormatError
 
 # HDF5 filter ids: deflate (gzip), shuffle, fletcher32. Anything else needs a
 # plugin, i.e. code we did not choose, and is refused.
@@ -39,7 +45,6 @@ CHUNK_ALLOWANCE_BYTES = 1 << 20
 # objects than the largest ResNet has weights, is not a weights file.
 MAX_DEPTH = 8
 MAX_OBJECTS = 100_000
-MAX_REPORTED = 20  # problems listed in one message
 # The `layer_names` and `weight_names` lists of a whole file: ResNet152's
 # hold ~1,500 names in ~50 KB. Each list's size is known before it is read;
 # a file may hold at most MAX_NAMES names, MAX_NAME_BYTES long each, in
@@ -68,15 +73,11 @@ def _dataset_problems(obj, name: str) -> list[str]:
         problems.append(f"virtual dataset /{name}")
     filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
     if filters - SAFE_FILTERS:
-        problems.append(
-            f"unsupported compression filter {sorted(filters - SAFE_FILTERS)} at /{name}"
-        )
+        problems.append(f"unsupported compression filter {sorted(filters - SAFE_FILTERS)} at /{name}")
     itemsize = obj.dtype.itemsize
     declared = int(np.prod(obj.shape or (), dtype=np.float64) * itemsize)
     stored = obj.id.get_storage_size()
-    if declared > MAX_DATASET_BYTES or (
-        declared > BOMB_MIN_BYTES and declared > BOMB_RATIO * stored
-    ):
+    if declared > MAX_DATASET_BYTES or (declared > BOMB_MIN_BYTES and declared > BOMB_RATIO * stored):
         problems.append(
             f"dataset /{name} declares shape {obj.shape} ({declared:,} "
             f"bytes) but stores {stored:,} bytes (a shape bomb?)"
@@ -102,10 +103,8 @@ def check_structure(root, where) -> None:
         nonlocal count
         count += 1
         if count > MAX_OBJECTS or name.count("/") >= MAX_DEPTH:
-            what = f"more than {MAX_OBJECTS:,} objects" if count > MAX_OBJECTS else (
-                f"groups nested more than {MAX_DEPTH} deep"
-            )
-            problems.append(what)
+            deep = f"groups nested more than {MAX_DEPTH} deep"
+            problems.append(f"more than {MAX_OBJECTS:,} objects" if count > MAX_OBJECTS else deep)
             return True  # stop the walk here: bounded work
         if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
             problems.append(f"{type(link).__name__} at /{name}")
@@ -178,8 +177,8 @@ def read_names(group, name: str, budget: NameBudget) -> list[str]:
             budget.charge(label, 0, attr.shape[0] * itemsize, itemsize)
     if stored_elsewhere:
         try:
-            lengths = h5_vlen.string_lengths(budget.file, group, stored_elsewhere)
-        except h5_vlen.Unbounded as reason:
+            lengths = string_lengths(budget.file, group, stored_elsewhere)
+        except Unbounded as reason:
             raise format_error(
                 budget.where, f"{label} holds variable-length strings stored with {reason}"
             ) from None
@@ -213,3 +212,149 @@ def unwritten(dataset) -> bool:
     if dataset.shape is None or dataset.size == 0:
         return False
     return dataset.id.get_space_status() != h5py.h5d.SPACE_STATUS_ALLOCATED
+
+
+# --------------------------------------------------------------------------
+# Lengths of variable-length string attributes, read before HDF5 reads the strings.
+# Only the layout h5py and Keras write is read (8-byte addresses, base address 0,
+# object header version 1 or 2, the attribute in the header, not shared); anything
+# else raises Unbounded. The entry count and datatype class are cross-checked with
+# what HDF5 reports, so a decoy message cannot stand in for the attribute HDF5 reads.
+
+_ATTRIBUTE = 0x000C
+_CONTINUATION = 0x0010
+_VLEN_CLASS = 9
+_RECORD = struct.Struct("<IQI")  # sequence length, heap collection address, object index
+MAX_HEADER_BYTES = 16 << 20  # all chunks of one object header
+MAX_HEADER_CHUNKS = 1024
+
+
+class Unbounded(ValueError):
+    """The attribute is not stored in a layout whose lengths can be read here."""
+
+
+def _read(file: BinaryIO, at: int, size: int) -> bytes:
+    file.seek(at)
+    data = file.read(size)
+    if len(data) != size:
+        raise Unbounded("its object header lies beyond the end of the file")
+    return data
+
+
+def _base_address(file: BinaryIO) -> int:
+    version = _read(file, 8, 1)[0]
+    at = {0: 24, 1: 28, 2: 12, 3: 12}.get(version)
+    if at is None:
+        raise Unbounded(f"superblock version {version}")
+    return struct.unpack("<Q", _read(file, at, 8))[0]
+
+
+def _chunk_messages(chunk: bytes, step: int, layout: struct.Struct):
+    at = 0
+    while at + step <= len(chunk):
+        kind, length, flags = layout.unpack_from(chunk, at)
+        yield kind, flags, chunk[at + step:at + step + length]
+        at += step + length
+
+
+def _messages(file: BinaryIO, address: int):
+    """(type, flags, body) of every message of an object header, version 1 or 2 ("OHDR")."""
+    head = _read(file, address, 6)
+    if head[:4] == b"OHDR" and head[4] == 2:
+        flags = head[5]
+        at = address + 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
+        width = 1 << (flags & 0x03)
+        size = int.from_bytes(_read(file, at, width), "little")
+        step, layout = (6 if flags & 0x04 else 4), struct.Struct("<BHB")
+        chunks = [(at + width, size, b"")]
+    elif head[0] == 1:
+        size = struct.unpack_from("<I", _read(file, address + 8, 4))[0]
+        step, layout = 8, struct.Struct("<HHB")
+        chunks = [(address + 16, size, None)]
+    else:
+        raise Unbounded("an object header of an unknown version")
+    total = visited = 0
+    while chunks:
+        start, size, signature = chunks.pop(0)
+        total, visited = total + size, visited + 1
+        if total > MAX_HEADER_BYTES or visited > MAX_HEADER_CHUNKS:
+            raise Unbounded("an object header that is too large")
+        chunk = _read(file, start, size)
+        if signature:  # a version 2 continuation chunk: "OCHK", messages, checksum
+            if chunk[:4] != signature:
+                raise Unbounded("a damaged object header chunk")
+            chunk = chunk[4:-4]
+        for kind, flags, body in _chunk_messages(chunk, step, layout):
+            if kind == _CONTINUATION:
+                offset, length = struct.unpack_from("<QQ", body)
+                chunks.append((offset, length, None if signature is None else b"OCHK"))
+            yield kind, flags, body
+
+
+def _padded(size: int, version: int) -> int:
+    return (size + 7) & ~7 if version == 1 else size
+
+
+def _attribute(body: bytes, counts: dict[str, int]):
+    """(name, records) of an attribute message if it is one of `counts`, else None."""
+    version, flags, name_size, type_size, space_size = struct.unpack_from("<BBHHH", body)
+    if version not in (1, 2, 3):
+        return None  # not one HDF5 could read as ours either
+    at = 8 + (1 if version == 3 else 0)
+    name = body[at:at + name_size].removesuffix(b"\0").decode("utf-8", "replace")
+    if name not in counts:
+        return None
+    count = counts[name]
+    if version > 1 and flags:
+        raise Unbounded("a shared datatype or dataspace")
+    at += _padded(name_size, version)
+    if body[at] & 0x0F != _VLEN_CLASS:
+        raise Unbounded("a datatype that is not variable-length")
+    at += _padded(type_size, version)
+    space_version, rank = body[at], body[at + 1]
+    dims_at = at + (8 if space_version == 1 else 4)
+    if rank != 1 or struct.unpack_from("<Q", body, dims_at)[0] != count:
+        raise Unbounded("a dataspace other than the one HDF5 reports")
+    at += _padded(space_size, version)
+    if len(body) - at < count * _RECORD.size:
+        raise Unbounded("data shorter than its entries")
+    return name, [_RECORD.unpack_from(body, at + i * _RECORD.size) for i in range(count)]
+
+
+def string_lengths(file: BinaryIO, obj, counts: dict[str, int]) -> dict[str, list[int]]:
+    """Lengths of the strings of each vlen attribute of `obj` named in `counts` (name: entries).
+
+    Raises Unbounded where they cannot be read, and where two entries refer
+    to one stored string: reading them would copy it once per entry.
+    """
+    try:
+        return _string_lengths(file, obj, counts)
+    except Unbounded:
+        raise
+    except (struct.error, IndexError, OverflowError, OSError, ValueError) as error:
+        # a message or chunk cut short, an offset past what a file can seek to
+        raise Unbounded(f"a damaged object header ({type(error).__name__})") from error
+
+
+def _string_lengths(file: BinaryIO, obj, counts: dict[str, int]) -> dict[str, list[int]]:
+    import h5py
+
+    if obj.file.id.get_create_plist().get_sizes() != (8, 8):
+        raise Unbounded("addresses that are not 8 bytes")
+    if _base_address(file) != 0:
+        raise Unbounded("a base address other than 0")
+    found: dict[str, list] = {}
+    for kind, flags, body in _messages(file, h5py.h5o.get_info(obj.id).addr):
+        attribute = _attribute(body, counts) if kind == _ATTRIBUTE and len(body) >= 8 else None
+        if attribute is None:
+            continue
+        name, records = attribute
+        if flags & 0x02 or name in found:
+            raise Unbounded("a shared or repeated attribute message")
+        found[name] = records
+    if set(found) != set(counts):
+        raise Unbounded("a place outside its object header")
+    references = [(heap, index) for records in found.values() for _, heap, index in records]
+    if len(set(references)) != len(references):
+        raise Unbounded("entries that refer to one stored string")
+    return {name: [length for length, _, _ in records] for name, records in found.items()}

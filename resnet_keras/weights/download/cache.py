@@ -1,4 +1,4 @@
-"""The verified cache: where weights files live, how they get there.
+"""The verified cache: where weights files live, how they get there, and its settings.
 
 The shared-cache rule (snapshot.py): what loads is bytes in our own memory,
 read once within the manifest's byte limit and hashed there; no parser
@@ -7,36 +7,25 @@ place and deletes them when a download fails; whatever it does, what loads
 is what was verified.
 
 A weights file reaches its final name in the cache only once its hash is
-verified: `http.transfer` streams it (bounded, hashed on the way) into
-memory, the hash is checked, the bytes go to a temp file of our own in the
-cache folder and `os.replace` moves it into place in one atomic step.
-Readers therefore never see a partial file of ours, whether or not file
-locks work (NFS); the lock (filelock) only saves a second process from
-fetching the same 100 MB again.
+verified (`download.download_verified`: into memory, checked, then a temp
+file and one `os.replace`). Readers therefore never see a partial file of
+ours, whether or not file locks work (NFS); the lock only saves a second
+process from fetching the same 100 MB again. The cache's files are listed
+in housekeeping.py.
 
 A cached file that fails its check is looked at again while it keeps
-changing (another program, keras, may be rewriting it: we looked in the
-middle), for at most a timeout period (`snapshot.wait_while_written`).
-Only a file that has stopped changing is judged corrupt and set aside; one
-still being written is left to its writer, and a verified download takes
-its name by `os.replace` (the writer keeps its own open file).
-
-Cache layout, for a file `NAME` of the manifest:
-    NAME                       the verified file (keras uses the same name)
-    .NAME.<host>-<pid>-<rand>.part   a download in progress (removed when it
-                               ends, or by a later run once its process is gone)
-    .NAME.lock                 held while one process fetches NAME
-    NAME.corrupt               a cached NAME that failed its hash, set aside
-    NAME.sha256                the full SHA-256 of NAME, when the manifest
-                               declares only a prefix (`sha256-prefix:`, the
-                               weaker kind; hash_record.py)
-    NAME.sha256.corrupt        a malformed record, set aside
+changing (keras may be rewriting it: we looked in the middle), for at most
+a timeout period (`snapshot.wait_while_written`). Only a file that has
+stopped changing is judged corrupt and set aside.
 
 A file with a prefix hash is accepted when its SHA-256 starts with the
 prefix and, once a record exists, equals the recorded full hash: the record
 is written at the first verification (download or cache hit) and never
-replaced while it is well formed, so a later download (a mirror that
-changed, a made-up file with the same 32-bit prefix) must match it too.
+replaced while it is well formed.
+
+The environment, read once per call: RESNET_KERAS_HOME (else
+$KERAS_HOME/models, else ~/.keras/models), RESNET_KERAS_OFFLINE and
+RESNET_KERAS_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -44,12 +33,78 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from . import download, hash_record, housekeeping, settings, snapshot
-from ..errors import CacheError, OfflineError
-from .records import WeightsFile
+from . import download, housekeeping, snapshot
+from ..manifest.records import WeightsFile
+from ...errors import CacheError, InvalidArgumentError, OfflineError
+
+# Seconds to wait for a connection and between two bytes of an answer, on
+# every request. `RESNET_KERAS_TIMEOUT` overrides it; tests set it low.
+TIMEOUT_SECONDS = 30.0
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def cache_dir() -> Path:
+    """Folder that holds weight files: keras' own cache by default.
+
+    `RESNET_KERAS_HOME` if set, else `$KERAS_HOME/models`, else
+    `~/.keras/models`, so files keras.applications downloaded are reused.
+    The folder is never swapped for another one (keras falls back to
+    /tmp/.keras when its cache is not writable; we raise CacheError).
+    """
+    if os.environ.get("RESNET_KERAS_HOME"):
+        return _expand("RESNET_KERAS_HOME", os.environ["RESNET_KERAS_HOME"])
+    if os.environ.get("KERAS_HOME"):
+        return _expand("KERAS_HOME", os.environ["KERAS_HOME"]) / "models"
+    return _expand("HOME", os.path.join("~", ".keras")) / "models"
+
+
+def _expand(variable: str, value: str) -> Path:
+    try:
+        return Path(value).expanduser()
+    except RuntimeError as error:  # '~nosuchuser/c': no such home folder
+        raise CacheError(
+            f"{variable} must name a folder, and {value!r} starts with a home "
+            f"folder that cannot be found ({error}). Received: {variable}="
+            f"{value!r}. Use an absolute path or an existing user's ~."
+        ) from None
+
+
+def check_offline(offline) -> bool:
+    """`offline=` of the builders: None (read RESNET_KERAS_OFFLINE), True or False."""
+    if offline is None:
+        value = os.environ.get("RESNET_KERAS_OFFLINE", "").strip().lower()
+        if value in _TRUE | _FALSE:
+            return value in _TRUE
+        raise InvalidArgumentError(
+            "RESNET_KERAS_OFFLINE must be 1/true/yes/on or 0/false/no/off (or "
+            f"unset). Received: RESNET_KERAS_OFFLINE={os.environ['RESNET_KERAS_OFFLINE']!r}"
+        )
+    if not isinstance(offline, bool):
+        raise InvalidArgumentError(
+            f"`offline` must be None, True or False. Received: offline={offline!r}"
+        )
+    return offline
+
+
+def timeout_seconds() -> float:
+    text = os.environ.get("RESNET_KERAS_TIMEOUT", "").strip()
+    if not text:
+        return float(TIMEOUT_SECONDS)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise InvalidArgumentError(
+            "RESNET_KERAS_TIMEOUT must be a positive number of seconds. "
+            f"Received: RESNET_KERAS_TIMEOUT={text!r}"
+        )
+    return value
 
 
 def _read_if_verified(path: Path, wfile: WeightsFile) -> tuple[bytes, str] | None:
@@ -58,18 +113,17 @@ def _read_if_verified(path: Path, wfile: WeightsFile) -> tuple[bytes, str] | Non
     With a prefix hash, the full SHA-256 must also equal the record, if
     there is one; a malformed record fails the file.
     """
-    if housekeeping.not_a_file(path) is not None:
-        return None
     try:
-        if wfile.size is not None and os.stat(path).st_size != wfile.size:
-            return None  # not worth reading
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode) or (wfile.size is not None and info.st_size != wfile.size):
+            return None  # nothing there, not a file, or not worth reading
         data = snapshot.read_once(path, wfile.max_bytes)
     except (OSError, ValueError):  # missing, not regular, too large, changed while read
         return None
     if wfile.size is not None and len(data) != wfile.size:
         return None
     digest = hashlib.new(wfile.hash_algorithm, data).hexdigest()
-    recorded = hash_record.read(path) if wfile.weak_hash else None
+    recorded = housekeeping.read_record(path) if wfile.weak_hash else None
     if wfile.matches(digest) and recorded in (None, digest):
         return data, digest
     return None
@@ -80,20 +134,14 @@ def is_verified(path: Path, wfile: WeightsFile) -> bool:
     return _read_if_verified(path, wfile) is not None
 
 
-def _look(path: Path, wfile: WeightsFile) -> tuple[tuple[bytes, str] | None, str]:
-    """(verified bytes and digest, or None; 'verified', 'missing', 'corrupt' or 'being written').
-
-    A file that fails its check is looked at again while it changes, up to
-    a timeout period: keras may be rewriting it in place right now.
-    """
+def _look(path: Path, wfile: WeightsFile, wait: float) -> tuple[tuple[bytes, str] | None, str]:
+    """(verified bytes and digest, or None; 'verified', 'missing', 'corrupt' or 'being written')."""
     verified = _read_if_verified(path, wfile)
     if verified is not None:
         return verified, "verified"
     if not os.path.lexists(path):
         return None, "missing"
-    verified, changing = snapshot.wait_while_written(
-        path, lambda p: _read_if_verified(p, wfile), wait=settings.timeout_seconds()
-    )
+    verified, changing = snapshot.wait_while_written(path, lambda p: _read_if_verified(p, wfile), wait=wait)
     if verified is not None:
         return verified, "verified"
     if changing:
@@ -103,9 +151,9 @@ def _look(path: Path, wfile: WeightsFile) -> tuple[tuple[bytes, str] | None, str
 
 def _failed_check(path: Path, wfile: WeightsFile) -> str:
     """Which check a cached file failed, for error messages (reads no weights)."""
-    recorded = hash_record.read(path) if wfile.weak_hash else None
-    record = hash_record.path_of(path).name
-    if recorded == hash_record.MALFORMED:
+    recorded = housekeeping.read_record(path) if wfile.weak_hash else None
+    record = housekeeping.record_path(path).name
+    if recorded == housekeeping.MALFORMED:
         return f"its full-hash record {record} is malformed"
     if recorded is not None:
         return (
@@ -117,7 +165,7 @@ def _failed_check(path: Path, wfile: WeightsFile) -> str:
 
 def cache_state(wfile: WeightsFile, folder: Path | None = None) -> str:
     """'cached' (verified), 'missing', 'corrupt' or 'not a file' for the CLI."""
-    path = (folder or settings.cache_dir()) / wfile.file_name
+    path = (folder or cache_dir()) / wfile.file_name
     if housekeeping.not_a_file(path):
         return "not a file"
     if not path.exists():
@@ -131,18 +179,12 @@ def _set_aside_if_corrupt(path: Path, wfile: WeightsFile) -> bool:
     A malformed full-hash record cannot vouch for any file: it goes to
     NAME.sha256.corrupt. A well-formed one stays, to hold the next download.
     """
-    if wfile.weak_hash and hash_record.read(path) == hash_record.MALFORMED:
-        hash_record.set_aside(path)
+    if wfile.weak_hash and housekeeping.read_record(path) == housekeeping.MALFORMED:
+        housekeeping.set_aside(housekeeping.record_path(path))
         corrupt = path.exists()  # whatever it holds, no record vouches for it
     else:
         corrupt = path.exists() and not is_verified(path, wfile)
-    if not corrupt:
-        return False
-    try:
-        os.replace(path, path.with_name(path.name + housekeeping.CORRUPT_SUFFIX))
-    except OSError:
-        return False  # read-only cache: leave it, the error names it
-    return True
+    return corrupt and housekeeping.set_aside(path)  # read-only cache: left, the error names it
 
 
 # --------------------------------------------------------------------------
@@ -155,7 +197,7 @@ def fetch(wfile: WeightsFile, **kwargs) -> Path:
     Takes the arguments of `open_verified`.
     """
     with open_verified(wfile, **kwargs):
-        return settings.cache_dir() / wfile.file_name
+        return cache_dir() / wfile.file_name
 
 
 @contextlib.contextmanager
@@ -184,27 +226,25 @@ def open_verified(
 
 
 def _obtain(wfile: WeightsFile, *, offline, progressbar, force, label) -> bytes:
-    folder = settings.cache_dir()
+    folder, timeout = cache_dir(), timeout_seconds()
     path = folder / wfile.file_name
     what = f"{label}: {wfile.file_name}" if label else wfile.file_name
     _check_not_blocked(path, f"not a weights file ({what})")
     if wfile.weak_hash:
-        _check_not_blocked(hash_record.path_of(path), f"not the full-hash record of {what}")
+        _check_not_blocked(housekeeping.record_path(path), f"not the full-hash record of {what}")
     state = "not checked"  # force: the cached copy is not looked at
     if not force:
-        verified, state = _look(path, wfile)
+        verified, state = _look(path, wfile, timeout)
         if verified is not None:
             return _recorded_hit(path, wfile, *verified)
     failed = _failed_check(path, wfile) if state == "corrupt" else ""
-    offline = settings.check_offline(offline)
-    if offline:
-        raise _offline_error(wfile, path, what, state, failed)
+    if check_offline(offline):
+        raise _offline_error(wfile, path, what, state, failed, timeout)
     why = f" The cached {wfile.file_name} is corrupt ({failed}) and must be replaced." if failed else ""
     housekeeping.make_folder(folder)
     try:
         with housekeeping.locked(folder, wfile.file_name):
             housekeeping.remove_stale_temps(folder, wfile.file_name)
-            housekeeping.remove_stale_temps(folder, hash_record.path_of(path).name)
             if not force:
                 verified = _read_if_verified(path, wfile)
                 if verified is not None:  # another process fetched it while we waited
@@ -214,7 +254,7 @@ def _obtain(wfile: WeightsFile, *, offline, progressbar, force, label) -> bytes:
             failures: list[tuple[str, download.Failure]] = []
             for url in wfile.urls:
                 try:
-                    return download.download_verified(url, wfile, path, progressbar)
+                    return download.download_verified(url, wfile, path, progressbar, timeout)
                 except download.Failure as failure:
                     failures.append((url, failure))
     except CacheError as error:
@@ -224,7 +264,7 @@ def _obtain(wfile: WeightsFile, *, offline, progressbar, force, label) -> bytes:
     raise download.all_failed(wfile, path, what, failures, force)
 
 
-def _offline_error(wfile: WeightsFile, path: Path, what: str, state: str, failed: str) -> OfflineError:
+def _offline_error(wfile, path: Path, what: str, state: str, failed: str, timeout: float) -> OfflineError:
     folder = path.parent
     moved = False
     if state == "corrupt" and folder.is_dir():
@@ -234,7 +274,7 @@ def _offline_error(wfile: WeightsFile, path: Path, what: str, state: str, failed
         "corrupt": f"is corrupt ({failed})",
         "being written": (
             "is being written by another program (it kept changing for "
-            f"{settings.timeout_seconds():g} s, RESNET_KERAS_TIMEOUT; keras rewrites "
+            f"{timeout:g} s, RESNET_KERAS_TIMEOUT; keras rewrites "
             "its files in place): try again when it is done"
         ),
     }
@@ -265,5 +305,5 @@ def _recorded_hit(path: Path, wfile: WeightsFile, data: bytes, digest: str) -> b
     """
     if wfile.weak_hash:
         with contextlib.suppress(OSError):
-            hash_record.write_if_missing(path, digest)
+            housekeeping.write_record_if_missing(path, digest)
     return data

@@ -1,4 +1,4 @@
-"""The manifest's records: frozen, typed, validated by `manifest.py` when read.
+"""The manifest's records: frozen, typed, validated by `parse.py` when read.
 
 A `Manifest` maps model -> tag -> `WeightsEntry`; an entry holds the
 `WeightsFile` of each head (`top`, `notop`) with its URLs, hash and limits.
@@ -7,10 +7,12 @@ A `Manifest` maps model -> tag -> `WeightsEntry`; an entry holds the
 from __future__ import annotations
 
 import dataclasses
-import difflib
+from types import MappingProxyType
 from typing import Mapping
 
-from ..errors import UnknownWeightsError
+from .hashes import KINDS, HashKind
+from ..._text import did_you_mean
+from ...errors import ManifestError, UnknownWeightsError
 
 FILE_KINDS = ("top", "notop")
 # Without a declared `size`, a float32 HDF5 weights file holds 4 bytes per
@@ -21,15 +23,11 @@ LAYOUT_ALLOWANCE = 16 << 20
 # With neither a size nor a parameter count, still a bound (the largest
 # ResNet file, ResNet152 with a 21k-class head, is under 1 GB).
 MAX_UNDECLARED_BYTES = 2 << 30
-# The weak kind: torchvision publishes only the first hex digits of a file's
-# SHA-256 (in its name; torch.hub checks that prefix). A prefix of 8 digits
-# is 32 bits, so the cache records the full SHA-256 at the first verified
-# download and checks it on every later hit (see cache.py).
-PREFIX_KIND = "sha256-prefix"
 # keras' name for "the pretrained weights". On a model with no tag of that
 # name it selects the model's default tag (ResNet18/34: torchvision's), so
 # `weights="imagenet"` means the same thing on every model that has weights.
 IMAGENET_TAG = "imagenet"
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightsFile:
@@ -37,7 +35,7 @@ class WeightsFile:
 
     file_name: str
     urls: tuple[str, ...]
-    hash: str  # "md5:<hex>", "sha256:<hex>" or "sha256-prefix:<hex>", lower case
+    hash: str  # "<kind>:<hex>", lower case, a kind of `hashes.KINDS`
     num_params: int | None = None
     size: int | None = None
 
@@ -47,9 +45,13 @@ class WeightsFile:
         return self.hash.split(":", 1)[0]
 
     @property
+    def kind(self) -> HashKind:
+        return KINDS[self.hash_kind]
+
+    @property
     def hash_algorithm(self) -> str:
         """The hashlib algorithm that computes the digest to compare."""
-        return "sha256" if self.weak_hash else self.hash_kind
+        return self.kind.algorithm
 
     @property
     def hash_hex(self) -> str:
@@ -58,7 +60,7 @@ class WeightsFile:
     @property
     def weak_hash(self) -> bool:
         """Only a prefix of the digest is declared (a full-hash record backs it up)."""
-        return self.hash_kind == PREFIX_KIND
+        return self.kind.prefix
 
     @property
     def hash_text(self) -> str:
@@ -66,7 +68,7 @@ class WeightsFile:
         if self.weak_hash:
             return (
                 f"{self.hash} (a weaker check: only the first {len(self.hash_hex)} "
-                "hex digits of the SHA-256 are published)"
+                f"hex digits of the {self.kind.title} are published)"
             )
         return self.hash
 
@@ -114,6 +116,17 @@ class WeightsEntry:
             )
         return self.files[kind]
 
+    def merged(self, override: WeightsEntry) -> WeightsEntry:
+        """`override`'s files replace these per file (top, notop); its other
+        fields replace these where the override spells them out."""
+        fields = {key: getattr(override, key) for key in override.given - {"files"}}
+        return dataclasses.replace(
+            self,
+            files=MappingProxyType({**self.files, **override.files}),
+            given=self.given | override.given,
+            **fields,
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class Manifest:
@@ -131,11 +144,9 @@ class Manifest:
         """Raise UnknownWeightsError, with the valid names, if `model` has no entry."""
         if model not in self.entries:
             models = self.models()
-            hint = difflib.get_close_matches(str(model), models, n=1)
-            suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
             raise UnknownWeightsError(
                 f"The weights manifest has no model {model!r} (models with "
-                f"weights: {', '.join(models) or 'none'}).{suggestion} "
+                f"weights: {', '.join(models) or 'none'}).{did_you_mean(model, models)} "
                 f"Received: model={model!r}"
             )
 
@@ -152,7 +163,7 @@ class Manifest:
         defaults = [t for t, e in self.entries[model].items() if e.default]
         if defaults:
             return defaults[-1]
-        return "imagenet" if "imagenet" in tags else tags[0]
+        return IMAGENET_TAG if IMAGENET_TAG in tags else tags[0]
 
     def files(self):
         """Every (entry, kind, WeightsFile), in manifest order."""
@@ -176,12 +187,41 @@ class Manifest:
         tag = self._selected(model, tag)
         tags = self.tags(model)
         if tag not in tags:
-            hint = difflib.get_close_matches(tag, tags, n=1)
-            suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
             available = ", ".join(repr(t) for t in tags) or "none"
             raise UnknownWeightsError(
                 f"`weights` must be None, a path to an existing weights file "
                 f"or a weights tag of {model} (available: {available})."
-                f"{suggestion} Received: weights={tag!r}"
+                f"{did_you_mean(tag, tags)} Received: weights={tag!r}"
             )
         return self.entries[model][tag]
+
+    def check_unique_file_names(self, source: str) -> None:
+        """Each cached file name has one hash: the name is the file's place in the cache."""
+        hashes: dict[str, str] = {}
+        for _, _, f in self.files():
+            if hashes.setdefault(f.file_name, f.hash) != f.hash:
+                raise ManifestError(
+                    f"Invalid weights manifest {source}: two entries name "
+                    f"the file {f.file_name!r} with different hashes "
+                    f"({hashes[f.file_name]} and {f.hash}). Give each "
+                    "file its own name."
+                )
+
+    def merged(self, override: Manifest, source: str = "<merged>") -> Manifest:
+        """Entries of `override` add to or update these.
+
+        Per file: a user entry that names only the `notop` file of
+        resnet50/imagenet (a mirror, say) keeps the shipped `top` file. A
+        default tag in `override` takes over from the one here. The result
+        must still give each cached file name one hash.
+        """
+        merged = {model: dict(tags) for model, tags in self.entries.items()}
+        for model, tags in override.entries.items():
+            target = merged.setdefault(model, {})
+            if any(entry.default for entry in tags.values()):
+                target.update({t: dataclasses.replace(e, default=False) for t, e in target.items()})
+            for tag, entry in tags.items():
+                target[tag] = target[tag].merged(entry) if tag in target else entry
+        manifest = Manifest(MappingProxyType({m: MappingProxyType(t) for m, t in merged.items()}))
+        manifest.check_unique_file_names(source)
+        return manifest

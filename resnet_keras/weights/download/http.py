@@ -1,4 +1,4 @@
-"""One bounded transfer: a URL's bytes into a file object (our memory), hashed on the way.
+"""One bounded HTTP(S) transfer: a URL's bytes into a file object (our memory), hashed on the way.
 
 Every rule that protects the user's machine from a server lives here:
 - redirects are followed by hand, each checked by the URL policy before it
@@ -24,33 +24,31 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import ssl
 import sys
 import urllib.parse
-import urllib.request
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from . import guard as _guard
 from .guard import TransferError
-from .urls import check_redirect
-from ..errors import ManifestError
+from ..manifest.urls import check_redirect
+from ..._text import first_line
+from ...errors import ManifestError
 
 CHUNK_BYTES = 1 << 16
 MAX_REDIRECTS = 5
-MAX_REASON_CHARS = 200
 
 
-@dataclass(frozen=True)
-class Transferred:
+class Transferred(NamedTuple):
+    """What a transfer brought: its size, its hex digest, and the server's Content-Type."""
+
     size: int
     digest: str
     content_type: str = ""
 
 
 def _user_agent() -> str:
-    from .. import __version__
+    from ... import __version__
 
     return f"resnet-keras/{__version__}"
 
@@ -64,45 +62,12 @@ def _progress(total: int | None, name: str, enabled: bool):
     )
 
 
-def transfer(
-    url: str,
-    out: BinaryIO,
-    *,
-    algorithm: str,
-    limit: int,
-    timeout: float,
-    name: str,
-    progressbar: bool,
-) -> Transferred:
-    """Copy `url` into `out` (at most `limit` bytes), returning size and hash."""
-    if url.startswith("file:"):
-        return _copy_local(url, out, algorithm=algorithm, limit=limit)
-    return _get(url, out, algorithm=algorithm, limit=limit, timeout=timeout,
-                name=name, progressbar=progressbar)
-
-
-def _too_big(limit: int) -> TransferError:
+def too_big(limit: int) -> TransferError:
     return TransferError(
         f"sent more than the {limit:,} bytes the manifest allows for this file "
         "(stopped reading there)",
         retryable=False, integrity=True,
     )
-
-
-def _copy_local(url: str, out: BinaryIO, *, algorithm: str, limit: int) -> Transferred:
-    source = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
-    if not os.path.isfile(source):
-        raise TransferError(f"no such file {source}", retryable=False)
-    digest = hashlib.new(algorithm)
-    size = 0
-    with open(source, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
-            size += len(chunk)
-            if size > limit:
-                raise _too_big(limit)
-            digest.update(chunk)
-            out.write(chunk)
-    return Transferred(size, digest.hexdigest())
 
 
 def _open(session, url: str, guard: _guard.Guard):
@@ -134,7 +99,10 @@ def _content_length(response) -> int | None:
     return int(text) if text.isdigit() and len(text) < 20 else None
 
 
-def _get(url, out, *, algorithm, limit, timeout, name, progressbar) -> Transferred:
+def transfer(
+    url: str, out: BinaryIO, *, algorithm: str, limit: int, timeout: float, name: str, progressbar: bool
+) -> Transferred:
+    """GET `url` into `out` (at most `limit` bytes), returning size and hash."""
     guard = _guard.Guard(timeout, limit)
     try:
         with _guard.session(guard) as session:
@@ -181,7 +149,7 @@ def _read_body(session, url, out, guard, *, algorithm, name, progressbar) -> Tra
                     size += len(chunk)
                     guard.file_bytes = size
                     if size > limit:
-                        raise _too_big(limit)
+                        raise too_big(limit)
                     digest.update(chunk)
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -259,20 +227,3 @@ def _timed_out(error: BaseException) -> bool:
     # socket.timeout itself: urllib3's NewConnectionError (a refused
     # connection) subclasses its ConnectTimeoutError, so those names lie.
     return any(isinstance(cause, TimeoutError) for cause in _causes(error))
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of `error`, at most MAX_REASON_CHARS: a long middle is cut, both ends kept."""
-    text = str(error).strip().splitlines()
-    line = text[0] if text else type(error).__name__
-    if len(line) <= MAX_REASON_CHARS:
-        return line
-    keep = (MAX_REASON_CHARS - 5) // 2
-    return f"{line[:keep]} ... {line[-keep:]}"
-
-
-def announce(url: str, destination, enabled: bool) -> None:
-    """Say what is fetched where before the first byte moves (keras does too)."""
-    if enabled:
-        print(f"Downloading {url} -> {destination}", file=sys.stderr, flush=True)
-

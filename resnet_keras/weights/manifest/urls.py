@@ -14,11 +14,12 @@ import unicodedata
 import urllib.parse
 from typing import Any
 
-from ..errors import ManifestError
+from ...errors import ManifestError
 
 # Plain http to a host other than loopback: only a corporate mirror the
 # user names, and only with this switch (the hash is still verified).
 ALLOW_HTTP_ENV = "RESNET_KERAS_ALLOW_HTTP"
+
 
 def invisible_or_control(text: str) -> bool:
     """Control (C0, C1), format (bidi overrides, zero-width), surrogate,
@@ -26,7 +27,6 @@ def invisible_or_control(text: str) -> bool:
     all of them can make a printed name lie about what it is."""
     return any(unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp")
                for ch in text)
-
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,11 +1,28 @@
-"""The cache's own files: temp downloads, locks, and what crashed runs left.
+"""The cache's own files: temp downloads, locks, full-hash records, and what crashed runs left.
 
-For a file `NAME` of the manifest:
+For a file `NAME` of the manifest (the suffixes are `manifest.parse`'s, so
+that no manifest can name one of these files):
     .NAME.<host>-<pid>-<rand>.part   a download in progress (removed when it
                                      ends, or by a later run once its
                                      process is gone)
     .NAME.lock                       held while one process fetches NAME
     NAME.corrupt                     a cached NAME that failed its hash
+    NAME.sha256                      the full SHA-256 of NAME, when the
+                                     manifest declares only a prefix
+    NAME.sha256.corrupt              a malformed record, set aside
+
+The cache writes with its own temp files, not `files.replaced`: their
+names carry the host and process id, which is how a later run tells the
+leftovers of a crashed process from a download in progress.
+
+Full-hash records: torchvision publishes the first 8 hex digits of a file's
+SHA-256 (32 bits: a matching file can be made on purpose). So the first
+time such a file is verified, its full SHA-256 is written beside it, one
+line in `sha256sum` format (`<64 hex>  NAME`; `sha256sum -c NAME.sha256`
+checks it), and from then on the cache holds the file to that full hash.
+A record is trusted only if it is exactly that line for exactly that name;
+anything else is `MALFORMED`, and the cache treats file and record as a
+corrupt entry.
 """
 
 from __future__ import annotations
@@ -14,6 +31,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import secrets
 import socket
 import stat
@@ -22,7 +40,8 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import CacheError
+from ..manifest.parse import CORRUPT_SUFFIX, LOCK_SUFFIX, RECORD_SUFFIX, TEMP_SUFFIX
+from ...errors import CacheError
 
 # How long to wait for another process fetching the same file; after that we
 # fetch anyway (the atomic rename keeps the cache correct without the lock).
@@ -31,9 +50,12 @@ USE_FILE_LOCK = True
 # A temp file whose process is gone (same host), or this old, is from a
 # crashed run and is removed by the next fetch of the same file.
 STALE_TEMP_SECONDS = 24 * 3600.0
-TEMP_SUFFIX = ".part"
-CORRUPT_SUFFIX = ".corrupt"
 _HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+# A record is one line: 64 hex digits, two spaces, a name of at most 200
+# UTF-8 bytes (manifest.parse.MAX_FILE_NAME), a newline.
+MAX_RECORD_BYTES = 1024
+MALFORMED = "malformed"
+_RECORD_LINE = re.compile(rb"([0-9a-f]{64})  ([^\n]+)\n")
 
 
 def not_a_file(path: Path) -> str | None:
@@ -94,6 +116,15 @@ def make_folder(folder: Path) -> None:
         )
 
 
+def set_aside(path: Path) -> bool:
+    """Move `path` to `NAME.corrupt`; True if moved (False: a read-only cache, or gone)."""
+    try:
+        os.replace(path, path.with_name(path.name + CORRUPT_SUFFIX))
+    except OSError:
+        return False
+    return True
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -131,9 +162,11 @@ def stale_temp_files(folder: Path, file_name: str | None = None) -> list[Path]:
 
 
 def remove_stale_temps(folder: Path, file_name: str) -> None:
-    for path in stale_temp_files(folder, file_name):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    """Remove what crashed fetches of `file_name` (and of its hash record) left."""
+    for name in (file_name, file_name + RECORD_SUFFIX):
+        for path in stale_temp_files(folder, name):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 @contextlib.contextmanager
@@ -144,7 +177,7 @@ def locked(folder: Path, file_name: str):
         return
     import filelock
 
-    lock_path = folder / f".{file_name}.lock"
+    lock_path = folder / f".{file_name}{LOCK_SUFFIX}"
     lock = filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT_SECONDS)
     try:
         lock.acquire()
@@ -171,3 +204,51 @@ def locked(folder: Path, file_name: str):
         with contextlib.suppress(OSError):
             os.unlink(lock_path)
         lock.release()
+
+
+# --------------------------------------------------------------------------
+# Full-hash records of files whose manifest hash is only a prefix
+
+
+def record_path(path: Path) -> Path:
+    """Where the record of the cached file `path` lives."""
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
+def read_record(path: Path) -> str | None:
+    """The recorded full SHA-256 of `path`, None if there is no record, or MALFORMED."""
+    record = record_path(path)
+    if not os.path.lexists(record):
+        return None
+    if not_a_file(record) is not None:
+        return MALFORMED
+    try:
+        with open(record, "rb") as f:
+            data = f.read(MAX_RECORD_BYTES + 1)
+    except OSError:
+        return MALFORMED
+    match = _RECORD_LINE.fullmatch(data)
+    if match is None or match.group(2) != path.name.encode("utf-8"):
+        return MALFORMED
+    return match.group(1).decode("ascii")
+
+
+def write_record_if_missing(path: Path, digest: str) -> None:
+    """Record `digest` for the verified `path` (temp file, fsync, rename) unless a record exists.
+
+    A malformed record counts as one: it is set aside, never overwritten here.
+    OSError if the cache cannot take it.
+    """
+    if read_record(path) is not None:
+        return
+    written, temp = open_temp(path.parent, path.name + RECORD_SUFFIX)
+    try:
+        with temp:
+            temp.write(f"{digest}  {path.name}\n".encode("utf-8"))
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(written, record_path(path))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(written)
+        raise

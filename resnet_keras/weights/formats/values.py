@@ -1,6 +1,6 @@
 """What a weight value must be, whatever file it comes from: one rule for every reader.
 
-HDF5 datasets (`h5`), `.pth` tensors and `.safetensors` arrays (`torch_files`,
+HDF5 datasets (`hdf5`), `.pth` tensors and `.safetensors` arrays (`torch_files`,
 mapped by `state_dict`) all pass through here, value by value, before the
 first assignment:
 
@@ -16,6 +16,16 @@ The readers report every problem of a file at once (`refuse`): a value that
 breaks this rule makes a WeightsFormatError, naming the file and the key or
 dataset; a file whose values are fine but do not fit the model (shapes,
 counts, keys) a WeightsMismatchError. Either way nothing was assigned.
+
+Pretrained stem weights for inputs that are not RGB (`adapt_input_channels`)
+follow timm's rule (`adapt_input_conv`), restated: a stem kernel trained on
+3 channels becomes one for N channels by
+- N = 1: the sum over the 3 input channels (a gray image that is R = G = B
+  then gives exactly the RGB model's output);
+- N != 3: the RGB kernel repeated cyclically (R, G, B, R, G, ...) to N
+  channels and scaled by 3 / N, so that activations keep their scale.
+Kernels are in Keras' layout (height, width, in, out) whatever the data
+format, so channels_first needs nothing else. Computed in float32.
 """
 
 from __future__ import annotations
@@ -25,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WeightsFormatError, WeightsMismatchError
-from .h5_bounds import MAX_REPORTED
+from ...errors import WeightsFormatError, WeightsMismatchError
+
+MAX_REPORTED = 20  # problems listed in one message
 
 LOADABLE_DTYPES = ("float16", "bfloat16", "float32", "float64")
 # safetensors' dtype names (its format spec) as NumPy's, so that every reader
@@ -139,3 +150,39 @@ def refuse(where, model_name: str, unusable: list[str], mismatched: list[str]) -
             "values; fix or re-export the file."
         )
     raise WeightsMismatchError(f"{where} does not fit model {model_name!r} {summary}")
+
+
+# --------------------------------------------------------------------------
+# Stem kernels for inputs that are not RGB (timm's rule, above)
+
+RGB = 3
+INPUT_AXIS = 2  # Keras Conv2D kernels: (height, width, in, out)
+
+
+def can_adapt(file_shape, model_shape) -> bool:
+    """True where a 3-channel conv kernel differs from the model's only in its input channels."""
+    file_shape, model_shape = tuple(file_shape), tuple(model_shape)
+    return (
+        len(file_shape) == len(model_shape) == 4
+        and file_shape[INPUT_AXIS] == RGB
+        and model_shape[INPUT_AXIS] != RGB
+        and file_shape[:INPUT_AXIS] + file_shape[INPUT_AXIS + 1:]
+        == model_shape[:INPUT_AXIS] + model_shape[INPUT_AXIS + 1:]
+    )
+
+
+def adapt_stem_kernel(kernel: np.ndarray, channels: int) -> np.ndarray:
+    """A (h, w, 3, out) kernel adapted to (h, w, channels, out) by timm's rule."""
+    kernel = np.asarray(kernel, dtype=np.float32)
+    if kernel.ndim != 4 or kernel.shape[INPUT_AXIS] != RGB or channels < 1:
+        raise ValueError(f"expected a (h, w, 3, out) kernel and channels >= 1, got {kernel.shape}, {channels}")
+    if channels == 1:
+        return kernel.sum(axis=INPUT_AXIS, keepdims=True)
+    order = [i % RGB for i in range(channels)]  # R, G, B, R, G, ...
+    return kernel[:, :, order, :] * np.float32(RGB / channels)
+
+
+ADAPT_HINT = (
+    " The file's stem takes 3 (RGB) channels: pass adapt_input_channels=True "
+    "to adapt it to the model's input channels."
+)

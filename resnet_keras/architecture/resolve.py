@@ -1,4 +1,4 @@
-"""What `weights=` means, and where its file comes from.
+"""What `weights=` means for a spec, and where its file comes from.
 
 Two steps, so that every argument is checked before the network or the
 cache is touched:
@@ -11,48 +11,37 @@ cache is touched:
 2. `open_weights` reads the file once into memory, fetching a manifest
    file into the verified cache if needed (`cache.open_verified`): the
    bytes that were hashed are the bytes every parser reads (the
-   shared-cache rule, `snapshot.py`); a local file is read the same way.
+   shared-cache rule, weights/download/snapshot.py); a local file is read
+   the same way. `load_opened` hands them to the reader the format
+   registry chooses, with what it needs to know of the model.
 
 What a string means (one rule, keras' own for "imagenet"): a tag of the
 model wins, whatever the working directory holds; otherwise an existing
 file is a path (as in keras); and a string that names neither is reported
 as a missing file when it looks like a path (a `pathlib.Path`, a folder
 separator, or a weights-file suffix such as `.h5`), else as an unknown tag.
+
+This is where architecture meets weights: `weights/` never imports
+`architecture/`; what it needs (model names, a spec's layout) is passed in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from . import cache, formats, settings, snapshot
-from .manifest import merge, read_manifest, shipped_manifest
-from .records import Manifest, WeightsEntry, WeightsFile
-from ..architecture.specs import SPECS, ResNetSpec
-from ..errors import InvalidArgumentError, ManifestError, WeightsFormatError
+from .specs import SPECS, ResNetSpec
+from ..errors import InvalidArgumentError
+from ..weights.download import cache, snapshot
+from ..weights.formats import registry
+from ..weights.manifest import parse
+from ..weights.manifest.records import Manifest, WeightsEntry, WeightsFile
 
-# Strings that are meant as paths even when the file is missing.
-_PATH_SUFFIXES = (".h5", ".hdf5", ".keras", ".pkl", ".pt", ".pth", ".npz", ".safetensors")
-# Formats that are refused by name before a byte is read: pickle-based ones
-# can run code when loaded, and a whole saved model can carry code (Lambda).
-# (.pth and .safetensors are read safely: weights.torch_files.)
-_REFUSED_SUFFIXES = {
-    ".pkl": "a pickle",
-    ".pickle": "a pickle",
-    ".joblib": "a pickle",
-    ".pt": "a PyTorch pickle",
-    ".bin": "a PyTorch pickle",
-    ".ckpt": "a checkpoint",
-    ".npz": "a NumPy archive",
-    ".npy": "a NumPy array file",
-    ".keras": "a whole saved Keras model (it may carry code, e.g. a Lambda layer)",
-    ".pb": "a TensorFlow graph",
-    ".onnx": "an ONNX model",
-}
+# The models a torch checkpoint fits (named when one meets another model).
+TORCH_MODELS = tuple(name for name, spec in SPECS.items() if spec.torch_layout)
 
 
 class _DefaultTag:
@@ -118,57 +107,8 @@ class Resolved:
 
 
 def active_manifest(manifest: Any = None) -> Manifest:
-    """Shipped manifest, then `RESNET_KERAS_MANIFEST` paths, then `manifest=`.
-
-    `RESNET_KERAS_MANIFEST` holds one path or several separated by
-    `os.pathsep` (':' on Linux and macOS, ';' on Windows); later ones win.
-    """
-    result = shipped_manifest()
-    env = os.environ.get("RESNET_KERAS_MANIFEST", "")
-    for entry in filter(None, env.split(os.pathsep)):
-        result = merge(result, read_manifest(entry), source=entry)
-    if manifest is not None:
-        source = "manifest="
-        if not isinstance(manifest, Manifest):
-            if not isinstance(manifest, (str, os.PathLike)):
-                raise InvalidArgumentError(
-                    "`manifest` must be a path to a manifest JSON file or a "
-                    f"Manifest. Received: manifest={manifest!r}"
-                )
-            source = os.fspath(manifest)
-            manifest = read_manifest(manifest)
-        result = merge(result, manifest, source=source)
-    _check_model_keys(result)
-    return result
-
-
-def _check_model_keys(manifest: Manifest) -> None:
-    """A user manifest's model keys must name models of the zoo (exact case)."""
-    for model in manifest.models():
-        if model not in SPECS:
-            close = difflib.get_close_matches(model.lower(), list(SPECS), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ManifestError(
-                f"The weights manifest has an entry for model {model!r}, which is "
-                f"not a model of resnet_keras (keys are lower case registry names "
-                f"such as 'resnet50').{hint} Received: model key {model!r}. Fix "
-                "the key in your manifest (RESNET_KERAS_MANIFEST or manifest=)."
-            )
-
-
-def _check_local_file(path: Path, weights: Any) -> Path:
-    refused = _REFUSED_SUFFIXES.get(path.suffix.lower())
-    if refused and not path.is_dir():
-        raise WeightsFormatError(
-            f"{path} is {refused}; resnet_keras loads only HDF5 weights files "
-            "(.h5, Keras 2 `save_weights` layout), torch state_dicts (.pth, read "
-            "with torch.load(weights_only=True)) and .safetensors files, and never "
-            "unpickles or runs code from a file. Received: "
-            f"weights={os.fspath(weights)!r}. Convert the weights to such a "
-            ".h5 file with code you trust."
-        )
-    formats.check_signature(path)
-    return path
+    """Shipped manifest, then `RESNET_KERAS_MANIFEST` paths, then `manifest=`; keys are models of SPECS."""
+    return parse.active_manifest(manifest, models=SPECS)
 
 
 def check_weights_argument(weights: Any) -> None:
@@ -194,7 +134,7 @@ def resolve(
     most a local file's first bytes.
     """
     check_weights_argument(weights)
-    offline = settings.check_offline(offline)
+    offline = cache.check_offline(offline)
     model = spec.name
     base = dict(spec=spec, include_top=include_top, offline=offline)
     if weights is None:
@@ -208,15 +148,15 @@ def resolve(
         return Resolved(entry=entry, file=entry.file(include_top), **base)
     path = _expand_path(text)
     if path.exists() or os.path.lexists(path):
-        return Resolved(path=_check_local_file(path, weights), **base)
+        return Resolved(path=registry.check_local_file(path, weights), **base)
     if (
         isinstance(weights, os.PathLike)
         or os.sep in text
         or (os.altsep and os.altsep in text)
-        or text.lower().endswith(_PATH_SUFFIXES)
+        or text.lower().endswith(registry.PATH_SUFFIXES)
     ):
         tags = ", ".join(catalog.tags(model)) or "none"
-        raise snapshot.missing_file_error(
+        raise registry.missing_file_error(
             path,
             f" `weights` must be None, a weights tag of {model} ({tags}) or "
             f"an existing file. Received: weights={weights!r}.",
@@ -232,13 +172,6 @@ def _expand_path(text: str) -> Path:
         return Path(text)
 
 
-def load_opened(model, resolved: Resolved, file: BinaryIO, where, *, adapt_input_channels: bool = False) -> None:
-    """Load the file `open_weights` gave (HDF5, torch .pth or .safetensors) into `model`."""
-    formats.load_from_file(
-        model, resolved.spec, file, where, adapt_input_channels=adapt_input_channels
-    )
-
-
 @contextlib.contextmanager
 def open_weights(resolved: Resolved, *, progressbar: bool = True) -> Iterator[tuple[BinaryIO, Any]]:
     """(file object over the bytes read once, name for messages) of the weights of `resolved`.
@@ -252,4 +185,16 @@ def open_weights(resolved: Resolved, *, progressbar: bool = True) -> Iterator[tu
     with cache.open_verified(
         resolved.file, offline=resolved.offline, progressbar=progressbar, label=resolved.label
     ) as file:
-        yield file, settings.cache_dir() / resolved.file.file_name
+        yield file, cache.cache_dir() / resolved.file.file_name
+
+
+def load_file(model, spec: ResNetSpec, file: BinaryIO, where, *, adapt_input_channels: bool = False) -> None:
+    """Load an open weights file (HDF5, torch .pth/.pt or .safetensors) into `model`, built from `spec`."""
+    registry.load(
+        model, file, where, spec=spec, torch_models=TORCH_MODELS, adapt_input_channels=adapt_input_channels
+    )
+
+
+def load_opened(model, resolved: Resolved, file: BinaryIO, where, *, adapt_input_channels=False) -> None:
+    """Load the file `open_weights` gave into `model`."""
+    load_file(model, resolved.spec, file, where, adapt_input_channels=adapt_input_channels)

@@ -1,6 +1,8 @@
 """Torch state dicts (torchvision, timm) into Keras models, all or nothing.
 
-Keys map to Keras weights by rule (`torch_names.torchvision_key`). Every
+`load_pth` and `load_safetensors` are the readers the format registry
+names: bounded reading (`torch_files`), then this module's mapping. Keys
+map to Keras weights by rule (`torch_names.torchvision_key`). Every
 weight of the model is looked up, checked (shape, then the value rule every
 reader shares: `values`) and transposed to Keras' layout before the first
 assignment; every key of the file must be used (`num_batches_tracked`
@@ -11,16 +13,14 @@ naming the keys (`values.refuse`), and the model is unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
 
-from . import adapt, values
-from .h5 import weighted_layers
-from .h5_bounds import MAX_REPORTED
+from . import torch_files, values
+from .hdf5 import weighted_layers
 from .torch_names import HEAD_PREFIX, IGNORED_SUFFIX, torchvision_key
-from ..architecture.specs import SPECS, ResNetSpec
-from ..errors import WeightsMismatchError
+from ...errors import WeightsMismatchError
 
 # Bounds on a file for a model with `n` float32 weights: float64 files are
 # twice as large, and a head left out of the model (include_top=False) may
@@ -58,15 +58,35 @@ def to_keras_layout(value: np.ndarray) -> np.ndarray:
     return value.T if value.ndim == 2 else value
 
 
-def check_layout(spec: ResNetSpec, model_name: str, where) -> None:
+def check_layout(model, spec, torch_models: Sequence[str], where) -> None:
+    """Refuse a torch checkpoint for a model not in torchvision's layout.
+
+    `spec`: anything with the model's registry `name` and `torch_layout`;
+    `torch_models`: the registry names of the models that fit, for the message.
+    """
     if not spec.torch_layout:
-        fits = ", ".join(name for name, s in SPECS.items() if s.torch_layout)
         raise WeightsMismatchError(
             f"{where} is a torch checkpoint, which fits only models in torchvision's "
-            f"layout ({fits}). Received: model {model_name!r} ({spec.name}). keras' "
-            "resnet50/101/152 stride on the first 1x1 conv and have conv biases: for "
+            f"layout ({', '.join(torch_models)}). Received: model {model.name!r} ({spec.name}). "
+            "keras' resnet50/101/152 stride on the first 1x1 conv and have conv biases: for "
             "torchvision's or timm's ResNet-50/101/152 build ResNet50V1_5 (resnet50_v1_5) etc."
         )
+
+
+def load_pth(model, file: BinaryIO, where, *, spec, torch_models, adapt_input_channels=False) -> None:
+    """A torch zip checkpoint into `model`: bounded by its directory, then read with weights_only=True."""
+    bounds = dict(limit=byte_limit(model), max_tensors=max_tensors(model))
+    torch_files.check_torch_zip(file, where, **bounds)  # a .keras zip is refused as such first
+    check_layout(model, spec, torch_models, where)
+    state = torch_files.read_pth(file, where, **bounds)
+    load_state_dict(model, state, where, adapt_input_channels=adapt_input_channels)
+
+
+def load_safetensors(model, file: BinaryIO, where, *, spec, torch_models, adapt_input_channels=False) -> None:
+    """A safetensors file into `model`, each tensor read within the bounds its header gives."""
+    check_layout(model, spec, torch_models, where)
+    state = torch_files.read_safetensors(file, where, limit=byte_limit(model), max_tensors=max_tensors(model))
+    load_state_dict(model, state, where, adapt_input_channels=adapt_input_channels)
 
 
 def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool = False):
@@ -89,16 +109,16 @@ def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool =
             value = state[key]
             got = tuple(value.shape)
             wanted = torch_shape(shape)
-            adaptable = layer.name == stem and adapt.can_adapt(keras_shape(got), shape)
+            adaptable = layer.name == stem and values.can_adapt(keras_shape(got), shape)
             adapting = adapt_input_channels and adaptable
             if got != wanted and not adapting:
-                hint = adapt.HINT if adaptable else ""
+                hint = values.ADAPT_HINT if adaptable else ""
                 mismatched.append(f"{key}: shape {got} in the file, {wanted} in the model ({layer.name}){hint}")
                 continue
             try:
                 array = to_keras_layout(values.as_float32(value))
                 if adapting:
-                    array = adapt.adapt_stem_kernel(array, shape[adapt.INPUT_AXIS])
+                    array = values.adapt_stem_kernel(array, shape[values.INPUT_AXIS])
                 pairs.append((variable, values.as_variable_dtype(array, variable.dtype)))
             except values.UnusableValue as problem:
                 unusable.append(f"{key}: {problem}")
@@ -111,7 +131,7 @@ def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool =
     if unused:
         mismatched.append(
             f"{len(unused)} keys of the file have no place in the model: "
-            f"{[key[:100] for key in unused[:MAX_REPORTED]]}"
+            f"{[key[:100] for key in unused[:values.MAX_REPORTED]]}"
             " (another architecture or depth? a 'module.' prefix from DataParallel?)"
         )
     values.refuse(where, model.name, unusable, mismatched)
@@ -124,4 +144,6 @@ def load_state_dict(model, state: Mapping[str, Any], where, *, adapt_input_chann
         variable.assign(value)
 
 
-__all__ = ["byte_limit", "check_layout", "load_state_dict", "max_tensors", "plan"]
+__all__ = [
+    "byte_limit", "check_layout", "load_pth", "load_safetensors", "load_state_dict", "max_tensors", "plan",
+]

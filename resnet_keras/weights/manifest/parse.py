@@ -1,34 +1,36 @@
-"""The weights manifest: parsed, validated and merged into frozen records.
+"""Manifest JSON into frozen records: read, validated, merged.
 
-`weights_manifest.json` (top level of the repository, shipped inside the
-package) lists per model, per tag (`"imagenet"`, ...), per file (`top`,
-`notop`) where to get a weights file and how to verify it.
+`weights_manifest.json` (shipped at the top of the package) lists per
+model, per tag (`"imagenet"`, ...), per file (`top`, `notop`) where to get
+a weights file and how to verify it. `active_manifest` is what a call
+sees: the shipped manifest, then `RESNET_KERAS_MANIFEST`, then `manifest=`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import stat
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Collection
 
-from ..errors import ManifestError
-from .records import FILE_KINDS, PREFIX_KIND, Manifest, WeightsEntry, WeightsFile
+from . import hashes
+from .records import FILE_KINDS, Manifest, WeightsEntry, WeightsFile
 from .urls import check_url, invisible_or_control
+from ..._text import did_you_mean, first_line
+from ...errors import InvalidArgumentError, ManifestError
 
-SHIPPED_MANIFEST = Path(__file__).parents[1] / "weights_manifest.json"  # shipped at the package top
+SHIPPED_MANIFEST = Path(__file__).parents[2] / "weights_manifest.json"
+MANIFEST_ENV = "RESNET_KERAS_MANIFEST"
 SCHEMA_VERSION = 1
-# Hex digits per hash kind, (fewest, most). The prefix kind is weaker: 8
-# digits are 32 bits (what torchvision publishes); 64 would be plain sha256.
-HASH_LENGTHS = {"md5": (32, 32), "sha256": (64, 64), PREFIX_KIND: (8, 63)}
-# Names the cache uses for its own files (temp downloads, locks, files
-# set aside because they failed their hash, full-hash records of files
-# with a prefix hash); a manifest may not claim them.
-RESERVED_SUFFIXES = (".part", ".lock", ".corrupt", ".sha256")
+# Names the cache uses for its own files beside a file NAME (download/
+# housekeeping.py): temp downloads, locks, files set aside because they
+# failed their hash, full-hash records of files with a prefix hash. A
+# manifest may not claim them.
+TEMP_SUFFIX, LOCK_SUFFIX, CORRUPT_SUFFIX, RECORD_SUFFIX = ".part", ".lock", ".corrupt", ".sha256"
+RESERVED_SUFFIXES = (TEMP_SUFFIX, LOCK_SUFFIX, CORRUPT_SUFFIX, RECORD_SUFFIX)
 # UTF-8 bytes, not characters: file systems limit a name to 255 bytes, and
 # the cache adds a temp-file suffix of up to 40.
 MAX_FILE_NAME = 200
@@ -63,7 +65,6 @@ def _check_file_name(value: Any, where: str) -> str:
     length = _utf8_length(value) if isinstance(value, str) else None
     if (
         length is None
-        or not isinstance(value, str)
         or value in ("", ".", "..")
         or value.startswith((".", " ", "-"))
         or value != value.strip()
@@ -96,16 +97,11 @@ def _check_key(value: str, where: str) -> str:
 
 def _check_hash(value: Any, where: str) -> str:
     text = value.lower() if isinstance(value, str) else ""
-    kind, _, digest = text.partition(":")
-    fewest, most = HASH_LENGTHS.get(kind, (0, 0))
-    if not (fewest and re.fullmatch(f"[0-9a-f]{{{fewest},{most}}}", digest)):
+    name, _, digest = text.partition(":")
+    kind = hashes.KINDS.get(name)
+    if kind is None or not re.fullmatch(f"[0-9a-f]{{{kind.digits[0]},{kind.digits[1]}}}", digest):
         shown = repr(value) if len(repr(value)) <= 100 else repr(value)[:97] + "..."
-        raise ManifestError(
-            f"{where}.hash must be 'md5:' + 32 hex digits, 'sha256:' + 64 hex "
-            f"digits, or '{PREFIX_KIND}:' + 8 to 63 hex digits (the weaker kind: "
-            "a prefix of the SHA-256, as torchvision publishes). Received: "
-            f"hash={shown}"
-        )
+        raise ManifestError(f"{where}.hash must be {hashes.accepted()}. Received: hash={shown}")
     return text
 
 
@@ -206,6 +202,25 @@ def _parse_entry(model: str, tag: str, obj: Any) -> WeightsEntry:
     )
 
 
+def _parse_models(models: Any) -> dict:
+    if not isinstance(models, dict):
+        raise ManifestError(f"models must be an object. Received: {models!r}")
+    entries = {}
+    for model, tags in models.items():
+        _check_key(model, "a model key")
+        if not isinstance(tags, dict):
+            raise ManifestError(f"models.{model} must map tags to entries. Received: {tags!r}")
+        for tag in tags:
+            _check_key(tag, f"a tag of models.{model}")
+        entries[model] = MappingProxyType({tag: _parse_entry(model, tag, e) for tag, e in tags.items()})
+        defaults = [tag for tag, e in entries[model].items() if e.default]
+        if len(defaults) > 1:
+            raise ManifestError(
+                f"models.{model} may mark at most one tag as default. Received: default tags {defaults}"
+            )
+    return entries
+
+
 def parse_manifest(text: str, source: str = "<string>") -> Manifest:
     """Parse and validate manifest JSON text."""
     if not text.strip():
@@ -222,32 +237,12 @@ def parse_manifest(text: str, source: str = "<string>") -> Manifest:
                 f"schema_version must be {SCHEMA_VERSION}. Received: "
                 f"{data['schema_version']!r}"
             )
-        models = data["models"]
-        if not isinstance(models, dict):
-            raise ManifestError(f"models must be an object. Received: {models!r}")
-        entries = {}
-        for model, tags in models.items():
-            _check_key(model, "a model key")
-            if not isinstance(tags, dict):
-                raise ManifestError(
-                    f"models.{model} must map tags to entries. Received: {tags!r}"
-                )
-            for tag in tags:
-                _check_key(tag, f"a tag of models.{model}")
-            entries[model] = MappingProxyType(
-                {tag: _parse_entry(model, tag, e) for tag, e in tags.items()}
-            )
-            defaults = [tag for tag, e in entries[model].items() if e.default]
-            if len(defaults) > 1:
-                raise ManifestError(
-                    f"models.{model} may mark at most one tag as default. "
-                    f"Received: default tags {defaults}"
-                )
+        entries = _parse_models(data["models"])
     except ManifestError as error:
         raise ManifestError(f"Invalid weights manifest {source}: {error}") from error
     except ValueError as error:  # JSONDecodeError, or an integer of 5,000 digits
         raise ManifestError(
-            f"Weights manifest {source} is not valid JSON: {_first_line(error)}. "
+            f"Weights manifest {source} is not valid JSON: {first_line(error)}. "
             "Fix or remove the file."
         ) from error
     except RecursionError as error:
@@ -255,34 +250,14 @@ def parse_manifest(text: str, source: str = "<string>") -> Manifest:
             f"Weights manifest {source} is nested too deeply to be a manifest."
         ) from error
     manifest = Manifest(MappingProxyType(entries))
-    _check_unique_file_names(manifest, source)
+    manifest.check_unique_file_names(source)
     return manifest
 
 
-def _check_unique_file_names(manifest: Manifest, source: str) -> None:
-    hashes: dict[str, str] = {}
-    for tags in manifest.entries.values():
-        for entry in tags.values():
-            for f in entry.files.values():
-                if hashes.setdefault(f.file_name, f.hash) != f.hash:
-                    raise ManifestError(
-                        f"Invalid weights manifest {source}: two entries name "
-                        f"the file {f.file_name!r} with different hashes "
-                        f"({hashes[f.file_name]} and {f.hash}). Give each "
-                        "file its own name."
-                    )
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__
-
-
-def read_manifest(path: str | Path) -> Manifest:
+def read_manifest(path: str | os.PathLike) -> Manifest:
     path = Path(path)
     try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(os.stat(path).st_mode):
             raise IsADirectoryError(0, "not a regular file")
         with open(path, "rb") as f:  # a bounded read: a manifest is small
             data = f.read(MAX_MANIFEST_BYTES + 1)
@@ -306,45 +281,6 @@ def read_manifest(path: str | Path) -> Manifest:
     return parse_manifest(text, source=str(path))
 
 
-def _merge_entry(base: WeightsEntry | None, override: WeightsEntry) -> WeightsEntry:
-    """`override`'s files replace `base`'s per file (top, notop); its other
-    fields replace `base`'s where the override spells them out."""
-    if base is None:
-        return override
-    fields = {key: getattr(override, key) for key in override.given - {"files"}}
-    return dataclasses.replace(
-        base,
-        files=MappingProxyType({**base.files, **override.files}),
-        given=base.given | override.given,
-        **fields,
-    )
-
-
-def merge(base: Manifest, override: Manifest, source: str = "<merged>") -> Manifest:
-    """Entries of `override` add to or update those of `base`.
-
-    Per file: a user entry that names only the `notop` file of
-    resnet50/imagenet (a mirror, say) keeps the shipped `top` file. A
-    default tag in `override` takes over from the one in `base`. The result
-    must still give each cached file name one hash, because the name is the
-    file's place in the cache.
-    """
-    merged = {model: dict(tags) for model, tags in base.entries.items()}
-    for model, tags in override.entries.items():
-        target = merged.setdefault(model, {})
-        if any(entry.default for entry in tags.values()):
-            target.update(
-                {t: dataclasses.replace(e, default=False) for t, e in target.items()}
-            )
-        for tag, entry in tags.items():
-            target[tag] = _merge_entry(target.get(tag), entry)
-    manifest = Manifest(
-        MappingProxyType({m: MappingProxyType(t) for m, t in merged.items()})
-    )
-    _check_unique_file_names(manifest, source)
-    return manifest
-
-
 _shipped: Manifest | None = None
 
 
@@ -353,3 +289,35 @@ def shipped_manifest() -> Manifest:
     if _shipped is None:
         _shipped = read_manifest(SHIPPED_MANIFEST)
     return _shipped
+
+
+def active_manifest(manifest: Any = None, *, models: Collection[str]) -> Manifest:
+    """Shipped manifest, then `RESNET_KERAS_MANIFEST` paths, then `manifest=`.
+
+    `RESNET_KERAS_MANIFEST` holds one path or several separated by
+    `os.pathsep` (':' on Linux and macOS, ';' on Windows); later ones win.
+    Every model key must be one of `models` (the caller's registry names).
+    """
+    result = shipped_manifest()
+    for path in filter(None, os.environ.get(MANIFEST_ENV, "").split(os.pathsep)):
+        result = result.merged(read_manifest(path), source=path)
+    if manifest is not None:
+        source = "manifest="
+        if not isinstance(manifest, Manifest):
+            if not isinstance(manifest, (str, os.PathLike)):
+                raise InvalidArgumentError(
+                    "`manifest` must be a path to a manifest JSON file or a "
+                    f"Manifest. Received: manifest={manifest!r}"
+                )
+            source = os.fspath(manifest)
+            manifest = read_manifest(manifest)
+        result = result.merged(manifest, source=source)
+    for model in result.models():
+        if model not in models:
+            raise ManifestError(
+                f"The weights manifest has an entry for model {model!r}, which is "
+                f"not a model of resnet_keras (keys are lower case registry names "
+                f"such as 'resnet50').{did_you_mean(model.lower(), models)} Received: "
+                f"model key {model!r}. Fix the key in your manifest ({MANIFEST_ENV} or manifest=)."
+            )
+    return result

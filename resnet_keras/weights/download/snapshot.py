@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from .h5_bounds import format_error
-from .records import MAX_UNDECLARED_BYTES
+from ..formats.registry import format_error, missing_file_error
+from ..manifest.records import MAX_UNDECLARED_BYTES
 
 # The most bytes a local weights file (weights="x.h5") may hold: the bound of
 # a download without a declared size (the largest ResNet file is under 1 GB).
@@ -37,14 +37,6 @@ MAX_LOCAL_BYTES = MAX_UNDECLARED_BYTES
 # a download in progress changes the file many times a second.
 SETTLE_SECONDS = 1.0
 POLL_SECONDS = 0.02
-
-
-def missing_file_error(path: Path, hint: str = "") -> FileNotFoundError:
-    # One argument only: with errno/filename set, str() would drop the hint.
-    return FileNotFoundError(
-        f"Weights file not found: {path}.{hint} Check the path, or pass a "
-        "weights tag such as 'imagenet'."
-    )
 
 
 def open_regular(path: Path) -> BinaryIO:
@@ -93,9 +85,8 @@ def read_once(path: Path, limit: int, *, what: str = "a weights file") -> bytes:
     return data
 
 
-def as_file(data: bytes) -> BinaryIO:
-    """A file object over `data` (shared, not copied) for the parsers."""
-    return io.BytesIO(data)
+# A file object over bytes read once (shared, not copied), for the parsers.
+as_file: Callable[[bytes], BinaryIO] = io.BytesIO
 
 
 def _signature(info: os.stat_result) -> tuple:

@@ -1,12 +1,12 @@
 """Safe, bounded readers of torch checkpoints: `.pth` and `.safetensors`.
 
 Both read a file object over the bytes that were read once and checked (and,
-for a manifest entry, hashed: the shared-cache rule, snapshot.py), never
-the file on disk. The work is bounded before a
+for a manifest entry, hashed: the shared-cache rule, download/snapshot.py),
+never the file on disk. The work is bounded before a
 parser sees the bytes: the file may not be larger than `limit` (about twice
 the model's float32 weights), and
 
-- a `.pth` must be torch's zip format (torch >= 1.6 writes it) whose entries
+- a `.pth` (or `.pt`) must be torch's zip format (torch >= 1.6 writes it) whose entries
   are stored, not compressed (torch.save never compresses; a deflated entry
   is how a zip bomb works), each of its declared size inside the file, few
   enough and all under one folder with a `data.pkl`. Only then does
@@ -37,8 +37,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..errors import MissingDependencyError, WeightsFormatError
-from .h5 import first_line
+from .registry import FORMATS
+from ..._text import first_line
+from ...errors import MissingDependencyError, WeightsFormatError
 
 
 def format_error(where, problem: str) -> WeightsFormatError:
@@ -48,7 +49,6 @@ def format_error(where, problem: str) -> WeightsFormatError:
         "as torchvision and timm publish them."
     )
 
-ZIP_LOCAL_HEADER = b"PK\x03\x04"
 _ZIP_END = b"PK\x05\x06"
 _ZIP_CENTRAL = b"PK\x01\x02"
 _CENTRAL_HEADER_BYTES = 46
@@ -75,11 +75,6 @@ def check_size(file: BinaryIO, where, limit: int) -> int:
             "weights can take (twice their float32 size, plus headers)",
         )
     return size
-
-
-def looks_like_safetensors(head: bytes) -> bool:
-    """An 8-byte little-endian header length, then a JSON object."""
-    return len(head) > 8 and head[8:9] == b"{"
 
 
 # --------------------------------------------------------------------------
@@ -197,7 +192,7 @@ def read_pth(file: BinaryIO, where, *, limit: int, max_tensors: int) -> dict[str
     except ImportError as error:
         raise MissingDependencyError(
             f"Reading {where} (a torch .pth checkpoint) needs torch, which cannot be "
-            f"imported ({error}). Install it with: pip install \"resnet-keras[torch]\", "
+            f"imported ({error}). Install it with: pip install \"resnet-keras[{FORMATS['pth'].extra}]\", "
             "or convert the file once where torch is installed "
             "(resnet_keras.convert_checkpoint) and load the .h5."
         ) from error

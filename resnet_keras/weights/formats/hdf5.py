@@ -11,7 +11,7 @@ The names in the file are used for messages, never for matching, because
 the official files were written by another program with other names (the
 classifier is `probs` there, `predictions` in Keras 3).
 
-The file is read once into memory (`snapshot.read_once`): the bytes that
+The file is read once into memory (`download/snapshot.py`): the bytes that
 are hashed (when a hash is known), checked and parsed are those bytes,
 whatever happens to the file on disk meanwhile. Everything is read and
 checked (bounds on structure, names, chunk and declared sizes first; then
@@ -27,12 +27,11 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import WeightsFormatError, WeightsMismatchError
-from . import adapt, snapshot, values
-from .h5_bounds import MAX_REPORTED, NameBudget, check_structure, format_error, read_names, unwritten
-from .snapshot import missing_file_error
-
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+from . import registry, values
+from .hdf5_bounds import NameBudget, check_structure, format_error, read_names, unwritten
+from ..download import snapshot
+from ..._text import first_line
+from ...errors import WeightsFormatError, WeightsMismatchError
 
 
 def _has_layer_names(group) -> bool:
@@ -84,54 +83,6 @@ def _weight_groups(root, file, where):
     return layers
 
 
-def check_regular(path: Path) -> None:
-    """Raise unless `path` is an existing regular file."""
-    if not path.exists():
-        raise missing_file_error(path)
-    if path.is_dir():
-        raise format_error(path, "it is a directory")
-    if not path.is_file():
-        raise format_error(path, "it is not a regular file")
-
-
-def check_signature(path: Path) -> None:
-    """Raise unless `path` is a regular file that starts like an HDF5 file."""
-    check_regular(path)
-    with open(path, "rb") as f:
-        _check_head(f.read(512), path)
-
-
-def _check_head(head: bytes, where) -> None:
-    if not head.startswith(HDF5_SIGNATURE):
-        raise format_error(where, describe_non_hdf5(head))
-
-
-_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
-
-
-def looks_like_html(head: bytes) -> bool:
-    """True for the start of an HTML or XML page (with or without a UTF-8 BOM)."""
-    return head.removeprefix(b"\xef\xbb\xbf").lstrip().lower().startswith(_HTML_STARTS)
-
-
-def describe_non_hdf5(head: bytes) -> str:
-    """Why the first bytes of a file are not those of an HDF5 file."""
-    if not head:
-        return "it is empty"
-    if head.startswith(b"PK"):
-        return (
-            "it is a zip archive (a .keras model or an .npz?); only HDF5 "
-            "weights files are read, so no code or pickle from it runs"
-        )
-    if head.startswith(b"\x80") or head.startswith(b"\x93NUMPY"):
-        return "it is a pickle or NumPy file; those are never loaded (pickle can run code)"
-    if looks_like_html(head):
-        return "it is an HTML page (a download error or login page?)"
-    if HDF5_SIGNATURE[1:4] in head[:8]:
-        return "its HDF5 signature is damaged"
-    return "it is not an HDF5 file (maybe truncated or another format)"
-
-
 def _short_name(weight_name: str) -> str:
     """'conv1_conv/kernel:0' -> 'kernel' (Keras 2) ; 'conv1_conv/kernel' (Keras 3)."""
     return weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
@@ -158,25 +109,27 @@ def load_weights(model, path: str | os.PathLike) -> None:
     """
     path = Path(path)
     data = snapshot.read_once(path, snapshot.MAX_LOCAL_BYTES)  # read once, parse those bytes
-    load_from_file(model, snapshot.as_file(data), path)
+    head = data[: registry.HEAD_BYTES]
+    fmt = registry.sniff(head)
+    if fmt is None:
+        raise registry.format_error(path, registry.describe(head))
+    if fmt.name != "hdf5":
+        raise registry.format_error(
+            path, f"it is {fmt.noun}, not an HDF5 file; load_weights reads only HDF5 weights "
+            "files (pass the others as weights= to a builder)"
+        )
+    load(model, snapshot.as_file(data), path)
 
 
-def load_from_file(
-    model,
-    file: BinaryIO,
-    where,
-    *,
-    adapt_input_channels: bool = False,
-) -> None:
-    """Load from a file object over bytes read once (`snapshot.as_file`), all or nothing.
+def load(model, file: BinaryIO, where, *, adapt_input_channels: bool = False) -> None:
+    """Load an HDF5 file object over bytes read once (`snapshot.as_file`), all or nothing.
 
-    `adapt_input_channels`: a 3-channel stem kernel in the file is adapted
-    to the model's input channels (`adapt.adapt_stem_kernel`).
+    The caller has sniffed the file (formats.registry). `adapt_input_channels`:
+    a 3-channel stem kernel in the file is adapted to the model's input
+    channels (`values.adapt_stem_kernel`).
     """
     import h5py
 
-    file.seek(0)
-    _check_head(file.read(512), where)
     file.seek(0)
     try:
         with h5py.File(file, "r") as root:
@@ -189,11 +142,6 @@ def load_from_file(
         raise format_error(where, f"HDF5 could not read it ({first_line(error)})") from error
     for variable, value in plan:
         variable.assign(value)
-
-
-def first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__
 
 
 def _looks_like_head(datasets) -> bool:
@@ -217,7 +165,7 @@ def _count_mismatch(model, model_layers, file_layers, where) -> WeightsMismatchE
         f"{where} holds weights for {len(file_layers)} layers but model "
         f"{model.name!r} has {len(model_layers)} layers with weights (layers "
         f"are matched in order, as keras does). Only in the file: "
-        f"{extra[:MAX_REPORTED]}; only in the model: {missing[:MAX_REPORTED]}.{hint}"
+        f"{extra[:values.MAX_REPORTED]}; only in the model: {missing[:values.MAX_REPORTED]}.{hint}"
     )
 
 
@@ -239,11 +187,11 @@ def _plan(model, file_layers, where, adapt_input_channels: bool = False):
         for variable, (weight_name, dataset) in zip(variables, datasets):
             what = f"{label}/{_short_name(weight_name)}"
             # the stem: the first weighted layer of every model of the zoo
-            adaptable = index == 0 and adapt.can_adapt(dataset.shape, variable.shape)
+            adaptable = index == 0 and values.can_adapt(dataset.shape, variable.shape)
             if tuple(dataset.shape) != tuple(variable.shape) and not (adapt_input_channels and adaptable):
                 mismatched.append(
                     f"{what}: shape {tuple(dataset.shape)} in the file, "
-                    f"{tuple(variable.shape)} in the model" + (adapt.HINT if adaptable else "")
+                    f"{tuple(variable.shape)} in the model" + (values.ADAPT_HINT if adaptable else "")
                 )
                 continue
             try:
@@ -254,7 +202,7 @@ def _plan(model, file_layers, where, adapt_input_channels: bool = False):
                     )
                 value = values.as_float32(dataset[()])
                 if adapt_input_channels and adaptable:
-                    value = adapt.adapt_stem_kernel(value, variable.shape[adapt.INPUT_AXIS])
+                    value = values.adapt_stem_kernel(value, variable.shape[values.INPUT_AXIS])
                 plan.append((variable, values.as_variable_dtype(value, variable.dtype)))
             except values.UnusableValue as problem:
                 unusable.append(f"{what}: {problem}")

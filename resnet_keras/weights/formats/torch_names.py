@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import InvalidArgumentError
+from ...errors import InvalidArgumentError
 
 IGNORED_SUFFIX = ".num_batches_tracked"  # a BN step counter, not a weight
 HEAD_PREFIX = "fc."

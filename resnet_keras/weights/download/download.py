@@ -1,32 +1,39 @@
 """Downloads: one URL's bytes into memory, verified, then stored under their name.
 
-`http.transfer` streams the bytes (bounded, hashed on the way) into a
-buffer of our own; the hash (and a prefix hash's full-hash record) is
-checked on those bytes; then they go to a temp file in the cache folder,
-fsync'd, and `os.replace` gives them their name in one atomic step. The
-caller loads the same bytes from memory (the shared-cache rule, snapshot.py):
-a program that rewrites the cached file afterwards (keras) cannot change
-what loads.
+`_transfer` brings the bytes (bounded, hashed on the way) into a buffer of
+our own: `http.transfer` for http(s), a bounded copy for a file:// mirror.
+The hash (and a prefix hash's full-hash record) is checked on those bytes;
+then they go to a temp file in the cache folder, fsync'd, and `os.replace`
+gives them their name in one atomic step. The caller loads the same bytes
+from memory (the shared-cache rule, snapshot.py): a program that rewrites
+the cached file afterwards (keras) cannot change what loads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
+import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from . import h5, hash_record, housekeeping, http, settings
-from ..errors import DownloadError, IntegrityError
-from .records import WeightsFile
+from . import housekeeping, http
+from .guard import TransferError
+from ..formats.registry import looks_like_html
+from ..manifest.records import WeightsFile
+from ...errors import DownloadError, IntegrityError
 
 # Extra tries of one URL after a 5xx answer, a dropped connection or a
 # timeout; the wait between tries grows by RETRY_WAIT_SECONDS each time.
 # Wrong bytes and 4xx answers are not retried: they would not change.
 MAX_RETRIES = 2
 RETRY_WAIT_SECONDS = 1.0
+CHUNK_BYTES = 1 << 16
 
 
 class Failure(Exception):
@@ -37,13 +44,32 @@ class Failure(Exception):
         self.integrity = integrity
 
 
-# The one call that moves bytes (tests replace it to simulate faults).
-_transfer = http.transfer
+def _transfer(url: str, out: BinaryIO, **kwargs) -> http.Transferred:
+    """The one call that moves bytes (tests replace it to simulate faults)."""
+    if url.startswith("file:"):
+        return _copy_local(url, out, algorithm=kwargs["algorithm"], limit=kwargs["limit"])
+    return http.transfer(url, out, **kwargs)
 
 
-def _attempts(url: str, wfile: WeightsFile, out: BinaryIO, progressbar: bool) -> http.Transferred:
+def _copy_local(url: str, out: BinaryIO, *, algorithm: str, limit: int) -> http.Transferred:
+    """A file:// mirror's file, copied within `limit` bytes and hashed on the way."""
+    source = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
+    if not os.path.isfile(source):
+        raise TransferError(f"no such file {source}", retryable=False)
+    digest = hashlib.new(algorithm)
+    size = 0
+    with open(source, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
+            size += len(chunk)
+            if size > limit:
+                raise http.too_big(limit)
+            digest.update(chunk)
+            out.write(chunk)
+    return http.Transferred(size, digest.hexdigest())
+
+
+def _attempts(url: str, wfile: WeightsFile, out: BinaryIO, progressbar: bool, timeout: float):
     """Transfer with bounded retries; raise Failure saying what went wrong and for how long."""
-    timeout = settings.timeout_seconds()
     started = time.monotonic()
     for attempt in range(MAX_RETRIES + 1):
         out.seek(0)
@@ -53,7 +79,7 @@ def _attempts(url: str, wfile: WeightsFile, out: BinaryIO, progressbar: bool) ->
                 url, out, algorithm=wfile.hash_algorithm, limit=wfile.max_bytes,
                 timeout=timeout, name=wfile.file_name, progressbar=progressbar,
             )
-        except (http.TransferError, OSError) as error:  # requests' errors are OSErrors
+        except (TransferError, OSError) as error:  # requests' errors are OSErrors
             reason, retryable = http.describe(error, timeout)
             integrity = getattr(error, "integrity", False)
             if not retryable or attempt == MAX_RETRIES:
@@ -65,13 +91,38 @@ def _attempts(url: str, wfile: WeightsFile, out: BinaryIO, progressbar: bool) ->
     raise AssertionError("unreachable")
 
 
-def download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: bool) -> bytes:
+def _check(got: http.Transferred, data: bytes, wfile: WeightsFile, path: Path) -> None:
+    """Raise Failure unless the bytes are the declared ones (and, for a prefix hash, the recorded ones)."""
+    if not wfile.matches(got.digest) or (wfile.size is not None and got.size != wfile.size):
+        html = "html" in got.content_type.lower() or looks_like_html(data[:512])
+        what = (
+            "an HTML page (an error or login page?), not the weights file"
+            if html
+            else "other bytes than the manifest declares"
+        )
+        raise Failure(
+            f"sent {what}: {got.size} bytes with {wfile.hash_algorithm} "
+            f"{got.digest}, expected {wfile.hash_text}",
+            integrity=True,
+        )
+    recorded = housekeeping.read_record(path) if wfile.weak_hash else None
+    if recorded is not None and recorded != got.digest:
+        record = housekeeping.record_path(path)
+        raise Failure(
+            f"sent a file that passes the weaker {wfile.hash} check but whose "
+            f"SHA-256 {got.digest} is not the one recorded in {record} at "
+            f"the first verified download ({recorded}); if you trust the new "
+            f"file, remove {record} and try again",
+            integrity=True,
+        )
+
+
+def download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: bool, timeout: float) -> bytes:
     """Download `url` into memory, verify, store it at `path`; return the bytes, or raise Failure.
 
     The temp file is made first, so a cache that cannot be written fails
-    before the network is used. A prefix-hash file must also match its
-    full-hash record, if one exists; if none does, the record is written
-    before the file gets its name.
+    before the network is used. A prefix-hash file without a full-hash
+    record gets one before the file gets its name.
     """
     folder = path.parent
     try:
@@ -80,39 +131,19 @@ def download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: boo
         raise housekeeping.not_writable(folder, error) from error
     keep = False
     try:
-        http.announce(url, path, progressbar)
+        if progressbar:  # say what is fetched where before the first byte moves (keras does too)
+            print(f"Downloading {url} -> {path}", file=sys.stderr, flush=True)
         received = io.BytesIO()  # ours alone: nothing else can change it
-        got = _attempts(url, wfile, received, progressbar)
+        got = _attempts(url, wfile, received, progressbar, timeout)
         data = received.getvalue()
-        if not wfile.matches(got.digest) or (wfile.size is not None and got.size != wfile.size):
-            html = "html" in got.content_type.lower() or h5.looks_like_html(data[:512])
-            what = (
-                "an HTML page (an error or login page?), not the weights file"
-                if html
-                else "other bytes than the manifest declares"
-            )
-            raise Failure(
-                f"sent {what}: {got.size} bytes with {wfile.hash_algorithm} "
-                f"{got.digest}, expected {wfile.hash_text}",
-                integrity=True,
-            )
-        recorded = hash_record.read(path) if wfile.weak_hash else None
-        if recorded is not None and recorded != got.digest:
-            record = hash_record.path_of(path)
-            raise Failure(
-                f"sent a file that passes the weaker {wfile.hash} check but whose "
-                f"SHA-256 {got.digest} is not the one recorded in {record} at "
-                f"the first verified download ({recorded}); if you trust the new "
-                f"file, remove {record} and try again",
-                integrity=True,
-            )
+        _check(got, data, wfile, path)
         try:
             temp.write(data)
             temp.flush()
             os.fsync(temp.fileno())  # durable before it gets the trusted name
             temp.close()
             if wfile.weak_hash:
-                hash_record.write_if_missing(path, got.digest)
+                housekeeping.write_record_if_missing(path, got.digest)
             os.replace(temp_path, path)
         except OSError as error:
             raise housekeeping.not_writable(folder, error) from error
@@ -123,8 +154,6 @@ def download_verified(url: str, wfile: WeightsFile, path: Path, progressbar: boo
         if not keep:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp_path)
-
-
 
 
 def all_failed(wfile: WeightsFile, path: Path, what: str, failures, force: bool) -> Exception:
