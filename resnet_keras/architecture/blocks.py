@@ -18,7 +18,7 @@ from .specs import BN_EPSILON, ResNetSpec
 EXPANSION = 4  # bottleneck output channels = EXPANSION * width
 
 
-# The model attribute that holds the body's feature stages (tools.features reads it).
+# The model attribute that holds the body's feature stages (architecture.features reads it).
 FEATURE_STAGES = "_resnet_keras_feature_stages"
 
 

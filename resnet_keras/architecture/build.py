@@ -168,7 +168,7 @@ def _graph(spec, input_tensor, input_shape, include_top, pooling, classes,
         # Like keras: the model starts at the tensor's own source inputs.
         inputs = keras.utils.get_source_inputs(input_tensor)
     model = keras.Model(inputs, x, name=name)
-    # What tools.features reads; a clone or a .keras round trip drops it.
+    # What architecture.features reads; a clone or a .keras round trip drops it.
     setattr(model, blocks.FEATURE_STAGES, tuple(features))
     return model
 

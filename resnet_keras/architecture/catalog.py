@@ -1,17 +1,18 @@
-"""The registry as data: `@register_model`, names and counts, without Keras.
+"""The registry as data: builders declared once, names, without Keras.
 
-A model is declared once, at its builder's `def`:
+A model is a row of `SPECS` and one line in a public module:
 
-    @register_model(SPECS["resnet50"], "ResNet-50", _ABOUT, keras_name=True,
-                    counts=(25_636_712, 25_583_592, 3_857_973_248))
-    def ResNet50(include_top=True, ..., name="resnet50", *, manifest=None, offline=None):
-        return create_model(SPECS["resnet50"], **locals())
+    ResNet18 = define_builder("ResNet18", SPECS["resnet18"], "ResNet-18", _ABOUT)
 
-The decorator writes the builder's docstring and puts it in `ENTRIES`; the
-public modules' `__all__`, the package's names, `get_model`, `model_info`
-and `resnet-keras list`/`info` read from there. `ENTRIES` imports the public
-modules on first use, so their decorators have run; `list_models` and
-`resolve` read only `SPECS` (tests/test_declaration.py holds the two equal).
+`define_builder` makes the builder from the spec's facts (its signature,
+defaults and docstring: `builder_signature`, `docs.builder_doc`) and
+registers it. The six keras drop-ins keep keras' explicit `def` (their
+signature is the contract) under `@register_model`, which holds that `def`
+to the same `builder_signature`. The public modules' `__all__`, the
+package's names, `get_model`, `model_info` and `resnet-keras list`/`info`
+read `ENTRIES`. `ENTRIES` imports the public modules on first use, so that
+their registrations have run; `list_models` and `resolve` read only `SPECS`
+(tests/test_declaration.py holds the two equal).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import fnmatch
 import importlib
 import inspect
 import re
+import sys
 from typing import Any, Callable, Iterator, Mapping
 
 from . import docs
+from .build import create_model
 from .specs import SPECS, ResNetSpec
 from .._text import did_you_mean
 from ..errors import InvalidArgumentError
@@ -39,22 +42,13 @@ class CatalogEntry:
     Attributes:
         spec: Its architecture.
         title: How the docs name it, e.g. "ResNet-50".
-        function: The public builder.
-        params: `count_params()` of the model with its default head.
-        trainable_params: Its trainable weights only.
-        macs: Multiply-accumulates per image at the default input size
-            (as `registry.count_macs` counts them). The three counts are
-            recorded at the decorator so that `resnet-keras list`/`info`
-            need no Keras; tests/test_cli.py holds them to the built graph
-            (and prints them for a new model, whose counts are None until then).
+        function: The public builder. Its parameter and MAC counts are in
+            `architecture.counts` (counts.json, measured from the graph).
     """
 
     spec: ResNetSpec
     title: str
     function: Callable[..., Any]
-    params: int | None
-    trainable_params: int | None
-    macs: int | None
 
     @property
     def builder(self) -> str:
@@ -67,47 +61,154 @@ class CatalogEntry:
         return self.function.__module__.removeprefix("resnet_keras.")
 
 
+# --- the signature of a builder, from its spec and the shipped manifest -----
+
+# keras.applications' parameters, in its order; everything after them is keyword-only.
+KERAS_PARAMETERS = (
+    "include_top", "weights", "input_tensor", "input_shape", "pooling",
+    "classes", "classifier_activation", "name",
+)
+
+
+def weights_extra(entry) -> str | None:
+    """The pip extra a manifest entry's files need: "torch" for `.pth`, None for Keras HDF5."""
+    # TODO(weights.formats registry): read the extra from the one table of file formats.
+    names = [f.file_name.lower() for f in entry.files.values()]
+    return "torch" if any(n.endswith((".pth", ".pt")) for n in names) else None
+
+
+def default_weights(spec: ResNetSpec) -> str | None:
+    """`weights`' default: "imagenet" where the shipped manifest has default
+    weights for the model that need no extra (Keras HDF5), else None.
+
+    keras' builders default to their pretrained weights; torchvision's and
+    timm's (whose `.pth` files need torch, an optional extra) to none, so a
+    plain `ResNet18()` needs no extra and `weights="imagenet"` opts in.
+    """
+    from ..weights.manifest import shipped_manifest
+    from ..weights.records import IMAGENET_TAG
+
+    manifest = shipped_manifest()
+    if not manifest.tags(spec.name):
+        return None
+    return IMAGENET_TAG if weights_extra(manifest.entry(spec.name, IMAGENET_TAG)) is None else None
+
+
+def offers_shortcut(spec: ResNetSpec) -> bool:
+    """`shortcut=` is a choice where option A is the default: the CIFAR
+    ResNets (option B is the alternative the paper tries). ResNet-18/34 are
+    fixed to B by torchvision's weights; plain nets have no shortcut."""
+    return spec.block == "basic" and spec.shortcut == "A"
+
+
+def offers_adapt_input_channels(spec: ResNetSpec) -> bool:
+    """ImageNet-stem models, the ones pretrained weights exist for (the CIFAR nets ship none)."""
+    return spec.stem == "imagenet"
+
+
+def builder_signature(spec: ResNetSpec) -> inspect.Signature:
+    """keras' eight parameters with this model's defaults, then keyword-only extras."""
+    positional = dict(
+        include_top=True, weights=default_weights(spec), input_tensor=None, input_shape=None,
+        pooling=None, classes=spec.classes, classifier_activation="softmax", name=spec.name,
+    )
+    keyword = dict(shortcut=spec.shortcut) if offers_shortcut(spec) else {}
+    keyword.update(manifest=None, offline=None)
+    if offers_adapt_input_channels(spec):
+        keyword["adapt_input_channels"] = False
+    P = inspect.Parameter
+    return inspect.Signature(
+        [P(n, P.POSITIONAL_OR_KEYWORD, default=d) for n, d in positional.items()]
+        + [P(n, P.KEYWORD_ONLY, default=d) for n, d in keyword.items()]
+    )
+
+
 _REGISTERED: dict[str, CatalogEntry] = {}
 
 
-def register_model(
-    spec: ResNetSpec,
-    title: str,
-    about: str,
-    *,
-    counts: tuple[int, int, int] | None = None,
-    keras_name: bool = False,
-):
-    """Register the decorated builder as model `spec.name` and write its docstring.
+def _check_new(builder: str, spec: ResNetSpec) -> None:
+    key = spec.name
+    if SPECS.get(key) is not spec:
+        raise RuntimeError(f"Builder {builder} registers a spec that is not SPECS[{key!r}].")
+    if key in _REGISTERED:
+        raise RuntimeError(
+            f"Model {key!r} is registered twice ({_REGISTERED[key].builder} and "
+            f"{builder}); registry keys must be unique."
+        )
+
+
+def _register(fn, spec: ResNetSpec, title: str, about: str, keras_name: bool) -> None:
+    fn.__doc__ = docs.builder_doc(fn, spec, title, about, keras_name=keras_name)
+    _REGISTERED[spec.name] = CatalogEntry(spec, title, fn)
+
+
+def register_model(spec: ResNetSpec, title: str, about: str, *, keras_name: bool = False):
+    """Register a builder written out with `def` as model `spec.name`, and write its docstring.
+
+    For the keras drop-ins, whose explicit signature is the contract; it
+    must be `builder_signature(spec)`. Any other model: `define_builder`.
 
     Args:
         spec: Its row of `SPECS`.
         title: How the docs name it, e.g. "ResNet-50".
         about: One paragraph on its blocks and weights, for the docstring.
-        counts: (params, trainable params, MACs) of the built default model.
         keras_name: The builder is a drop-in for `keras.applications.<fn>`.
     """
 
     def register(fn):
         key = spec.name
-        if SPECS.get(key) is not spec:
-            raise RuntimeError(f"Builder {fn.__name__} registers a spec that is not SPECS[{key!r}].")
-        if key in _REGISTERED:
-            raise RuntimeError(
-                f"Model {key!r} is registered twice ({_REGISTERED[key].builder} and "
-                f"{fn.__name__}); registry keys must be unique."
-            )
-        default_name = inspect.signature(fn).parameters["name"].default
+        _check_new(fn.__name__, spec)
+        written = inspect.signature(fn)
+        default_name = written.parameters["name"].default
         if default_name != key:
             raise RuntimeError(
                 f"{fn.__name__}'s default `name` must be its registry key {key!r}. "
                 f"Received: name={default_name!r}"
             )
-        fn.__doc__ = docs.builder_doc(fn, spec, title, about, keras_name=keras_name)
-        _REGISTERED[key] = CatalogEntry(spec, title, fn, *(counts or (None,) * 3))
+        if written != builder_signature(spec):
+            raise RuntimeError(
+                f"{fn.__name__}'s signature must be {builder_signature(spec)} (from its spec "
+                f"and the shipped manifest). Received: {written}"
+            )
+        _register(fn, spec, title, about, keras_name)
         return fn
 
     return register
+
+
+def define_builder(
+    name: str, spec: ResNetSpec, title: str, about: str = "", *, module: str | None = None
+) -> Callable[..., Any]:
+    """The builder of `spec`, made from its facts and registered as model `spec.name`.
+
+    Its signature is `builder_signature(spec)` (what `inspect.signature`,
+    `help()` and IDEs that introspect show); a call binds its arguments to
+    it, as Python would for a `def`, and hands them to `create_model`.
+
+    Args:
+        name: The builder's name, e.g. "ResNet18" (assign it to that name).
+        spec: Its row of `SPECS`.
+        title: How the docs name it, e.g. "ResNet-18".
+        about: One paragraph on its blocks and weights, for the docstring.
+        module: The module it belongs to; default: the caller's (as
+            `collections.namedtuple` does), so that `help()` and pickle find it.
+    """
+    _check_new(name, spec)
+    signature = builder_signature(spec)
+
+    def builder(*args, **kwargs):
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:  # Python's own message, as a `def` gives it
+            raise TypeError(f"{name}() {error}") from None
+        bound.apply_defaults()
+        return create_model(spec, **bound.arguments)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__module__ = module or sys._getframe(1).f_globals["__name__"]
+    builder.__signature__ = signature
+    _register(builder, spec, title, about, keras_name=False)
+    return builder
 
 
 class _Entries(Mapping[str, CatalogEntry]):

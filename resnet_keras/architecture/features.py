@@ -29,7 +29,7 @@ from typing import Sequence
 
 import keras
 
-from ..architecture.blocks import FEATURE_STAGES, FeatureStage
+from .blocks import FEATURE_STAGES, FeatureStage
 from ..data_format import channel_axis
 from .._text import did_you_mean
 from ..errors import InvalidArgumentError

@@ -1,0 +1,69 @@
+"""counts.json, the one record of every model's parameters and MACs, held to the built graphs.
+
+Refresh it with `python -m resnet_keras.architecture.counts [MODEL ...]`.
+Small models are built in the fast tier, the rest in the slow one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resnet_keras.architecture import counts
+from resnet_keras.architecture.catalog import ENTRIES
+from resnet_keras.architecture.specs import SPECS
+
+# Symbolic builds well under a second each on 2 cores.
+SMALL = {key for key, spec in SPECS.items() if sum(spec.depths) <= 9}
+
+
+def test_counts_file_lists_every_registered_model():
+    assert list(counts.recorded()) == list(ENTRIES)
+    assert {"resnet18", "resnet20", "plain20"} <= SMALL
+
+
+@pytest.mark.parametrize(
+    "key", [k if k in SMALL else pytest.param(k, marks=pytest.mark.slow) for k in SPECS]
+)
+def test_recorded_counts_are_the_built_graph(key):
+    measured = counts.measure(ENTRIES[key])
+    assert counts.recorded()[key] == measured, (
+        f"counts.json is stale for {key}: run `python -m resnet_keras.architecture.counts {key}`"
+    )
+
+
+def test_refresh_measures_the_named_models_and_keeps_the_rest(tmp_path, monkeypatch):
+    path = tmp_path / "counts.json"
+    stale = {key: dict(params=1, params_notop=1, trainable_params=1, macs=1) for key in SPECS}
+    stale["no_longer_registered"] = stale["resnet20"]
+    path.write_text(json.dumps({"models": stale}))
+    monkeypatch.setattr(counts, "COUNTS_FILE", path)
+
+    counts.refresh(["resnet20"], path=path)
+
+    written = json.loads(path.read_text())["models"]
+    assert list(written) == list(ENTRIES)  # natural order; the unregistered one is dropped
+    assert written["resnet20"] == dict(params=271_098, params_notop=270_448, trainable_params=269_722,
+                                       macs=40_551_040)
+    assert written["resnet18"] == stale["resnet18"]  # not named: kept as recorded
+    assert counts.recorded()["resnet20"].params == 271_098  # re-read after the write
+    counts.recorded.cache_clear()
+
+
+def test_model_info_and_the_cli_read_the_record_without_keras(tmp_path):
+    """`info` and `list --counts` need no Keras: the counts come from the file."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, resnet_keras;"
+        "info = resnet_keras.model_info('resnet152');"
+        "from resnet_keras.cli import main; main(['list', 'resnet152', '--counts']);"
+        "assert 'keras' not in sys.modules, 'keras was imported';"
+        "print(info.params, info.macs)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "60,419,944" in done.stdout and "11.282 G" in done.stdout
+    assert done.stdout.split()[-2:] == ["60419944", "11282415616"]
