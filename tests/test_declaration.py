@@ -10,6 +10,7 @@ without touching the shipped zoo.
 from __future__ import annotations
 
 import inspect
+import pydoc
 
 import numpy as np
 import pytest
@@ -124,6 +125,30 @@ def test_a_drop_in_must_keep_the_signature_its_facts_give(scratch_zoo):
     with pytest.raises(RuntimeError, match="ResNet10's signature must be .*classes=1000.*Received: .*classes=10"):
         register_model(SPECS["resnet10"], "ResNet-10", "")(ResNet10)
     assert "resnet10" not in ENTRIES
+
+
+# --- what a builder shows: its real signature, and the weights the manifest offers
+
+
+@pytest.mark.parametrize("key", list(SPECS))
+def test_help_shows_the_real_signature(key):
+    builder = ENTRIES[key].function
+    weights = inspect.signature(builder).parameters["weights"].default
+    text = pydoc.render_doc(builder, renderer=pydoc.plaintext)
+    assert f"{builder.__name__}(include_top=True, weights={weights!r}, input_tensor=None" in text
+    assert f"name='{key}', *, " in text
+
+
+@pytest.mark.parametrize("key", list(SPECS))
+def test_the_weights_line_says_what_the_shipped_manifest_offers(key):
+    doc = ENTRIES[key].function.__doc__
+    line = " ".join(doc.split("\n    weights: ", 1)[1].split("\n    input_tensor:", 1)[0].split())
+    tags = shipped_manifest().tags(key)
+    assert ("has no weights for this model" in line) == (not tags)
+    for tag in tags:
+        assert f'`"{tag}"` ({shipped_manifest().entry(key, tag).source}' in line
+    if tags and "imagenet" not in tags:
+        assert f'`"imagenet"` selects `"{shipped_manifest().default_tag(key)}"`' in line
 
 
 # --- the preprocessing mode: SPECS is its one source -------------------------

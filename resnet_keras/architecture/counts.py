@@ -133,11 +133,16 @@ def refresh(keys=None, path: Path = COUNTS_FILE) -> dict[str, Counts]:
 
 def main(argv: list[str] | None = None) -> int:
     from .catalog import resolve
+    from ..errors import ResNetKerasError
 
-    keys = [resolve(name) for name in (sys.argv[1:] if argv is None else argv)]
-    for key, counts in refresh(keys or None).items():
+    try:
+        keys = [resolve(name) for name in (sys.argv[1:] if argv is None else argv)]
+    except ResNetKerasError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for key, counted in refresh(keys or None).items():
         if not keys or key in keys:
-            print(f"{key:16} {counts.params:>12,} {counts.trainable_params:>12,} {format_macs(counts.macs):>10}")
+            print(f"{key:16} {counted.params:>12,} {counted.trainable_params:>12,} {format_macs(counted.macs):>10}")
     return 0
 
 
