@@ -17,7 +17,7 @@ import pytest
 
 import resnet_keras
 from resnet_keras import _imagenet
-from resnet_keras.architecture import catalog
+from resnet_keras.architecture import catalog, signatures
 from resnet_keras.architecture.catalog import ENTRIES, builder_names, define_builder, register_model
 from resnet_keras.architecture.specs import SPECS, ResNetSpec
 from resnet_keras.weights.manifest import shipped_manifest
@@ -137,6 +137,17 @@ def test_help_shows_the_real_signature(key):
     text = pydoc.render_doc(builder, renderer=pydoc.plaintext)
     assert f"{builder.__name__}(include_top=True, weights={weights!r}, input_tensor=None" in text
     assert f"name='{key}', *, " in text
+
+
+@pytest.mark.parametrize("key", list(SPECS))
+def test_the_typed_builder_protocol_agrees_with_every_signature(key):
+    """What IDEs that read types show (`signatures.Builder`) is what each builder takes."""
+    typed = [p for p in inspect.signature(signatures.Builder.__call__).parameters.values()
+             if p.name != "self" and p.kind is not p.VAR_KEYWORD]
+    real = inspect.signature(ENTRIES[key].function).parameters
+    names = {p.name for p in typed}
+    assert [(p.name, p.kind) for p in typed] == [(p.name, p.kind) for p in real.values() if p.name in names]
+    assert all(real[p.name].default == p.default for p in typed if p.default is not ...)
 
 
 @pytest.mark.parametrize("key", list(SPECS))

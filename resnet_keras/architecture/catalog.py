@@ -5,8 +5,8 @@ A model is a row of `SPECS` and one line in a public module:
     ResNet18 = define_builder("ResNet18", SPECS["resnet18"], "ResNet-18", _ABOUT)
 
 `define_builder` makes the builder from the spec's facts (its signature,
-defaults and docstring: `builder_signature`, `docs.builder_doc`) and
-registers it. The six keras drop-ins keep keras' explicit `def` (their
+defaults and docstring: `signatures.builder_signature`, `docs.builder_doc`)
+and registers it. The six keras drop-ins keep keras' explicit `def` (their
 signature is the contract) under `@register_model`, which holds that `def`
 to the same `builder_signature`. The public modules' `__all__`, the
 package's names, `get_model`, `model_info` and `resnet-keras list`/`info`
@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from . import docs
 from .build import create_model
+from .signatures import Builder, builder_signature
 from .specs import SPECS, ResNetSpec
 from .._text import did_you_mean
 from ..errors import InvalidArgumentError
@@ -59,68 +60,6 @@ class CatalogEntry:
     def module(self) -> str:
         """The public module that defines it, `resnet_keras.<module>`."""
         return self.function.__module__.removeprefix("resnet_keras.")
-
-
-# --- the signature of a builder, from its spec and the shipped manifest -----
-
-# keras.applications' parameters, in its order; everything after them is keyword-only.
-KERAS_PARAMETERS = (
-    "include_top", "weights", "input_tensor", "input_shape", "pooling",
-    "classes", "classifier_activation", "name",
-)
-
-
-def weights_extra(entry) -> str | None:
-    """The pip extra a manifest entry's files need: "torch" for `.pth`, None for Keras HDF5."""
-    # TODO(weights.formats registry): read the extra from the one table of file formats.
-    names = [f.file_name.lower() for f in entry.files.values()]
-    return "torch" if any(n.endswith((".pth", ".pt")) for n in names) else None
-
-
-def default_weights(spec: ResNetSpec) -> str | None:
-    """`weights`' default: "imagenet" where the shipped manifest has default
-    weights for the model that need no extra (Keras HDF5), else None.
-
-    keras' builders default to their pretrained weights; torchvision's and
-    timm's (whose `.pth` files need torch, an optional extra) to none, so a
-    plain `ResNet18()` needs no extra and `weights="imagenet"` opts in.
-    """
-    from ..weights.manifest import shipped_manifest
-    from ..weights.records import IMAGENET_TAG
-
-    manifest = shipped_manifest()
-    if not manifest.tags(spec.name):
-        return None
-    return IMAGENET_TAG if weights_extra(manifest.entry(spec.name, IMAGENET_TAG)) is None else None
-
-
-def offers_shortcut(spec: ResNetSpec) -> bool:
-    """`shortcut=` is a choice where option A is the default: the CIFAR
-    ResNets (option B is the alternative the paper tries). ResNet-18/34 are
-    fixed to B by torchvision's weights; plain nets have no shortcut."""
-    return spec.block == "basic" and spec.shortcut == "A"
-
-
-def offers_adapt_input_channels(spec: ResNetSpec) -> bool:
-    """ImageNet-stem models, the ones pretrained weights exist for (the CIFAR nets ship none)."""
-    return spec.stem == "imagenet"
-
-
-def builder_signature(spec: ResNetSpec) -> inspect.Signature:
-    """keras' eight parameters with this model's defaults, then keyword-only extras."""
-    positional = dict(
-        include_top=True, weights=default_weights(spec), input_tensor=None, input_shape=None,
-        pooling=None, classes=spec.classes, classifier_activation="softmax", name=spec.name,
-    )
-    keyword = dict(shortcut=spec.shortcut) if offers_shortcut(spec) else {}
-    keyword.update(manifest=None, offline=None)
-    if offers_adapt_input_channels(spec):
-        keyword["adapt_input_channels"] = False
-    P = inspect.Parameter
-    return inspect.Signature(
-        [P(n, P.POSITIONAL_OR_KEYWORD, default=d) for n, d in positional.items()]
-        + [P(n, P.KEYWORD_ONLY, default=d) for n, d in keyword.items()]
-    )
 
 
 _REGISTERED: dict[str, CatalogEntry] = {}
@@ -178,7 +117,7 @@ def register_model(spec: ResNetSpec, title: str, about: str, *, keras_name: bool
 
 def define_builder(
     name: str, spec: ResNetSpec, title: str, about: str = "", *, module: str | None = None
-) -> Callable[..., Any]:
+) -> Builder:
     """The builder of `spec`, made from its facts and registered as model `spec.name`.
 
     Its signature is `builder_signature(spec)` (what `inspect.signature`,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import textwrap
 
+from .signatures import weights_extra
 from .specs import ResNetSpec
 
 _TEMPLATE = '''Instantiate {title}{dropin}.
@@ -76,8 +77,6 @@ def _tag_text(model: str, tag: str, manifest) -> str:
     notes = [entry.source or "no source given"]
     if entry.default and len(manifest.tags(model)) > 1:
         notes.append("the default")
-    from .catalog import weights_extra  # catalog imports this module
-
     if extra := weights_extra(entry):
         notes.append(f"needs the `{extra}` extra")
     return f'`"{tag}"` ({"; ".join(notes)})'
