@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from resnet_keras.architecture import counts
+from resnet_keras.architecture import catalog, counts
 from resnet_keras.architecture.catalog import ENTRIES
 from resnet_keras.architecture.specs import SPECS
 
@@ -19,9 +19,23 @@ from resnet_keras.architecture.specs import SPECS
 SMALL = {key for key, spec in SPECS.items() if sum(spec.depths) <= 9}
 
 
-def test_counts_file_lists_every_registered_model():
-    assert list(counts.recorded()) == list(ENTRIES)
+def test_every_registered_model_is_recorded_for_its_current_spec():
+    """Keras-free: a spec edited (or a model added) without refreshing counts.json fails here."""
+    assert {key: spec for key, (spec, _) in counts.recorded().items()} == {
+        key: repr(entry.spec) for key, entry in ENTRIES.items()
+    }
+    assert list(counts.recorded()) == list(ENTRIES)  # natural order
     assert {"resnet18", "resnet20", "plain20"} <= SMALL
+
+
+def test_a_row_recorded_for_another_spec_is_not_used(monkeypatch):
+    """resnet20 redefined in this test (wider): its counts come from its own graph."""
+    dict(ENTRIES)  # the public modules are registered before the copy
+    monkeypatch.setattr(catalog, "_REGISTERED", dict(catalog._REGISTERED))
+    del catalog._REGISTERED["resnet20"]
+    monkeypatch.setitem(SPECS, "resnet20", dataclasses.replace(SPECS["resnet20"], stem_width=32, widths=(32, 64, 128)))
+    wider = catalog.define_builder("ResNet20", SPECS["resnet20"], "a wider ResNet-20")
+    assert counts.of("resnet20").params == wider().count_params() > counts.recorded()["resnet20"][1].params
 
 
 @pytest.mark.parametrize(
@@ -29,15 +43,15 @@ def test_counts_file_lists_every_registered_model():
 )
 def test_recorded_counts_are_the_built_graph(key):
     measured = counts.measure(ENTRIES[key])
-    assert counts.recorded()[key] == measured, (
+    assert counts.recorded()[key] == (repr(SPECS[key]), measured), (
         f"counts.json is stale for {key}: run `python -m resnet_keras.architecture.counts {key}`"
     )
 
 
 def test_refresh_measures_the_named_models_and_keeps_the_rest(tmp_path, monkeypatch, request):
-    shipped = dataclasses.asdict(counts.recorded()["resnet20"])  # held to the graph above
+    spec, shipped = counts.recorded()["resnet20"]  # held to the graph above
     path = tmp_path / "counts.json"
-    stale = {key: dict(params=1, params_notop=1, trainable_params=1, macs=1) for key in SPECS}
+    stale = {key: dict(spec="old", params=1, params_notop=1, trainable_params=1, macs=1) for key in SPECS}
     stale["no_longer_registered"] = stale["resnet20"]
     path.write_text(json.dumps({"models": stale}))
     monkeypatch.setattr(counts, "COUNTS_FILE", path)
@@ -47,9 +61,9 @@ def test_refresh_measures_the_named_models_and_keeps_the_rest(tmp_path, monkeypa
 
     written = json.loads(path.read_text())["models"]
     assert list(written) == list(ENTRIES)  # natural order; the unregistered one is dropped
-    assert written["resnet20"] == shipped
+    assert written["resnet20"] == {"spec": spec, **dataclasses.asdict(shipped)}
     assert written["resnet18"] == stale["resnet18"]  # not named: kept as recorded
-    assert dataclasses.asdict(counts.recorded()["resnet20"]) == shipped  # re-read after the write
+    assert counts.recorded()["resnet20"] == (spec, shipped)  # re-read after the write
 
 
 def test_model_info_and_the_cli_read_the_record_without_keras(tmp_path):
@@ -66,6 +80,6 @@ def test_model_info_and_the_cli_read_the_record_without_keras(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    recorded = counts.recorded()["resnet152"]
+    _, recorded = counts.recorded()["resnet152"]
     assert f"{recorded.params:,}" in done.stdout and "11.282 G" in done.stdout
     assert done.stdout.split()[-2:] == [str(recorded.params), str(recorded.macs)]
