@@ -3,8 +3,8 @@
 keras.applications has no ResNet-18/34. These follow torchvision's
 `resnet18`/`resnet34`: basic blocks (two 3x3 convs), no conv biases,
 BatchNorm epsilon 1e-5, the stride on the first 3x3 conv, a projection
-shortcut (1x1 conv + BN) only in the first block of stages conv3..conv5.
-11,689,512 and 21,797,672 parameters with the 1000-class head.
+shortcut (1x1 conv + BN) only in the first block of stages conv3..conv5,
+so their trainable parameters are torchvision's (`model_info` gives them).
 
 No Keras weights exist for them; the shipped manifest lists torchvision's
 (`weights="imagenet"` or `"torchvision_imagenet1k_v1"`, a `.pth` file read

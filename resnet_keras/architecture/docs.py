@@ -99,7 +99,7 @@ def weights_doc(spec: ResNetSpec, default: str | None) -> str:
     else:
         text += f"Tags of the shipped manifest: {', '.join(_tag_text(model, t, manifest) for t in tags)}."
         if IMAGENET_TAG not in tags:
-            text += f' `"imagenet"` selects `"{manifest.default_tag(model)}"`.'
+            text += f' `"{IMAGENET_TAG}"` selects `"{manifest.default_tag(model)}"`.'
     return textwrap.fill(text, width=76, initial_indent=" " * 4 + "weights: ",
                          subsequent_indent=" " * 8).removeprefix(" " * 4 + "weights: ")
 

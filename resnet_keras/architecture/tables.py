@@ -20,6 +20,7 @@ from pathlib import Path
 from . import counts
 from .catalog import ENTRIES
 from .specs import SPECS
+from ..weights.records import IMAGENET_TAG
 
 _TABLE = re.compile(
     r"(<!-- generated table: (?P<kind>[a-z]+) -->\n)(?P<body>.*?)(<!-- end of generated table -->)",
@@ -47,7 +48,7 @@ def _accuracy(key: str, manifest) -> str:
     tags = manifest.tags(key)
     if not tags:
         return "-"
-    entry = manifest.entry(key, "imagenet")  # the default weights
+    entry = manifest.entry(key, IMAGENET_TAG)  # the default weights
     notes = ["torchvision"] if entry.source.startswith("torchvision") else []
     if len(tags) > 1:
         notes.append(entry.tag.rsplit("_", 1)[-1].upper())  # "V2" of torchvision_imagenet1k_v2
@@ -79,7 +80,8 @@ def weights_table() -> str:
     rows = []
     for model in sorted(manifest.entries, key=lambda m: (sum(SPECS[m].depths), m)):
         for tag, entry in manifest.entries[model].items():
-            selected_by = [tag] + (["imagenet"] if tag != "imagenet" and manifest.entry(model, "imagenet") is entry else [])
+            selects = tag != IMAGENET_TAG and manifest.entry(model, IMAGENET_TAG) is entry
+            selected_by = [tag] + ([IMAGENET_TAG] if selects else [])
             metrics = entry.metrics
             evaluated = (
                 f"resize {entry.resize_size}, crop {entry.input_size}" if entry.resize_size
