@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import resnet_keras
 from official_files import seed_weights, write_official_format
-from resnet_keras.architecture.registry import count_macs  # the package's own MAC convention
+from resnet_keras.architecture.counts import count_macs  # the package's own MAC convention
 from results import OURS, THEIRS
 
 def _builders(module) -> list[str]:

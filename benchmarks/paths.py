@@ -19,7 +19,7 @@ import peers
 import resnet_keras
 from measure import alternate
 from official_files import seed_weights
-from resnet_keras.architecture.registry import count_macs  # the package's own MAC convention
+from resnet_keras.architecture.counts import count_macs  # the package's own MAC convention
 
 KERAS32 = "keras float32"
 # label -> (precision, kind): kind "peer" or "ours"; the Predictor rows name their runtime.

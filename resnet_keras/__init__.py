@@ -10,12 +10,12 @@ import importlib
 # Imported on first access (PEP 562), so that `import resnet_keras.cli` or
 # `resnet_keras.list_models` do not load Keras and TensorFlow: name -> module.
 # The builders are not listed here: `architecture.catalog` knows them from
-# their `@register_model` decorators.
+# their registrations (`define_builder`, `@register_model`).
 _LAZY = {
     "ResNetKerasError": ".errors",
     "decode_predictions": "._imagenet",
     "load_weights": ".weights.formats.hdf5",
-    **dict.fromkeys(("FeatureInfo", "feature_info", "feature_model"), ".tools.features"),
+    **dict.fromkeys(("FeatureInfo", "feature_info", "feature_model"), ".architecture.features"),
     **dict.fromkeys(("ModelInfo", "get_model", "model_info"), ".architecture.registry"),
     "list_models": ".architecture.catalog",
     "optimize_for_inference": ".inference.optimize",

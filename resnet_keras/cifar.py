@@ -30,8 +30,7 @@ strides 1, 2 and 4.
 
 from __future__ import annotations
 
-from .architecture.build import create_model
-from .architecture.catalog import builder_names, register_model
+from .architecture.catalog import builder_names, define_builder
 from .architecture.specs import SPECS
 
 _RESNET_ABOUT = (
@@ -44,208 +43,18 @@ _PLAIN_ABOUT = (
 )
 
 
-@register_model(SPECS["resnet20"], "the CIFAR ResNet-20", _RESNET_ABOUT,
-                counts=(271_098, 269_722, 40_551_040))
-def ResNet20(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="resnet20",
-    *,
-    shortcut="A",
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["resnet20"], **locals())
+ResNet20 = define_builder("ResNet20", SPECS["resnet20"], "the CIFAR ResNet-20", _RESNET_ABOUT)
+ResNet32 = define_builder("ResNet32", SPECS["resnet32"], "the CIFAR ResNet-32", _RESNET_ABOUT)
+ResNet44 = define_builder("ResNet44", SPECS["resnet44"], "the CIFAR ResNet-44", _RESNET_ABOUT)
+ResNet56 = define_builder("ResNet56", SPECS["resnet56"], "the CIFAR ResNet-56", _RESNET_ABOUT)
+ResNet110 = define_builder("ResNet110", SPECS["resnet110"], "the CIFAR ResNet-110", _RESNET_ABOUT)
+ResNet1202 = define_builder("ResNet1202", SPECS["resnet1202"], "the CIFAR ResNet-1202", _RESNET_ABOUT)
 
-
-@register_model(SPECS["resnet32"], "the CIFAR ResNet-32", _RESNET_ABOUT,
-                counts=(466_426, 464_154, 68_862_592))
-def ResNet32(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="resnet32",
-    *,
-    shortcut="A",
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["resnet32"], **locals())
-
-
-@register_model(SPECS["resnet44"], "the CIFAR ResNet-44", _RESNET_ABOUT,
-                counts=(661_754, 658_586, 97_174_144))
-def ResNet44(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="resnet44",
-    *,
-    shortcut="A",
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["resnet44"], **locals())
-
-
-@register_model(SPECS["resnet56"], "the CIFAR ResNet-56", _RESNET_ABOUT,
-                counts=(857_082, 853_018, 125_485_696))
-def ResNet56(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="resnet56",
-    *,
-    shortcut="A",
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["resnet56"], **locals())
-
-
-@register_model(SPECS["resnet110"], "the CIFAR ResNet-110", _RESNET_ABOUT,
-                counts=(1_736_058, 1_727_962, 252_887_680))
-def ResNet110(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="resnet110",
-    *,
-    shortcut="A",
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["resnet110"], **locals())
-
-
-@register_model(SPECS["resnet1202"], "the CIFAR ResNet-1202", _RESNET_ABOUT,
-                counts=(19_510_906, 19_421_274, 2_829_238_912))
-def ResNet1202(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="resnet1202",
-    *,
-    shortcut="A",
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["resnet1202"], **locals())
-
-
-@register_model(SPECS["plain20"], "the CIFAR plain net of 20 layers", _PLAIN_ABOUT,
-                counts=(271_098, 269_722, 40_551_040))
-def PlainNet20(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="plain20",
-    *,
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["plain20"], **locals())
-
-
-@register_model(SPECS["plain32"], "the CIFAR plain net of 32 layers", _PLAIN_ABOUT,
-                counts=(466_426, 464_154, 68_862_592))
-def PlainNet32(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="plain32",
-    *,
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["plain32"], **locals())
-
-
-@register_model(SPECS["plain44"], "the CIFAR plain net of 44 layers", _PLAIN_ABOUT,
-                counts=(661_754, 658_586, 97_174_144))
-def PlainNet44(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="plain44",
-    *,
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["plain44"], **locals())
-
-
-@register_model(SPECS["plain56"], "the CIFAR plain net of 56 layers", _PLAIN_ABOUT,
-                counts=(857_082, 853_018, 125_485_696))
-def PlainNet56(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="plain56",
-    *,
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["plain56"], **locals())
-
-
-@register_model(SPECS["plain110"], "the CIFAR plain net of 110 layers", _PLAIN_ABOUT,
-                counts=(1_736_058, 1_727_962, 252_887_680))
-def PlainNet110(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="plain110",
-    *,
-    manifest=None,
-    offline=None,
-):
-    return create_model(SPECS["plain110"], **locals())
+PlainNet20 = define_builder("PlainNet20", SPECS["plain20"], "the CIFAR plain net of 20 layers", _PLAIN_ABOUT)
+PlainNet32 = define_builder("PlainNet32", SPECS["plain32"], "the CIFAR plain net of 32 layers", _PLAIN_ABOUT)
+PlainNet44 = define_builder("PlainNet44", SPECS["plain44"], "the CIFAR plain net of 44 layers", _PLAIN_ABOUT)
+PlainNet56 = define_builder("PlainNet56", SPECS["plain56"], "the CIFAR plain net of 56 layers", _PLAIN_ABOUT)
+PlainNet110 = define_builder("PlainNet110", SPECS["plain110"], "the CIFAR plain net of 110 layers", _PLAIN_ABOUT)
 
 
 # From the registrations above: a new builder is exported by its decorator.

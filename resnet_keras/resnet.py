@@ -20,8 +20,7 @@ _ABOUT = (
 )
 
 
-@register_model(SPECS["resnet50"], "ResNet-50", _ABOUT, keras_name=True,
-                counts=(25_636_712, 25_583_592, 3_857_973_248))
+@register_model(SPECS["resnet50"], "ResNet-50", _ABOUT, keras_name=True)
 def ResNet50(
     include_top=True,
     weights="imagenet",
@@ -39,8 +38,7 @@ def ResNet50(
     return create_model(SPECS["resnet50"], **locals())
 
 
-@register_model(SPECS["resnet101"], "ResNet-101", _ABOUT, keras_name=True,
-                counts=(44_707_176, 44_601_832, 7_570_194_432))
+@register_model(SPECS["resnet101"], "ResNet-101", _ABOUT, keras_name=True)
 def ResNet101(
     include_top=True,
     weights="imagenet",
@@ -58,8 +56,7 @@ def ResNet101(
     return create_model(SPECS["resnet101"], **locals())
 
 
-@register_model(SPECS["resnet152"], "ResNet-152", _ABOUT, keras_name=True,
-                counts=(60_419_944, 60_268_520, 11_282_415_616))
+@register_model(SPECS["resnet152"], "ResNet-152", _ABOUT, keras_name=True)
 def ResNet152(
     include_top=True,
     weights="imagenet",

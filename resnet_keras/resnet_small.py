@@ -3,13 +3,14 @@
 keras.applications has no ResNet-18/34. These follow torchvision's
 `resnet18`/`resnet34`: basic blocks (two 3x3 convs), no conv biases,
 BatchNorm epsilon 1e-5, the stride on the first 3x3 conv, a projection
-shortcut (1x1 conv + BN) only in the first block of stages conv3..conv5.
-11,689,512 and 21,797,672 parameters with the 1000-class head.
+shortcut (1x1 conv + BN) only in the first block of stages conv3..conv5,
+so their trainable parameters are torchvision's (`model_info` gives them).
 
-No Keras weights exist for them (the shipped manifest lists `resnet18` and
-`resnet34` with no tags), so `weights` defaults to None. The layout is kept
-one-to-one with torchvision, so torchvision and timm checkpoints load as
-they are (`weights="resnet18.pth"` or a `model.safetensors`; the key
+No Keras weights exist for them; the shipped manifest lists torchvision's
+(`weights="imagenet"` or `"torchvision_imagenet1k_v1"`, a `.pth` file read
+with the `torch` extra), so `weights` defaults to None, as in torchvision.
+The layout is kept one-to-one with torchvision, so torchvision and timm
+checkpoints load as they are (`weights="resnet18.pth"` or a `model.safetensors`; the key
 mapping is `torchvision_key`, its table in `resnet_keras.weights.formats.torch_names`).
 Strided 3x3 convs pad explicitly on all sides (`_1_pad`, as torch does)
 instead of keras' bottom/right "same" padding, and the max pool's zero
@@ -22,9 +23,8 @@ and std).
 from __future__ import annotations
 
 from . import _imagenet
-from .architecture.build import create_model
 from ._imagenet import decode_predictions
-from .architecture.catalog import builder_names, preprocessing_of, register_model
+from .architecture.catalog import builder_names, define_builder, preprocessing_of
 from .architecture.specs import SPECS
 from .weights.formats.torch_names import torchvision_key
 
@@ -35,42 +35,8 @@ _ABOUT = (
 )
 
 
-@register_model(SPECS["resnet18"], "ResNet-18", _ABOUT,
-                counts=(11_699_112, 11_689_512, 1_814_073_344))
-def ResNet18(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="resnet18",
-    *,
-    manifest=None,
-    offline=None,
-    adapt_input_channels=False,
-):
-    return create_model(SPECS["resnet18"], **locals())
-
-
-@register_model(SPECS["resnet34"], "ResNet-34", _ABOUT,
-                counts=(21_814_696, 21_797_672, 3_663_761_408))
-def ResNet34(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="resnet34",
-    *,
-    manifest=None,
-    offline=None,
-    adapt_input_channels=False,
-):
-    return create_model(SPECS["resnet34"], **locals())
+ResNet18 = define_builder("ResNet18", SPECS["resnet18"], "ResNet-18", _ABOUT)
+ResNet34 = define_builder("ResNet34", SPECS["resnet34"], "ResNet-34", _ABOUT)
 
 
 # The mode of this module's specs (SPECS is its one source).

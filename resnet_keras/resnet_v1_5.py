@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from . import _imagenet
 from ._imagenet import decode_predictions
-from .architecture.build import create_model
-from .architecture.catalog import builder_names, preprocessing_of, register_model
+from .architecture.catalog import builder_names, define_builder, preprocessing_of
 from .architecture.specs import SPECS
 
 _ABOUT = (
@@ -31,61 +30,9 @@ _ABOUT = (
 )
 
 
-@register_model(SPECS["resnet50_v1_5"], "ResNet-50 v1.5", _ABOUT,
-                counts=(25_610_152, 25_557_032, 4_089_184_256))
-def ResNet50V1_5(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="resnet50_v1_5",
-    *,
-    manifest=None,
-    offline=None,
-    adapt_input_channels=False,
-):
-    return create_model(SPECS["resnet50_v1_5"], **locals())
-
-
-@register_model(SPECS["resnet101_v1_5"], "ResNet-101 v1.5", _ABOUT,
-                counts=(44_654_504, 44_549_160, 7_801_405_440))
-def ResNet101V1_5(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="resnet101_v1_5",
-    *,
-    manifest=None,
-    offline=None,
-    adapt_input_channels=False,
-):
-    return create_model(SPECS["resnet101_v1_5"], **locals())
-
-
-@register_model(SPECS["resnet152_v1_5"], "ResNet-152 v1.5", _ABOUT,
-                counts=(60_344_232, 60_192_808, 11_513_626_624))
-def ResNet152V1_5(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="resnet152_v1_5",
-    *,
-    manifest=None,
-    offline=None,
-    adapt_input_channels=False,
-):
-    return create_model(SPECS["resnet152_v1_5"], **locals())
+ResNet50V1_5 = define_builder("ResNet50V1_5", SPECS["resnet50_v1_5"], "ResNet-50 v1.5", _ABOUT)
+ResNet101V1_5 = define_builder("ResNet101V1_5", SPECS["resnet101_v1_5"], "ResNet-101 v1.5", _ABOUT)
+ResNet152V1_5 = define_builder("ResNet152V1_5", SPECS["resnet152_v1_5"], "ResNet-152 v1.5", _ABOUT)
 
 
 # The mode of this module's specs (SPECS is its one source).

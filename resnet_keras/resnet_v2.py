@@ -20,8 +20,7 @@ _ABOUT = (
 )
 
 
-@register_model(SPECS["resnet50v2"], "ResNet-50 V2", _ABOUT, keras_name=True,
-                counts=(25_613_800, 25_568_360, 3_482_255_360))
+@register_model(SPECS["resnet50v2"], "ResNet-50 V2", _ABOUT, keras_name=True)
 def ResNet50V2(
     include_top=True,
     weights="imagenet",
@@ -39,8 +38,7 @@ def ResNet50V2(
     return create_model(SPECS["resnet50v2"], **locals())
 
 
-@register_model(SPECS["resnet101v2"], "ResNet-101 V2", _ABOUT, keras_name=True,
-                counts=(44_675_560, 44_577_896, 7_194_476_544))
+@register_model(SPECS["resnet101v2"], "ResNet-101 V2", _ABOUT, keras_name=True)
 def ResNet101V2(
     include_top=True,
     weights="imagenet",
@@ -58,8 +56,7 @@ def ResNet101V2(
     return create_model(SPECS["resnet101v2"], **locals())
 
 
-@register_model(SPECS["resnet152v2"], "ResNet-152 V2", _ABOUT, keras_name=True,
-                counts=(60_380_648, 60_236_904, 10_906_697_728))
+@register_model(SPECS["resnet152v2"], "ResNet-152 V2", _ABOUT, keras_name=True)
 def ResNet152V2(
     include_top=True,
     weights="imagenet",

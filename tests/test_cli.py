@@ -547,22 +547,3 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose(image_dir, tmp_path
 ])
 def test_verbose_before_or_after_the_command(argv, verbose):
     assert cli.build_parser().parse_args(argv).verbose is verbose
-
-
-# --------------------------------------------------------------------------
-# The keras-free catalog that list and info read equals the built graphs
-
-
-@pytest.mark.parametrize(
-    "key", [pytest.param(k, marks=pytest.mark.slow) if k == "resnet1202" else k for k in resnet_keras.list_models()]
-)
-def test_catalog_counts_equal_the_built_model(key):
-    from resnet_keras.architecture.catalog import ENTRIES
-
-    info = resnet_keras.model_info(key)  # counted from the Keras graph
-    entry = ENTRIES[key]
-    assert (entry.params, entry.trainable_params, entry.macs) == (info.params, info.trainable_params, info.macs), (
-        f"set counts=({info.params}, {info.trainable_params}, {info.macs}) in the @register_model of {entry.builder}"
-    )
-    assert getattr(resnet_keras, entry.builder) is info.builder
-    assert info.builder.__module__ == f"resnet_keras.{entry.module}"

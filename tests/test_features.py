@@ -11,7 +11,7 @@ import pytest
 import resnet_keras
 from resnet_keras import errors
 from resnet_keras.architecture.blocks import FEATURE_STAGES
-from resnet_keras.tools import features as _features
+from resnet_keras.architecture import features
 
 
 def test_features_share_weights_with_the_backbone():
@@ -89,7 +89,7 @@ def test_recorded_stages_match_what_the_layer_names_show(builder):
     model = getattr(resnet_keras, builder)(weights=None, include_top=False)
     recorded = getattr(model, FEATURE_STAGES)
     assert [s.name for s in recorded][:2] == ["C2", "C3"]
-    assert recorded == _features._stages_from_layer_names(model)
+    assert recorded == features._stages_from_layer_names(model)
 
 
 def test_cloned_models_have_the_same_features():
@@ -111,5 +111,5 @@ def test_models_without_resnet_layers_are_refused():
 
 def test_documented_fpn_example_runs():
     """feature_model's docstring builds a small FPN head on ResNet18's C3..C5."""
-    result = doctest.testmod(_features, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(features, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 10 and result.failed == 0

@@ -86,13 +86,13 @@ def test_a_file_swapped_between_hash_and_load_is_not_loaded(two_tiny_files, mirr
     (good, good_values), (other, _) = two_tiny_files
     url = mirror.add(NAME, good.read_bytes())
     manifest = user_manifest(tmp_path / "m.json", {"resnet50": {"imagenet": entry({"notop": (NAME, [url], md5(good.read_bytes()))})}})
-    real = _builder._allow_graph_depth
+    real = _builder._graph
 
-    def swap_then_build(spec):  # runs after the weights file was opened and hashed
+    def swap_then_build(*args):  # the graph is built after the weights file was opened and hashed
         os.replace(shutil.copy(other, isolated_env / "swap.tmp"), isolated_env / NAME)
-        return real(spec)
+        return real(*args)
 
-    monkeypatch.setattr(_builder, "_allow_graph_depth", swap_then_build)
+    monkeypatch.setattr(_builder, "_graph", swap_then_build)
     model = build_tiny(weights="imagenet", manifest=manifest)
     for got, want in zip(model.weights, good_values):
         np.testing.assert_array_equal(got.numpy(), want)
@@ -105,13 +105,13 @@ def test_a_local_file_is_opened_once(two_tiny_files, monkeypatch):
     (good, good_values), (other, _) = two_tiny_files
     target = good.with_name("mine.h5")
     shutil.copy(good, target)
-    real = _builder._allow_graph_depth
+    real = _builder._graph
 
-    def swap_then_build(spec):
+    def swap_then_build(*args):
         os.replace(shutil.copy(other, target.with_name("x.tmp")), target)
-        return real(spec)
+        return real(*args)
 
-    monkeypatch.setattr(_builder, "_allow_graph_depth", swap_then_build)
+    monkeypatch.setattr(_builder, "_graph", swap_then_build)
     model = build_tiny(weights=str(target))
     for got, want in zip(model.weights, good_values):
         np.testing.assert_array_equal(got.numpy(), want)

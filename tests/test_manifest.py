@@ -7,7 +7,6 @@ import copy
 import json
 import math
 import os
-from pathlib import Path
 
 import pytest
 
@@ -511,35 +510,3 @@ def test_imagenet_selects_the_default_tag_where_no_tag_has_that_name(tmp_path):
     assert resolve.active_manifest(literal).entry("resnet18", "imagenet").tag == "imagenet"
     default = user_manifest(tmp_path / "b.json", {"resnet18": {"mine": entry(files, default=True)}})
     assert resolve.active_manifest(default).entry("resnet18", "imagenet").tag == "mine"
-
-
-# -- the README's table of pretrained weights ---------------------------------------
-
-
-def weights_table_rows() -> list[str]:
-    """The rows the README's "Pretrained weights" table must hold, from the shipped manifest."""
-    manifest = parse.shipped_manifest()
-    rows = []
-    for model in sorted(manifest.entries, key=lambda m: (sum(SPECS[m].depths), m)):
-        for tag, entry_ in manifest.entries[model].items():
-            selected_by = [tag] + (["imagenet"] if manifest.entry(model, "imagenet") is entry_ and tag != "imagenet" else [])
-            names = ", ".join(f'`"{name}"`' for name in reversed(selected_by))
-            metrics = entry_.metrics
-            evaluated = (
-                f"resize {entry_.resize_size}, crop {entry_.input_size}" if entry_.resize_size
-                else str(metrics["eval_size"])
-            )
-            kinds = sorted({f.hash_kind + (" (weaker)" if f.weak_hash else "") for f in entry_.files.values()})
-            rows.append(
-                f"| `{model}` | {names} | {entry_.source} | {metrics['top1']} / {metrics['top5']} "
-                f"| {evaluated} | {entry_.preprocessing} | {', '.join(kinds)} |"
-            )
-    return rows
-
-
-def test_readme_weights_table_is_the_shipped_manifest():
-    """To print the rows: cd tests; python -c 'import test_manifest as t; print(*t.weights_table_rows(), sep=chr(10))'."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Pretrained weights", 1)[1].split("\n#", 1)[0]
-    table = [line for line in section.splitlines() if line.startswith("| `")]
-    assert table == weights_table_rows()

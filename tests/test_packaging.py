@@ -1,4 +1,4 @@
-"""The installed package (not the checkout) carries the manifest and data."""
+"""The installed package (not the checkout) carries the manifest, the recorded counts and data."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ def test_wheel_ships_manifest_and_class_index(wheel):
         names = set(archive.namelist())
         assert archive.read("resnet_keras/weights_manifest.json") == (ROOT / "weights_manifest.json").read_bytes()
         assert "resnet_keras/data/imagenet_class_index.json" in names
+        counts = "resnet_keras/architecture/counts.json"
+        assert archive.read(counts) == (ROOT / counts).read_bytes()
     assert not any(n.startswith("tests/") for n in names)
 
 
@@ -43,12 +45,14 @@ def test_non_editable_install_resolves_manifest(wheel, tmp_path):
         "import resnet_keras, resnet_keras.weights.manifest as m;"
         "print(resnet_keras.__file__);"
         "e = m.shipped_manifest().entry('resnet50', 'imagenet');"
-        "print(e.file(True).file_name, e.file(True).hash)"
+        "print(e.file(True).file_name, e.file(True).hash);"
+        "print(resnet_keras.model_info('resnet20').trainable_params)"  # counts.json, installed
     )
     env = dict(os.environ, PYTHONPATH=str(target), TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
     )
-    location, entry = result.stdout.strip().splitlines()[-2:]
+    location, entry, params = result.stdout.strip().splitlines()[-3:]
     assert Path(location).is_relative_to(target)  # not the checkout
     assert entry == "resnet50_weights_tf_dim_ordering_tf_kernels.h5 md5:2cb95161c43110f7111970584f804107"
+    assert params == "269722"  # FACTS: the paper's ResNet-20

@@ -18,7 +18,7 @@ from .specs import BN_EPSILON, ResNetSpec
 EXPANSION = 4  # bottleneck output channels = EXPANSION * width
 
 
-# The model attribute that holds the body's feature stages (tools.features reads it).
+# The model attribute that holds the body's feature stages (architecture.features reads it).
 FEATURE_STAGES = "_resnet_keras_feature_stages"
 
 
@@ -255,9 +255,6 @@ def stage_basic(
     return x
 
 
-STEM_STRIDES = {"cifar": 1, "imagenet": 4}  # ImageNet: conv1 /2, pool1 /2
-
-
 def stem(x, spec: ResNetSpec):
     """conv1 (and pool1 for ImageNet-style models)."""
     if spec.stem == "cifar":
@@ -285,7 +282,7 @@ def body(x, spec: ResNetSpec) -> tuple[object, list[FeatureStage]]:
     """
     x = stem(x, spec)
     channels = spec.stem_width
-    stride_in = STEM_STRIDES[spec.stem]
+    stride_in = spec.stem_stride
     features = []
     for index, (width, depth, stride) in enumerate(
         zip(spec.widths, spec.depths, spec.stage_strides), start=2

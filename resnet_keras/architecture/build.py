@@ -1,10 +1,12 @@
 """The one build path behind every builder.
 
     create_model(spec, **builder arguments)
-        check the arguments -> resolve weights= once (architecture.resolve) -> build
-    build(resolved, ...)
-        check the shape arguments against the record -> open (and, for a tag,
-        fetch and verify) the weights -> stem -> stages -> head -> load
+        check the arguments -> resolve weights= once (architecture.resolve) -> _model
+    build(resolved, ...)                      (the CLI and extraction start here)
+        check name and pooling -> _model
+    _model: check the rules that depend on the weights (classes, activation,
+        input shape) -> open (and, for a tag, fetch and verify) the weights
+        -> stem -> stages -> head -> load
 
 Nothing touches the network or the disk before every argument is checked.
 Keras is imported when a graph is built, not when a builder module is
@@ -16,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Iterator
 
 from . import validation
 from .. import data_format
@@ -26,18 +29,47 @@ from .resolve import Resolved, load_opened, open_weights, resolve
 if TYPE_CHECKING:
     import keras
 
-# Keras walks a functional graph recursively, one Python frame per layer on
-# the path, and ResNet1202's ~4,200 layers exceed Python's default limit of
-# 1,000. Later walks (predict, clone_model, save) need the same depth, so it
-# stays raised.
-_FRAMES_PER_BLOCK = 12  # generous: a bottleneck block has 10 layers
-_BASE_RECURSION_LIMIT = 2_000
+# Keras builds a functional model by walking its graph recursively, a Python
+# frame per layer on the longest path (keras' `Function._build_map`), so
+# ResNet1202's ~3,600 layers need more than Python's default limit of 1,000.
+# What needs it in Keras 3.15 (tests/test_depth.py): `keras.Model(inputs,
+# outputs)` and `keras.models.clone_model`; a call, predict, fit, summary,
+# get_config, saving and loading weights or a .keras file do not. The limit
+# is raised only around such a walk, and put back after it.
+_LAYERS_PER_BLOCK = 12  # generous: a bottleneck block has 10 or 11 layers
+_FRAMES_PER_LAYER = 2  # measured: a chain of layers (plain110) takes 2 frames per layer
+_SPARE_FRAMES = 1_000  # keras' own frames and the caller's
+_depth_lock = threading.Lock()
+_depth_needs: list[int] = []  # of the walks running now
+_depth_before = 0  # the limit before the first of them
 
 
-def _allow_graph_depth(spec: ResNetSpec) -> None:
-    needed = _BASE_RECURSION_LIMIT + _FRAMES_PER_BLOCK * sum(spec.depths)
-    if sys.getrecursionlimit() < needed:
-        sys.setrecursionlimit(needed)
+@contextlib.contextmanager
+def graph_depth(layers: int) -> Iterator[None]:
+    """Python's recursion limit high enough to walk a graph of `layers` layers, inside the block only.
+
+    Blocks may nest or run in several threads at once: the limit is the
+    highest any running block needs, and when the last one ends, what it
+    was before the first began.
+    """
+    global _depth_before
+    need = _SPARE_FRAMES + _FRAMES_PER_LAYER * layers
+    with _depth_lock:
+        if not _depth_needs:
+            _depth_before = sys.getrecursionlimit()
+        _depth_needs.append(need)
+        sys.setrecursionlimit(max([_depth_before, *_depth_needs]))
+    try:
+        yield
+    finally:
+        with _depth_lock:
+            _depth_needs.remove(need)
+            sys.setrecursionlimit(max([_depth_before, *_depth_needs]))
+
+
+def spec_layers(spec: ResNetSpec) -> int:
+    """At least the layers of `spec`'s graph (stem and head included)."""
+    return _LAYERS_PER_BLOCK * (sum(spec.depths) + 2)
 
 
 def create_model(
@@ -63,7 +95,7 @@ def create_model(
     validation.check_name(name)
     validation.check_pooling(pooling)
     resolved = resolve(spec, weights, include_top=include_top, manifest=manifest, offline=offline)
-    return build(
+    return _model(
         resolved,
         adapt_input_channels=adapt_input_channels,
         input_tensor=input_tensor,
@@ -92,32 +124,40 @@ def build(
     `adapt_input_channels`: load 3-channel weights into a stem of any
     number of input channels (`weights.formats.values`).
     """
-    spec, include_top = resolved.spec, resolved.include_top
-    name = spec.name if name is None else name
-    classes = spec.classes if classes is None else classes
+    name = resolved.spec.name if name is None else name
     validation.check_name(name)
     validation.check_pooling(pooling)
+    return _model(
+        resolved,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=resolved.spec.classes if classes is None else classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        adapt_input_channels=adapt_input_channels,
+    )
+
+
+def _model(resolved: Resolved, *, input_tensor, input_shape, pooling, classes,
+           classifier_activation, name, adapt_input_channels):
+    """`build` once `name` and `pooling` are checked: the rules that need the weights, then the graph."""
+    spec, include_top = resolved.spec, resolved.include_top
     validation.check_adapt_input_channels(adapt_input_channels, has_weights=resolved.has_weights)
     validation.check_classes(classes, include_top=include_top, pretrained_top=resolved.pretrained)
     if include_top:
         validation.check_classifier_activation(
             classifier_activation, pretrained=resolved.has_weights
         )
-    shape_rules = dict(
+    input_shape = validation.input_shape_to_build(
+        input_tensor,
+        input_shape,
         default_size=resolved.input_size,
         min_size=spec.min_size,
+        include_top=include_top,
         pretrained=resolved.pretrained,
-        data_format=data_format.current(),
         adapt_input_channels=adapt_input_channels,
     )
-    if input_tensor is not None:
-        tensor_shape = validation.check_input_tensor(input_tensor, input_shape)
-        # keras lets a tensor of any valid size through, head or not.
-        validation.normalize_input_shape(tensor_shape, include_top=False, **shape_rules)
-    else:
-        input_shape = validation.normalize_input_shape(
-            input_shape, include_top=include_top, **shape_rules
-        )
     with contextlib.ExitStack() as stack:
         # Read once (and, for a tag, fetched and hashed) before the slow build,
         # so a bad file fails fast; loaded from those same bytes after it.
@@ -147,7 +187,6 @@ def _graph(spec, input_tensor, input_shape, include_top, pooling, classes,
 
     from . import blocks
 
-    _allow_graph_depth(spec)
     inputs = input_tensor if input_tensor is not None else layers.Input(shape=input_shape)
     x, features = blocks.body(inputs, spec)
 
@@ -164,11 +203,12 @@ def _graph(spec, input_tensor, input_shape, include_top, pooling, classes,
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
-    if input_tensor is not None:
-        # Like keras: the model starts at the tensor's own source inputs.
-        inputs = keras.utils.get_source_inputs(input_tensor)
-    model = keras.Model(inputs, x, name=name)
-    # What tools.features reads; a clone or a .keras round trip drops it.
+    with graph_depth(spec_layers(spec)):
+        if input_tensor is not None:
+            # Like keras: the model starts at the tensor's own source inputs.
+            inputs = keras.utils.get_source_inputs(input_tensor)
+        model = keras.Model(inputs, x, name=name)
+    # What architecture.features reads; a clone or a .keras round trip drops it.
     setattr(model, blocks.FEATURE_STAGES, tuple(features))
     return model
 

@@ -1,17 +1,18 @@
-"""The registry as data: `@register_model`, names and counts, without Keras.
+"""The registry as data: builders declared once, names, without Keras.
 
-A model is declared once, at its builder's `def`:
+A model is a row of `SPECS` and one line in a public module:
 
-    @register_model(SPECS["resnet50"], "ResNet-50", _ABOUT, keras_name=True,
-                    counts=(25_636_712, 25_583_592, 3_857_973_248))
-    def ResNet50(include_top=True, ..., name="resnet50", *, manifest=None, offline=None):
-        return create_model(SPECS["resnet50"], **locals())
+    ResNet18 = define_builder("ResNet18", SPECS["resnet18"], "ResNet-18", _ABOUT)
 
-The decorator writes the builder's docstring and puts it in `ENTRIES`; the
-public modules' `__all__`, the package's names, `get_model`, `model_info`
-and `resnet-keras list`/`info` read from there. `ENTRIES` imports the public
-modules on first use, so their decorators have run; `list_models` and
-`resolve` read only `SPECS` (tests/test_declaration.py holds the two equal).
+`define_builder` makes the builder from the spec's facts (its signature,
+defaults and docstring: `signatures.builder_signature`, `docs.builder_doc`)
+and registers it. The six keras drop-ins keep keras' explicit `def` (their
+signature is the contract) under `@register_model`, which holds that `def`
+to the same `builder_signature`. The public modules' `__all__`, the
+package's names, `get_model`, `model_info` and `resnet-keras list`/`info`
+read `ENTRIES`. `ENTRIES` imports the public modules on first use, so that
+their registrations have run; `list_models` and `resolve` read only `SPECS`
+(tests/test_declaration.py holds the two equal).
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ import fnmatch
 import importlib
 import inspect
 import re
+import sys
 from typing import Any, Callable, Iterator, Mapping
 
 from . import docs
+from .build import create_model
+from .signatures import Builder, builder_signature
 from .specs import SPECS, ResNetSpec
 from .._text import did_you_mean
 from ..errors import InvalidArgumentError
@@ -39,22 +43,13 @@ class CatalogEntry:
     Attributes:
         spec: Its architecture.
         title: How the docs name it, e.g. "ResNet-50".
-        function: The public builder.
-        params: `count_params()` of the model with its default head.
-        trainable_params: Its trainable weights only.
-        macs: Multiply-accumulates per image at the default input size
-            (as `registry.count_macs` counts them). The three counts are
-            recorded at the decorator so that `resnet-keras list`/`info`
-            need no Keras; tests/test_cli.py holds them to the built graph
-            (and prints them for a new model, whose counts are None until then).
+        function: The public builder. Its parameter and MAC counts are in
+            `architecture.counts` (counts.json, measured from the graph).
     """
 
     spec: ResNetSpec
     title: str
     function: Callable[..., Any]
-    params: int | None
-    trainable_params: int | None
-    macs: int | None
 
     @property
     def builder(self) -> str:
@@ -70,44 +65,89 @@ class CatalogEntry:
 _REGISTERED: dict[str, CatalogEntry] = {}
 
 
-def register_model(
-    spec: ResNetSpec,
-    title: str,
-    about: str,
-    *,
-    counts: tuple[int, int, int] | None = None,
-    keras_name: bool = False,
-):
-    """Register the decorated builder as model `spec.name` and write its docstring.
+def _check_new(builder: str, spec: ResNetSpec) -> None:
+    key = spec.name
+    if SPECS.get(key) is not spec:
+        raise RuntimeError(f"Builder {builder} registers a spec that is not SPECS[{key!r}].")
+    if key in _REGISTERED:
+        raise RuntimeError(
+            f"Model {key!r} is registered twice ({_REGISTERED[key].builder} and "
+            f"{builder}); registry keys must be unique."
+        )
+
+
+def _register(fn, spec: ResNetSpec, title: str, about: str, keras_name: bool) -> None:
+    fn.__doc__ = docs.builder_doc(fn, spec, title, about, keras_name=keras_name)
+    _REGISTERED[spec.name] = CatalogEntry(spec, title, fn)
+
+
+def register_model(spec: ResNetSpec, title: str, about: str, *, keras_name: bool = False):
+    """Register a builder written out with `def` as model `spec.name`, and write its docstring.
+
+    For the keras drop-ins, whose explicit signature is the contract; it
+    must be `builder_signature(spec)`. Any other model: `define_builder`.
 
     Args:
         spec: Its row of `SPECS`.
         title: How the docs name it, e.g. "ResNet-50".
         about: One paragraph on its blocks and weights, for the docstring.
-        counts: (params, trainable params, MACs) of the built default model.
         keras_name: The builder is a drop-in for `keras.applications.<fn>`.
     """
 
     def register(fn):
         key = spec.name
-        if SPECS.get(key) is not spec:
-            raise RuntimeError(f"Builder {fn.__name__} registers a spec that is not SPECS[{key!r}].")
-        if key in _REGISTERED:
-            raise RuntimeError(
-                f"Model {key!r} is registered twice ({_REGISTERED[key].builder} and "
-                f"{fn.__name__}); registry keys must be unique."
-            )
-        default_name = inspect.signature(fn).parameters["name"].default
+        _check_new(fn.__name__, spec)
+        written = inspect.signature(fn)
+        default_name = written.parameters["name"].default
         if default_name != key:
             raise RuntimeError(
                 f"{fn.__name__}'s default `name` must be its registry key {key!r}. "
                 f"Received: name={default_name!r}"
             )
-        fn.__doc__ = docs.builder_doc(fn, spec, title, about, keras_name=keras_name)
-        _REGISTERED[key] = CatalogEntry(spec, title, fn, *(counts or (None,) * 3))
+        if written != builder_signature(spec):
+            raise RuntimeError(
+                f"{fn.__name__}'s signature must be {builder_signature(spec)} (from its spec "
+                f"and the shipped manifest). Received: {written}"
+            )
+        _register(fn, spec, title, about, keras_name)
         return fn
 
     return register
+
+
+def define_builder(
+    name: str, spec: ResNetSpec, title: str, about: str = "", *, module: str | None = None
+) -> Builder:
+    """The builder of `spec`, made from its facts and registered as model `spec.name`.
+
+    Its signature is `builder_signature(spec)` (what `inspect.signature`,
+    `help()` and IDEs that introspect show); a call binds its arguments to
+    it, as Python would for a `def`, and hands them to `create_model`.
+
+    Args:
+        name: The builder's name, e.g. "ResNet18" (assign it to that name).
+        spec: Its row of `SPECS`.
+        title: How the docs name it, e.g. "ResNet-18".
+        about: One paragraph on its blocks and weights, for the docstring.
+        module: The module it belongs to; default: the caller's (as
+            `collections.namedtuple` does), so that `help()` and pickle find it.
+    """
+    _check_new(name, spec)
+    signature = builder_signature(spec)
+
+    def builder(*args, **kwargs):
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:  # Python's own message, as a `def` gives it
+            raise TypeError(f"{name}() {error}") from None
+        bound.apply_defaults()
+        return create_model(spec, **bound.arguments)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__module__ = module or sys._getframe(1).f_globals["__name__"]
+    builder.__signature__ = signature
+    _register(builder, spec, title, about, keras_name=False)
+    return builder
 
 
 class _Entries(Mapping[str, CatalogEntry]):

@@ -1,25 +1,26 @@
-"""The model registry: get_model / model_info (Keras); names live in `catalog`.
+"""The model registry: get_model / model_info; names live in `catalog`.
 
 Keys are the lower-case default model names (`resnet50v2`, `resnet20`,
-`plain56`). Each is registered once, by `@catalog.register_model` at its
-builder's `def`; this module reads `catalog.ENTRIES`.
+`plain56`). Each is registered once, where its builder is defined
+(`catalog.define_builder` or `@catalog.register_model`); this module reads
+`catalog.ENTRIES`, and `model_info` the recorded counts (no Keras import
+for a shipped model).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
-import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import keras
-
+from . import counts
 from .catalog import ENTRIES, resolve as _resolve
 from .specs import ResNetSpec
-from ..data_format import spatial_dims
 from .._text import did_you_mean
-from ..errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import keras
+
 
 def _weight_tags(key: str) -> tuple[str, ...]:
     from .resolve import active_manifest  # shipped + RESNET_KERAS_MANIFEST
@@ -65,7 +66,8 @@ class ModelInfo:
         trainable_params: Trainable weights only (the count torchvision and
             the paper report).
         macs: Multiply-accumulates of one image at the default input size,
-            counted from the Keras graph (every Conv2D and Dense layer).
+            counted from the Keras graph (every Conv2D and Dense layer:
+            `architecture.counts.count_macs`).
         default_size: Default input height and width.
         classes: Default number of classes.
         preprocessing: `preprocess_input` mode the weights expect (None:
@@ -85,45 +87,12 @@ class ModelInfo:
     weights: tuple[str, ...]
 
 
-def count_macs(model: keras.Model) -> int:
-    """Multiply-accumulates per sample of the Conv2D and Dense layers.
-
-    A conv layer costs (output pixels) x (kernel height x width x input
-    channels / groups) x (filters); a dense layer (inputs x units). Adds of
-    biases, BatchNorm, activations, pooling and residual adds are not
-    counted (the convention of the ResNet paper and of torchvision).
-    The model's input size must be static.
-    """
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            out_shape = layer.output.shape
-            spatial = spatial_dims(out_shape, layer.data_format)
-            if None in spatial:
-                raise InvalidArgumentError(
-                    "Counting multiply-adds needs a static input size. "
-                    f"Received: {layer.name} output shape {tuple(out_shape)}"
-                )
-            total += math.prod(spatial) * math.prod(layer.kernel.shape)
-        elif isinstance(layer, keras.layers.Dense):
-            positions = math.prod(layer.output.shape[1:-1])  # 1 for a 2D input
-            total += positions * math.prod(layer.kernel.shape)
-    return total
-
-
-@functools.lru_cache(maxsize=None)
-def _graph_counts(key: str) -> tuple[int, int, int]:
-    model = ENTRIES[key].function(weights=None)  # default input size and head
-    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
-    return model.count_params(), trainable, count_macs(model)
-
-
 def model_info(name: str) -> ModelInfo:
     """Parameters, multiply-adds, input size, preprocessing and weights of a model.
 
-    The counts come from building the model once (symbolically, no weights
-    loaded) at its default input size with its default head; the result is
-    cached per process. ResNet152 takes about 2 s, ResNet1202 longer.
+    The counts are its graph's at its default input size with its default
+    head, as `architecture.counts` measured and recorded them (counts.json;
+    a model registered at run time is built once, symbolically, to count).
 
     Example:
         >>> from resnet_keras import model_info
@@ -134,14 +103,14 @@ def model_info(name: str) -> ModelInfo:
     key = _resolve(name)
     entry = ENTRIES[key]
     spec = entry.spec
-    params, trainable, macs = _graph_counts(key)
+    counted = counts.of(key)
     return ModelInfo(
         name=key,
         builder=entry.function,
         spec=spec,
-        params=params,
-        trainable_params=trainable,
-        macs=macs,
+        params=counted.params,
+        trainable_params=counted.trainable_params,
+        macs=counted.macs,
         default_size=spec.default_size,
         classes=spec.classes,
         preprocessing=spec.preprocessing,

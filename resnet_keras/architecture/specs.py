@@ -8,6 +8,7 @@ Keras graph. Adding a variant is a row here plus one builder decorated with
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 BlockKind = Literal["bottleneck", "preact_bottleneck", "basic", "plain"]
@@ -19,6 +20,7 @@ BLOCK_KINDS = ("bottleneck", "preact_bottleneck", "basic", "plain")
 STEM_KINDS = ("imagenet", "cifar")
 SHORTCUT_OPTIONS = ("A", "B")
 STRIDE_ON = ("first_1x1", "3x3")
+STEM_STRIDES = {"cifar": 1, "imagenet": 4}  # ImageNet: conv1 /2, pool1 /2
 
 # keras.applications uses 1.001e-5 (not 1e-5) in every ResNet BatchNorm; the
 # official weights were converted with it, so outputs match only with it.
@@ -55,8 +57,6 @@ class ResNetSpec:
             `"first_1x1"` (keras' V1, the original Caffe layout) or `"3x3"`
             (ResNet v1.5, the layout of torchvision and timm).
         default_size: Default (and pretrained) input height and width.
-        min_size: Smallest input height and width (the total stride, so the
-            last feature map is at least 1x1).
         classes: Default number of classes of the builder.
     """
 
@@ -72,7 +72,6 @@ class ResNetSpec:
     preprocessing: str | None = "caffe"
     stride_on: StrideOn = "first_1x1"
     default_size: int = 224
-    min_size: int = 32
     classes: int = 1000
 
     def __post_init__(self):
@@ -122,6 +121,15 @@ class ResNetSpec:
         return (1,) + (2,) * (n - 1)
 
     @property
+    def stem_stride(self) -> int:
+        return STEM_STRIDES[self.stem]
+
+    @property
+    def min_size(self) -> int:
+        """Smallest input height and width: the total stride, so the last feature map is at least 1x1."""
+        return self.stem_stride * math.prod(self.stage_strides)
+
+    @property
     def block_name(self) -> str:
         """`block`, with "_v1.5" for bottlenecks that stride on the 3x3 (for listings)."""
         return "bottleneck_v1.5" if self.stride_on == "3x3" else self.block
@@ -162,7 +170,6 @@ _CIFAR = dict(
     shortcut="A",
     preprocessing=None,
     default_size=32,
-    min_size=4,
     classes=10,
 )
 # 6n + 2 layers -> n blocks per stage (paper Table 6).

@@ -11,7 +11,7 @@ import numbers
 from typing import Any
 
 from .specs import SHORTCUT_OPTIONS
-from ..data_format import channel_axis, image_shape, layout, spatial_dims
+from ..data_format import channel_axis, current, image_shape, layout, spatial_dims
 from ..errors import InvalidArgumentError
 
 POOLING_MODES = (None, "avg", "max")
@@ -158,6 +158,35 @@ def normalize_input_shape(
             "Give all dimensions or use `include_top=False`.",
         )
     return shape
+
+
+def input_shape_to_build(
+    input_tensor: Any,
+    input_shape: Any,
+    *,
+    default_size: int,
+    min_size: int,
+    include_top: bool,
+    pretrained: bool,
+    adapt_input_channels: bool,
+) -> tuple | None:
+    """The checked shape of one image for the model's new Input (None: `input_tensor` is the input).
+
+    `input_shape` follows `normalize_input_shape`; a given `input_tensor`
+    must agree with it and meet the same size rules, with or without the
+    head (keras lets a tensor of any valid size through).
+    """
+    rules = dict(
+        default_size=default_size,
+        min_size=min_size,
+        pretrained=pretrained,
+        data_format=current(),
+        adapt_input_channels=adapt_input_channels,
+    )
+    if input_tensor is not None:
+        normalize_input_shape(check_input_tensor(input_tensor, input_shape), include_top=False, **rules)
+        return None
+    return normalize_input_shape(input_shape, include_top=include_top, **rules)
 
 
 def check_input_tensor(input_tensor: Any, input_shape: Any) -> tuple:

@@ -7,6 +7,7 @@ import argparse
 from .options import active_manifest, add_manifest_option
 from .output import print_table
 from .registry import EXIT_OK, command
+from ..architecture import counts
 from ..architecture.catalog import ENTRIES, PREPROCESSING_TEXT, list_models, resolve
 from ..architecture.specs import SPECS
 from ..errors import InvalidArgumentError
@@ -18,10 +19,6 @@ _BLOCK_TEXT = {
     "basic": "basic (two 3x3 convs)",
     "plain": "plain (basic block without shortcut)",
 }
-
-
-def _format_macs(macs: int) -> str:
-    return f"{macs / 1e9:.3f} G" if macs >= 1e9 else f"{macs / 1e6:.1f} M"
 
 
 def _configure_list(parser: argparse.ArgumentParser) -> None:
@@ -70,8 +67,8 @@ def run_list(args: argparse.Namespace) -> int:
             spec.preprocessing or "-",
         ]
         if args.counts:
-            entry = ENTRIES[name]
-            row += [f"{entry.params:,}", _format_macs(entry.macs)]
+            counted = counts.of(name)
+            row += [f"{counted.params:,}", counts.format_macs(counted.macs)]
         rows.append(row + [", ".join(manifest.tags(name)) or "-"])
     print_table(rows)
     return EXIT_OK
@@ -89,7 +86,7 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
 )
 def run_info(args: argparse.Namespace) -> int:
     key = resolve(args.model)
-    spec, listed = SPECS[key], ENTRIES[key]  # architecture.registry checks that every model is listed
+    spec, listed, counted = SPECS[key], ENTRIES[key], counts.of(key)
     size = f"{spec.default_size}x{spec.default_size}"
     shortcut = {"A": "A (zero-padded identity)", "B": "B (1x1 projection)"}[spec.shortcut]
     rows = [
@@ -97,8 +94,8 @@ def run_info(args: argparse.Namespace) -> int:
         ("blocks", f"{_BLOCK_TEXT[spec.block_name]}, shortcut option {shortcut}"),
         ("stages", f"depths {'-'.join(map(str, spec.depths))}, widths "
                    f"{'-'.join(map(str, spec.widths))}, {spec.num_layers} weighted layers"),
-        ("parameters", f"{listed.params:,} with the top ({listed.trainable_params:,} trainable)"),
-        ("MACs", f"{_format_macs(listed.macs)} per image at {size}"),
+        ("parameters", f"{counted.params:,} with the top ({counted.trainable_params:,} trainable)"),
+        ("MACs", f"{counts.format_macs(counted.macs)} per image at {size}"),
         ("input", f"{size}x3 RGB (any size >= {spec.min_size} without the top)"),
         ("preprocessing", PREPROCESSING_TEXT[spec.preprocessing]),
         ("classes", str(spec.classes)),

@@ -28,7 +28,7 @@ import keras
 
 from ..data_format import current
 from ..errors import InvalidArgumentError
-from ..tools.features import feature_info
+from ..architecture.features import feature_info
 
 _STAGE_KEY = re.compile(r"C\d+$")
 _SQUASHING = ("softmax", "sigmoid")  # output activations whose input is the score

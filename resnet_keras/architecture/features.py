@@ -29,7 +29,8 @@ from typing import Sequence
 
 import keras
 
-from ..architecture.blocks import FEATURE_STAGES, FeatureStage
+from .blocks import FEATURE_STAGES, FeatureStage
+from .build import graph_depth
 from ..data_format import channel_axis
 from .._text import did_you_mean
 from ..errors import InvalidArgumentError
@@ -211,8 +212,9 @@ def feature_model(
             raise InvalidArgumentError(
                 f"`stages` must not repeat a stage. Received: stages={stages!r}"
             )
-    return keras.Model(
-        model.input,  # the same structure as the model's, so calls match
-        {key: found[key] for key in wanted},
-        name=f"{model.name}_features",
-    )
+    with graph_depth(len(model.layers)):
+        return keras.Model(
+            model.input,  # the same structure as the model's, so calls match
+            {key: found[key] for key in wanted},
+            name=f"{model.name}_features",
+        )

@@ -1,1 +1,0 @@
-"""What works on a built model: feature pyramids, optimized inference, export."""

@@ -1,0 +1,107 @@
+"""Python's recursion limit: raised only around the graph walks that need it, and put back.
+
+Measured on Keras 3.15 with the limit at Python's 1,000 (TensorFlow raises
+it to 3,000 when imported; JAX and torch do not): building ResNet1202
+(4,214 layers, 2,434 frames deep), `keras.models.clone_model` and
+`keras.saving.load_model` of it walk the graph recursively; a call,
+predict, fit, summary, get_config and saving or loading its weights or a
+.keras file do not.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import keras
+import numpy as np
+import pytest
+
+import resnet_keras
+from resnet_keras.architecture.build import graph_depth
+
+
+@pytest.fixture
+def python_default_limit():
+    """The limit as plain Python sets it (below TensorFlow's 3,000), put back after the test."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_000)
+    yield 1_000
+    sys.setrecursionlimit(before)
+
+
+def frames() -> int:
+    frame, count = sys._getframe(1), 0
+    while frame is not None:
+        frame, count = frame.f_back, count + 1
+    return count
+
+
+def test_graph_depth_raises_inside_and_restores_after(python_default_limit):
+    with graph_depth(5_000):
+        inside = sys.getrecursionlimit()
+        with graph_depth(10):  # a nested, smaller walk keeps the higher limit
+            assert sys.getrecursionlimit() == inside
+        assert sys.getrecursionlimit() == inside
+    assert inside >= 2 * 5_000 and sys.getrecursionlimit() == python_default_limit
+    with pytest.raises(KeyError), graph_depth(5_000):
+        raise KeyError("a failed walk")
+    assert sys.getrecursionlimit() == python_default_limit
+
+
+def test_overlapping_walks_in_threads_keep_the_highest_until_the_last_ends(python_default_limit):
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with graph_depth(8_000):
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second():
+        first_in.wait(5)
+        with graph_depth(2_000):
+            second_in.set()
+            first_out.wait(5)
+            seen["after the first ended"] = sys.getrecursionlimit()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen["after the first ended"] >= 2 * 2_000  # the second walk still has its depth
+    assert sys.getrecursionlimit() == python_default_limit
+
+
+def test_a_build_raises_the_limit_only_for_its_walk(python_default_limit):
+    # 120 frames above this test hold the layer calls but not the walk of
+    # plain56's 170-layer chain; the builder raises the limit for the walk only
+    sys.setrecursionlimit(frames() + 120)
+    low = sys.getrecursionlimit()
+    model = resnet_keras.PlainNet56()
+    assert sys.getrecursionlimit() == low
+    assert model.count_params() == resnet_keras.model_info("plain56").params
+
+
+@pytest.mark.slow  # 4,214 layers: about 20 s per symbolic build on 2 cores
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 notes inside keras' weight saving
+def test_resnet1202_builds_runs_and_gives_features_at_pythons_default_limit(python_default_limit, tmp_path):
+    model = resnet_keras.ResNet1202()
+    assert sys.getrecursionlimit() == python_default_limit
+    x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    assert model(x, training=True).shape == (1, 10)  # training BN: finite with random statistics
+    features = resnet_keras.feature_model(model)
+    assert [tuple(t.shape) for t in features.output.values()] == [
+        (None, 32, 32, 16), (None, 16, 16, 32), (None, 8, 8, 64),
+    ]
+    path = tmp_path / "resnet1202.weights.h5"
+    model.save_weights(path)
+    model.load_weights(path)
+    assert sys.getrecursionlimit() == python_default_limit
+    # keras' own graph walks need the depth from their caller
+    with pytest.raises(RecursionError):
+        keras.models.clone_model(model)
+    with graph_depth(len(model.layers)):
+        assert len(keras.models.clone_model(model).layers) == len(model.layers)
