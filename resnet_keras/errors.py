@@ -57,3 +57,7 @@ class MissingDependencyError(ResNetKerasError, ImportError):
 
 class UnsupportedBackendError(ResNetKerasError, NotImplementedError):
     """The active Keras backend cannot do what was asked (e.g. gradients on numpy)."""
+
+
+class WorkerError(ResNetKerasError, RuntimeError):
+    """A worker process of a data-parallel fine-tuning run failed, was killed, or lost its peers."""
