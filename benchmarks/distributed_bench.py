@@ -28,7 +28,7 @@ Usage:
     python benchmarks/distributed_bench.py [--model resnet50] [--size 224] [--images 128]
         [--batch-size 32] [--epochs 2] [--out docs/distributed.md] [--quick]
 
-`--quick` (ResNet20 at 32x32, 64 images, batch 16, 1 epoch) checks that the
+`--quick` (ResNet20 at 32x32, 64 images, batch 16, 2 epochs) checks that the
 script works and writes nothing. Run the real thing on a quiet machine.
 """
 
@@ -111,10 +111,10 @@ def main(argv=None) -> None:
     parser.add_argument("--classes", type=int, default=1000, help="outputs of the projected ResNet50")
     parser.add_argument("--link-gbps", type=float, nargs="+", default=[10.0, 100.0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "distributed.md")
-    parser.add_argument("--quick", action="store_true", help="ResNet20, 32x32, 64 images, 1 epoch; writes nothing")
+    parser.add_argument("--quick", action="store_true", help="ResNet20, 32x32, 64 images, 2 epochs; writes nothing")
     args = parser.parse_args(argv)
     if args.quick:
-        args.model, args.size, args.images, args.batch_size, args.epochs = "resnet20", 32, 64, 16, 1
+        args.model, args.size, args.images, args.batch_size, args.epochs = "resnet20", 32, 64, 16, 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     runs = {}
     with tempfile.TemporaryDirectory() as scratch:

@@ -64,9 +64,9 @@ def setup(tmp_path_factory):
     return root, data, manifest
 
 
-def command(setup, out: Path, *extra: str) -> list[str]:
-    _, data, manifest = setup
-    return ["finetune", str(data), "--model", "resnet20", "--weights", TAG, "--manifest", str(manifest),
+def command(setup, out: Path, *extra: str, data: Path | None = None) -> list[str]:
+    _, default, manifest = setup
+    return ["finetune", str(data or default), "--model", "resnet20", "--weights", TAG, "--manifest", str(manifest),
             "--out", str(out), "--quiet", *flags(SETTINGS), *extra]
 
 
@@ -121,14 +121,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _hosts(setup, out: Path, logs: Path) -> list[subprocess.Popen]:
+def _hosts(setup, out: Path, logs: Path, data: tuple = (None, None)) -> list[subprocess.Popen]:
     """The run laid out as two hosts: two launchers, one worker each, the coordinator on loopback."""
     root = setup[0]
     env = dict(os.environ, PYTHONPATH=str(REPO), RESNET_KERAS_HOME=str(root / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
     address = f"127.0.0.1:{_free_port()}"
     return [subprocess.Popen(
         [sys.executable, "-m", "resnet_keras", *command(setup, out, "--address", address, "--hosts", "2",
-                                                          "--host-index", str(host), "--heartbeat-timeout", "10")],
+                                                          "--host-index", str(host), "--heartbeat-timeout", "10",
+                                                          data=data[host])],
         env=env, stdout=subprocess.DEVNULL, stderr=open(logs / f"host{host}.err", "w")) for host in (0, 1)]
 
 
@@ -191,8 +192,13 @@ def test_a_killed_or_frozen_worker_stops_the_run_in_bounded_time_and_it_resumes_
     frozen = time.monotonic()
     assert launchers[0].wait(timeout=90) == 1 and time.monotonic() - frozen < 60
     assert "worker 0 of 2" in _error_line(tmp_path, 0)
-    os.kill(worker, signal.SIGKILL)
-    assert launchers[1].wait(timeout=30) == 1
+    # kill -9 of host 1's launcher: its (frozen) worker dies with it
+    launchers[1].send_signal(signal.SIGKILL)
+    launchers[1].wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker}").exists() and b"Z" not in Path(f"/proc/{worker}/stat").read_bytes().split()[2]:
+        assert time.monotonic() < deadline, "a worker outlived its launcher"
+        time.sleep(0.05)
 
     # the same commands again: resumed from the last finished epoch, equal to the uninterrupted run
     launchers = _hosts(setup, out, tmp_path)
@@ -201,3 +207,18 @@ def test_a_killed_or_frozen_worker_stops_the_run_in_bounded_time_and_it_resumes_
     resumed = resnet_keras.load_run(out).model.get_weights()
     for a, b in zip(resumed, resnet_keras.load_run(uninterrupted).model.get_weights()):
         np.testing.assert_array_equal(a, b)  # tolerance: none needed (same processes, same order)
+
+
+def test_workers_that_see_different_data_stop_before_training_with_the_same_line(setup, tmp_path):
+    """Host 1's DATA_DIR lacks one image: both workers stop after comparing, and RUN_DIR is not created."""
+    import shutil
+
+    other = shutil.copytree(setup[1], tmp_path / "other")
+    next((other / "two").iterdir()).unlink()
+    out = tmp_path / "run"
+    launchers = _hosts(setup, out, tmp_path, data=(None, other))
+    assert [p.wait(timeout=240) for p in launchers] == [1, 1]
+    for host in (0, 1):
+        assert "Every worker must train on the same data with the same settings; worker 1 of 2 differs" in \
+            _error_line(tmp_path, host)
+    assert not out.exists()

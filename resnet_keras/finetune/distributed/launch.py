@@ -71,6 +71,17 @@ def _environment() -> dict:
     return env
 
 
+def _one_gpu_each(env: dict, local: int, workers: int) -> dict:
+    """Several workers on a GPU host: worker `local` sees one GPU (of CUDA_VISIBLE_DEVICES, if set)."""
+    from ..model import _nvidia_driver
+
+    if workers == 1 or not _nvidia_driver():
+        return env
+    visible = env.get("CUDA_VISIBLE_DEVICES") or ",".join(map(str, range(len(os.listdir("/proc/driver/nvidia/gpus")))))
+    ids = visible.split(",")
+    return dict(env, CUDA_VISIBLE_DEVICES=ids[local % len(ids)])
+
+
 def _describe(rank: int, process: subprocess.Popen, total: int, logs: Path) -> str:
     code = process.returncode
     status = logs / f"worker-{rank}.error"
@@ -144,7 +155,7 @@ def launch(p):
         try:
             processes[rank] = subprocess.Popen(
                 [sys.executable, "-m", "resnet_keras.finetune.distributed.worker", json.dumps(spec)],
-                env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
+                env=_one_gpu_each(env, local, d.workers), stdout=log, stderr=subprocess.STDOUT if log else None)
         finally:
             if log is not None:
                 log.close()

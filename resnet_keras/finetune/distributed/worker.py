@@ -56,6 +56,21 @@ def _arguments(spec: dict) -> dict:
     return arguments
 
 
+def _prepare(spec: dict, cluster):
+    """`prepare` of the arguments, and the check that needs the devices: the batch splits over them."""
+    from ..api import prepare
+    from ...errors import InvalidArgumentError
+
+    prepared = prepare(**_arguments(spec))
+    batch = prepared.settings.batch_size
+    if batch % cluster.devices:
+        raise InvalidArgumentError(
+            f"`batch_size` is the global batch and must split evenly across the {cluster.devices} devices of "
+            f"the {cluster.processes} worker processes. Received: batch_size={batch}. Pass a multiple of "
+            f"{cluster.devices}, or one worker per GPU (--workers = GPUs per host).")
+    return prepared
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
     _die_with_parent(spec["parent"])
@@ -65,14 +80,13 @@ def main(argv: list[str]) -> int:
         spec["coordinator"], spec["processes"], spec["process_id"], coordinator_bind_address=spec["bind"],
         initialization_timeout=START_TIMEOUT, heartbeat_timeout_seconds=spec["heartbeat_timeout"],
         shutdown_timeout_seconds=FINISH_TIMEOUT)
-    from ..api import _run, prepare
+    from ..api import _run
     from .cluster import JaxCluster
     from ...errors import ResNetKerasError
 
     try:
         cluster = JaxCluster()
-        prepared = cluster.agree(lambda: prepare(**_arguments(spec)),
-                                 lambda p: json.dumps(p.key, sort_keys=True))
+        prepared = cluster.agree(lambda: _prepare(spec, cluster), lambda p: json.dumps(p.key, sort_keys=True))
         _run(prepared, cluster)
     except (ResNetKerasError, OSError) as error:
         _fail(spec, str(error))
