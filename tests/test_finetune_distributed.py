@@ -167,3 +167,30 @@ def test_a_workers_own_error_message_is_the_launchers(tmp_path):
     with pytest.raises(WorkerError, match=r"^worker 0 of 2 failed: Every worker must train on the same data"):
         launch._watch(workers, 2, tmp_path)
     assert workers[1].poll() is not None
+
+
+def test_a_worker_without_validation_images_gives_an_empty_block_of_the_right_width():
+    """Fewer validation images than workers: a worker's block is empty, yet it must join the gather."""
+    import types
+
+    from resnet_keras.finetune.distributed.cluster import Cluster
+    from resnet_keras.finetune.source import Pixels
+    from resnet_keras.finetune.train import Trainer
+
+    class Third(Cluster):  # worker 2 of 3, with 2 images: rows [2, 2)
+        def block(self, count):
+            return slice(2, 2)
+
+        def gather(self, block, count):
+            gathered.append(block)
+            return block
+
+    gathered, seen = [], []
+    pixels = Pixels(4, np.arange(2), np.array([0, 1]), cache=np.zeros((2, 4, 4, 3), np.uint8))
+
+    def compute(part):
+        seen.append(len(part))
+        return np.ones((len(part), 5), np.float32)
+
+    Trainer._shared(types.SimpleNamespace(cluster=Third()), compute, pixels)
+    assert seen == [1] and gathered[0].shape == (0, 5)

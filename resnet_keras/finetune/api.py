@@ -99,7 +99,7 @@ def fine_tune(
             `Distributed` naming hosts (docs/distributed.md). `batch_size`
             is the global batch, split evenly across the processes; `data`
             must be a folder. The result equals the one-process run up to
-            float rounding.
+            float rounding. On hosts other than host 0 it returns None.
 
     Returns:
         A `FineTuned` with the model, class names, preprocessing, history and metrics.

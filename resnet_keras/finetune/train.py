@@ -226,7 +226,10 @@ class Trainer:
 
     def _shared(self, compute, pixels: Pixels) -> np.ndarray:
         """`compute` over all of `pixels`, each worker taking its block (on its own model)."""
-        return self.cluster.gather(compute(pixels.part(self.cluster.block(len(pixels)))), len(pixels))
+        rows = self.cluster.block(len(pixels))
+        if rows.start == rows.stop:  # more workers than images: an empty block of the right width
+            return self.cluster.gather(compute(pixels.part(slice(0, 1)))[:0], len(pixels))
+        return self.cluster.gather(compute(pixels.part(rows)), len(pixels))
 
     def fit(self, start: int) -> None:
         s = self.settings
