@@ -69,3 +69,7 @@ class ExportParityError(ParityError):
 
 class PredictorParityError(ParityError):
     """A float32 Predictor engine's outputs differ from the Keras model's beyond the tolerance."""
+
+
+class WorkerError(ResNetKerasError, RuntimeError):
+    """A worker process of a data-parallel fine-tuning run failed, was killed, or lost its peers."""

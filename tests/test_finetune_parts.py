@@ -232,6 +232,19 @@ def test_the_probe_takes_the_l2_strength_with_the_lowest_validation_loss():
     np.testing.assert_allclose(kernel, w / scale[:, None], rtol=1e-4, atol=1e-6)
 
 
+def test_without_validation_images_the_probe_of_few_images_takes_a_stronger_l2():
+    """1 / images above the middle strength (it once looked that strength up among the fits: KeyError)."""
+    from resnet_keras.finetune import head
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(2), 32)
+    features = rng.normal(0, 1, (64, 8)) + np.eye(2, 8)[labels]
+    mean, scale = features.mean(0), features.std(0) + 1e-6
+    w, _ = head._softmax_regression((features - mean) / scale, labels, 2, 1 / 64)
+    kernel, _ = head.linear_probe(features, labels, 2)
+    np.testing.assert_allclose(kernel, w / scale[:, None], rtol=1e-4, atol=1e-6)
+
+
 def test_images_over_the_memory_budget_are_read_again_with_the_same_pixels(tmp_path):
     """Decoded images that do not fit `budget` are checked once and read again per batch:
     the numbers do not depend on whether they fit."""

@@ -1,6 +1,8 @@
 """Subcommands of transfer learning: finetune, evaluate (and classify --model RUN_DIR).
 
     resnet-keras finetune DATA_DIR --model resnet50 --out RUN_DIR [--epochs N] ...
+    resnet-keras finetune DATA_DIR ... --workers 2                  # data-parallel, this machine
+    resnet-keras finetune DATA_DIR ... --address HOST0:PORT --hosts 2 --host-index I   # on each host
     resnet-keras evaluate RUN_DIR DATA_DIR
     resnet-keras classify --model RUN_DIR image.jpg
 
@@ -23,6 +25,7 @@ from .options import add_model_options, non_negative_float, positive_int
 from .output import print_table, printable
 from .registry import EXIT_OK, command
 from ..errors import InvalidArgumentError
+from ..finetune.distributed.options import HEARTBEAT_TIMEOUT
 from ..finetune.settings import BATCHNORM, KEEP, PRECISIONS, SCHEDULES, UNFREEZE
 
 
@@ -90,8 +93,33 @@ def _configure_finetune(parser: argparse.ArgumentParser) -> None:
                        help="weight classes by inverse frequency, or not (default: balanced)")
     train.add_argument("--validation-dir", metavar="DIR", help="held-out images instead of a split (same classes)")
     train.add_argument("--size", type=positive_int, metavar="PIXELS", help="input size (default: the weights')")
+    parallel = parser.add_argument_group("data-parallel training on Keras' JAX backend (docs/distributed.md)")
+    parallel.add_argument("--workers", type=positive_int, metavar="N",
+                          help="worker processes on this machine; --batch-size is the global batch")
+    parallel.add_argument("--address", metavar="HOST:PORT",
+                          help="the coordinator: host 0's address and a free port, the same on every host")
+    parallel.add_argument("--hosts", type=positive_int, default=1, help="machines taking part (default: 1)")
+    parallel.add_argument("--host-index", type=_count, default=0, metavar="I",
+                          help="this machine, 0 .. hosts-1; host 0 writes RUN_DIR (default: 0)")
+    parallel.add_argument("--heartbeat-timeout", type=positive_int, metavar="SECONDS",
+                          help=f"stop every worker when one stops answering this long "
+                               f"(default: {HEARTBEAT_TIMEOUT})")
     parser.add_argument("--overwrite", action="store_true", help="start again in RUN_DIR instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _distributed(args: argparse.Namespace):
+    """The `Distributed` the data-parallel flags describe, or None without them."""
+    from ..finetune.distributed import Distributed
+
+    given = args.workers is not None or args.address is not None or args.hosts != 1 or args.host_index != 0
+    if not given:
+        if args.heartbeat_timeout is not None:
+            raise InvalidArgumentError("--heartbeat-timeout applies to worker processes. Received: it without "
+                                       "--workers or --address. Add --workers N, or leave it out.")
+        return None
+    return Distributed(workers=args.workers or 1, address=args.address, hosts=args.hosts,
+                       host_index=args.host_index, heartbeat_timeout=args.heartbeat_timeout or HEARTBEAT_TIMEOUT)
 
 
 def _weights(args: argparse.Namespace):
@@ -113,15 +141,21 @@ def run_finetune(args: argparse.Namespace) -> int:
                                    "turns off. Received: both. Leave out one of them.")
     augment = False if args.no_augment else Augmentation(
         crop_scale=(args.crop_scale or Augmentation.crop_scale[0], 1.0), flip=not args.no_flip)
-    args.flags = dict(out="--out", data="DATA_DIR", validation_data="--validation-dir", input_size="--size")
+    args.flags = dict(out="--out", data="DATA_DIR", validation_data="--validation-dir", input_size="--size",
+                      workers="--workers", address="--address", hosts="--hosts", host_index="--host-index",
+                      heartbeat_timeout="--heartbeat-timeout")
     prepared = prepare(  # every option and the data folder checked, without Keras
         data=args.data, model=args.model, weights=_weights(args), out=args.out, augment=augment,
         **{name: getattr(args, name) for name in TRAINING_OPTIONS}, head_lr=args.head_lr,
         validation_data=args.validation_dir, input_size=args.size,
         class_weight=None if args.class_weight == "none" else "balanced", overwrite=args.overwrite,
-        progress=not args.quiet, manifest=args.manifest, offline=True if args.offline else None)
+        progress=not args.quiet, manifest=args.manifest, offline=True if args.offline else None,
+        distributed=_distributed(args))
     _import_keras(args)
     result = prepared.run()
+    if result is None:  # a host other than 0 of a data-parallel run
+        print(f"host {args.host_index}: its workers finished; host 0 wrote the run to its {printable(args.out)}")
+        return EXIT_OK
     m = result.metrics
     scores = "no validation images" if not m else (
         f"validation top-1 {m['top1']:.4f}, top-{m['top5_k']} {m['top5']:.4f} (epoch {result.best_epoch + 1})")

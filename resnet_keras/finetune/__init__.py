@@ -10,7 +10,8 @@
   datasets, the split), `source` (decoding), `pipeline` (tf.data, the
   seeded augmentation), `optimizer` (groups, per-group learning rates,
   schedules), `train` (the epoch loop), `rundir` (files, checkpoints,
-  resume), `model` (build and weights), `metrics`, `report`, `finish`.
+  resume), `model` (build and weights), `metrics`, `report`, `finish`,
+  `distributed` (data-parallel worker processes, docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _LAZY = {
     **dict.fromkeys(("Prepared", "fine_tune", "prepare"), ".api"),
     **dict.fromkeys(("FineTuned", "load_run"), ".record"),
     **dict.fromkeys(("Augmentation", "Settings"), ".settings"),
+    "Distributed": ".distributed.options",
 }
 __all__ = sorted(_LAZY)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import hashlib
 import io
 import os
 import sys
@@ -15,6 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import data as data_lib, rundir
+from .distributed.cluster import Cluster
+from .distributed.options import Distributed, check_combination, check_distributed
 from .record import FineTuned, load_run
 from .settings import DEFAULT_PRECISION, Augmentation, Settings, check_options
 from .source import memory_budget
@@ -59,6 +62,7 @@ def fine_tune(
     progress: bool = True,
     manifest: Any = None,
     offline: bool | None = None,
+    distributed: int | Distributed | None = None,
 ) -> FineTuned:
     """Train a classifier on top of a zoo model and its pretrained weights.
 
@@ -90,6 +94,12 @@ def fine_tune(
             else float32), "float32", "bfloat16" or "float16" compute (the
             head stays float32). The run records the one it used.
         seed: Seeds the split, the order, the augmentation and the head.
+        distributed: Train data-parallel in worker processes on Keras' JAX
+            backend: a number of processes on this machine, or a
+            `Distributed` naming hosts (docs/distributed.md). `batch_size`
+            is the global batch, split evenly across the processes; `data`
+            must be a folder. The result equals the one-process run up to
+            float rounding. On hosts other than host 0 it returns None.
 
     Returns:
         A `FineTuned` with the model, class names, preprocessing, history and metrics.
@@ -119,9 +129,15 @@ class Prepared:
     progress: bool
     offline: bool | None
     budget: int
+    distributed: Distributed | None = None
+    arguments: dict = dataclasses.field(default_factory=dict)  # as passed: what worker processes get
 
     def run(self) -> FineTuned:
-        return _run(self)
+        if self.distributed is not None:
+            from .distributed.launch import launch
+
+            return launch(self)
+        return _run(self, Cluster())
 
 
 def prepare(**arguments: Any) -> Prepared:
@@ -142,7 +158,11 @@ def prepare(**arguments: Any) -> Prepared:
          p.default is not inspect.Parameter.empty}
     options = check_options(**{k: v for k, v in a.items() if k not in (
         "data", "model", "weights", "out", "validation_data", "class_names", "overwrite",
-        "progress", "manifest", "offline")})
+        "progress", "manifest", "offline", "distributed")})
+    options["precision"] = resolve_precision(options["precision"])  # the record says what ran
+    distributed = check_distributed(a["distributed"])
+    if distributed is not None:
+        check_combination(distributed, a, options["precision"])
     try:
         spec = SPECS[resolve_model(a["model"])]
     except InvalidArgumentError as error:
@@ -162,7 +182,6 @@ def prepare(**arguments: Any) -> Prepared:
     if isinstance(options["class_weight"], tuple) and len(options["class_weight"]) != len(examples.class_names):
         raise InvalidArgumentError(f"`class_weight` must give one weight per class ({len(examples.class_names)}). "
                                    f"Received: {len(options['class_weight'])} weights")
-    options["precision"] = resolve_precision(options["precision"])  # the record says what ran
     settings = Settings(model=spec.name, weights=resolved.weights_label, weights_hash=weights_hash(resolved),
                         input_size=size, preprocessing=a["preprocessing"] or resolved.preprocessing, **options)
     if held_out is None:
@@ -172,41 +191,66 @@ def prepare(**arguments: Any) -> Prepared:
     key = dict(format=rundir.FORMAT, settings=settings.as_json(), data=dict(
         classes=list(examples.class_names), images=len(examples), digest=examples.digest(),
         validation=None if held_out is None else held_out.digest()))
-    out = None if a["out"] is None else Path(a["out"])
+    # RUN_DIR is worker 0's: other hosts need not see it
+    out = None if a["out"] is None or (distributed is not None and not distributed.writes) else Path(a["out"])
     if out is not None:
         message = rundir.refusal(out, key, overwrite=a["overwrite"])
         if message:
             raise InvalidArgumentError(message)
     return Prepared(spec, resolved, settings, examples, held_out, train_at, val_at, key, out,
-                    a["overwrite"], a["progress"], a["offline"], budget)
+                    a["overwrite"], a["progress"], a["offline"], budget, distributed, a)
 
 
-def _run(p: Prepared) -> FineTuned:
-    if p.out is not None and not p.overwrite and (p.out / rundir.RUN).exists():
+def _run(p: Prepared, cluster: Cluster) -> FineTuned | None:
+    """Train in this process, as the only one or as one worker of `cluster` (None on all but the writer)."""
+    complete = p.out is not None and not p.overwrite and (p.out / rundir.RUN).exists()
+    if cluster.share([np.int32(complete)])[0]:
+        if not cluster.is_writer:
+            return None
         if p.progress:
             print(f"resnet-keras: {p.out} is complete; loading it", file=sys.stderr)
         return load_run(p.out)
     settings, examples = p.settings, p.examples
-    train, val, skipped = _decode(examples, p.held_out, p.train_at, p.val_at, settings, p.resolved, p.budget,
-                                  p.progress)
+    train, val, skipped = cluster.agree(
+        lambda: _decode(examples, p.held_out, p.train_at, p.val_at, settings, p.resolved, p.budget, p.progress),
+        _decoded_digest)
     with contextlib.ExitStack() as stack:
-        folder = p.out or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resnet-keras-finetune-")))
         import keras
 
         from .model import classifier, with_backbone
 
         keras.utils.set_random_seed(settings.seed)
-        net = classifier(p.spec, classes=len(examples.class_names), input_size=settings.input_size,
-                         precision=settings.precision, offline=p.offline)
-        if p.resolved.has_weights:
-            with_backbone(net, p.resolved, settings.input_size)
-        run = rundir.RunDir.open(folder, p.key, overwrite=p.overwrite)
-        stack.callback(run.close)
-        _write_inputs(run, examples, p.held_out, train.positions, val.positions, skipped)
+
+        def build():
+            return classifier(p.spec, classes=len(examples.class_names), input_size=settings.input_size,
+                              precision=settings.precision, offline=p.offline)
+
+        with cluster.scope():
+            net = build()
+        local = cluster.replica(net, build)  # `net` itself in one process
+        run = None
+        if cluster.is_writer:
+            if p.resolved.has_weights:
+                with_backbone(local, p.resolved, settings.input_size)
+            folder = p.out or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resnet-keras-finetune-")))
+            run = rundir.RunDir.open(folder, p.key, overwrite=p.overwrite)
+            stack.callback(run.close)
+            _write_inputs(run, examples, p.held_out, train.positions, val.positions, skipped)
         validation = p.held_out or examples
         val_names = [validation.name(i) for i in val.positions]
-        result = _train(run, net, settings, examples, train, val, val_names, skipped, p.progress)
-        return result if p.out is not None else dataclasses.replace(result, run_dir=None)
+        result = _train(run, net, local, cluster, settings, examples, train, val, val_names, skipped, p.progress)
+        if result is None or p.out is not None:
+            return result
+        return dataclasses.replace(result, run_dir=None)
+
+
+def _decoded_digest(decoded) -> str:
+    """What every worker must have decoded alike: the images kept and left out."""
+    train, val, skipped = decoded
+    digest = hashlib.sha256(np.ascontiguousarray(train.positions, np.int64).tobytes())
+    digest.update(np.ascontiguousarray(val.positions, np.int64).tobytes())
+    digest.update(repr(skipped).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def _decode(examples, held_out, train_at, val_at, settings: Settings, resolved, budget, progress):
@@ -257,8 +301,8 @@ def _class_weights(settings: Settings, labels: np.ndarray, classes: int) -> np.n
     return np.asarray(settings.class_weight, np.float32)
 
 
-def _train(run: rundir.RunDir, net, settings: Settings, examples, train, val, val_names, skipped,
-           progress: bool) -> FineTuned:
+def _train(run: rundir.RunDir | None, net, local, cluster: Cluster, settings: Settings, examples, train, val,
+           val_names, skipped, progress: bool) -> FineTuned | None:
     from .finish import finish_run
     from .pipeline import TrainingInput
     from .train import Trainer
@@ -267,9 +311,11 @@ def _train(run: rundir.RunDir, net, settings: Settings, examples, train, val, va
     train_input = TrainingInput(
         train, input_size=settings.input_size, preprocessing=settings.preprocessing,
         augment=settings.augment, batch_size=settings.batch_size, seed=settings.seed,
-        num_classes=classes, class_weights=_class_weights(settings, train.labels, classes))
-    trainer = Trainer(net, settings, train_input, val, run, progress=progress)
-    trainer.fit(trainer.restore(run.load_checkpoint()))
+        num_classes=classes, class_weights=_class_weights(settings, train.labels, classes), shard=cluster.shard)
+    trainer = Trainer(net, settings, train_input, val, run, progress=progress, cluster=cluster, local=local)
+    trainer.fit(trainer.resume())
+    if not cluster.is_writer:
+        return None
     trainer.finish(_fresh(settings, classes))
     return finish_run(run, trainer, examples.class_names, val, val_names, skipped, progress=progress)
 

@@ -65,12 +65,11 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, classes: int,
     labels = np.asarray(labels[:MAX_IMAGES])
     mean, scale = f.mean(axis=0), f.std(axis=0) + 1e-6
     z = (f - mean) / scale
-    fits = {l2: _softmax_regression(z, labels, classes, l2) for l2 in STRENGTHS}
     if val_features is not None and len(val_features):
+        fits = {l2: _softmax_regression(z, labels, classes, l2) for l2 in STRENGTHS}
         zv = (np.asarray(val_features, np.float64) - mean) / scale
-        l2 = min(fits, key=lambda s: _loss(zv, val_labels, *fits[s]))
-    else:
-        l2 = max(STRENGTHS[1], 1.0 / len(z))  # without validation: a middle strength
-    w, b = fits[l2]
+        w, b = fits[min(fits, key=lambda s: _loss(zv, val_labels, *fits[s]))]
+    else:  # without validation: a middle strength, stronger for few images
+        w, b = _softmax_regression(z, labels, classes, max(STRENGTHS[1], 1.0 / len(z)))
     kernel = w / scale[:, None]
     return kernel.astype(np.float32), (b - mean @ kernel).astype(np.float32)

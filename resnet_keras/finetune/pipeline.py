@@ -7,6 +7,14 @@ split) gets the crop box and flip of row `i` of `crop_parameters(seed, e)`,
 whatever batch or worker it lands in. A resumed run, or a data-parallel
 worker that takes a slice of each global batch, sees the same pixels.
 
+Data-parallel workers (`shard`): worker `k` of `P` takes rows
+`[k*b/P, (k+1)*b/P)` of every global batch of `b` rows, so each image is
+seen once per epoch, by one worker, in the single-process order. A last
+batch that does not split evenly over the devices is padded with copies
+of its first image at sample weight 0, and its real rows weigh
+padded/real: Keras divides the weighted loss by the batch's row count, so
+the loss, and the gradient, are those of the unpadded batch.
+
 Pixels come as uint8 (or float) RGB; the random resized crop and the flip
 run batched in TensorFlow (`crop_and_resize`, bilinear), then the weights'
 preprocessing, with the arithmetic of `resnet_keras.images.preprocess`.
@@ -51,6 +59,17 @@ def crop_parameters(seed: int, epoch: int, count: int, augment: Augmentation) ->
     left = rng.uniform(size=count) * (1 - width)
     flip = (rng.uniform(size=count) < 0.5) & augment.flip
     return np.stack([top, left, top + height, left + width, flip], axis=1).astype(np.float32)
+
+
+def shard_rows(rows: np.ndarray, shard: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, weight factors) of one worker's slice of a global batch; see the module's docstring."""
+    index, processes, devices = shard
+    real = len(rows)
+    padded = -(-real // devices) * devices
+    rows = np.concatenate([rows, np.repeat(rows[:1], padded - real)])
+    factors = np.where(np.arange(padded) < real, np.float32(padded / real), np.float32(0))
+    share = padded // processes
+    return rows[index * share:(index + 1) * share], factors[index * share:(index + 1) * share]
 
 
 def preprocess_tensor(x, mode: str | None):
@@ -101,8 +120,9 @@ class TrainingInput:
 
     def __init__(self, pixels: Pixels, *, input_size: int, preprocessing: str | None,
                  augment: Augmentation | None, batch_size: int, seed: int, num_classes: int,
-                 class_weights: np.ndarray):
+                 class_weights: np.ndarray, shard: tuple[int, int, int] | None = None):
         self.pixels, self.input_size, self.preprocessing = pixels, input_size, preprocessing
+        self.shard = shard  # (this worker, workers, devices): see shard_rows
         self.augment, self.batch_size, self.seed = augment, batch_size, seed
         self.num_classes = num_classes
         self.class_weights = np.asarray(class_weights, np.float32)
@@ -118,7 +138,10 @@ class TrainingInput:
                   else np.zeros((count, 5), np.float32))
         for start in range(0, count, self.batch_size):
             rows = order[start:start + self.batch_size]
-            yield self.pixels.take(rows), self.pixels.labels[rows], params[rows]
+            factors = np.ones(len(rows), np.float32)
+            if self.shard is not None:
+                rows, factors = shard_rows(rows, self.shard)
+            yield self.pixels.take(rows), self.pixels.labels[rows], params[rows], factors
 
     def dataset(self, epoch: int):
         """The tf.data.Dataset of epoch `epoch` (0-based, counted over the whole run)."""
@@ -130,11 +153,12 @@ class TrainingInput:
             tf.TensorSpec((None, side, side, 3), dtype),
             tf.TensorSpec((None,), tf.int32),
             tf.TensorSpec((None, 5), tf.float32),
+            tf.TensorSpec((None,), tf.float32),
         )
         weights = tf.constant(self.class_weights)
         size, mode, augment = self.input_size, self.preprocessing, self.augment is not None
 
-        def transform(images, labels, params):
+        def transform(images, labels, params, factors):
             images = tf.cast(images, tf.float32)
             if augment:
                 images = crop_and_resize(images, params[:, :4], size)
@@ -143,7 +167,7 @@ class TrainingInput:
             elif side != size:
                 images = tf.image.resize(images, (size, size), method="bilinear")
             x = preprocess_tensor(images, mode)
-            return x, tf.one_hot(labels, self.num_classes), tf.gather(weights, labels)
+            return x, tf.one_hot(labels, self.num_classes), tf.gather(weights, labels) * factors
 
         dataset = tf.data.Dataset.from_generator(lambda: self._batches(epoch), output_signature=signature)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(self.steps))  # Keras knows the steps

@@ -58,6 +58,14 @@ class Pixels:
 
         return load_batch([self.files[row] for row in rows], (self.size, self.size)).astype(np.uint8)
 
+    def part(self, rows: slice) -> Pixels:
+        """The images of `rows` (a worker's block), or these very Pixels when that is all of them."""
+        if rows.indices(len(self))[:2] == (0, len(self)):
+            return self
+        return Pixels(self.size, self.positions[rows], self.labels[rows],
+                      cache=None if self.cache is None else self.cache[rows],
+                      files=None if self.files is None else self.files[rows])
+
 
 def resize_pixels(pixels: np.ndarray, size: int) -> np.ndarray:
     """In-memory images at `size` x `size` (bilinear), in their own dtype."""
