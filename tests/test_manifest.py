@@ -514,11 +514,11 @@ def test_imagenet_selects_the_default_tag_where_no_tag_has_that_name(tmp_path):
     assert _weights.active_manifest(default).entry("resnet18", "imagenet").tag == "mine"
 
 
-# -- the README's table of pretrained weights ---------------------------------------
+# -- the table of pretrained weights (docs/weights.md) ------------------------------
 
 
 def weights_table_rows() -> list[str]:
-    """The rows the README's "Pretrained weights" table must hold, from the shipped manifest."""
+    """The rows the "Pretrained weights" table of docs/weights.md must hold, from the shipped manifest."""
     manifest = _manifest.shipped_manifest()
     rows = []
     for model in sorted(manifest.entries, key=lambda m: (sum(SPECS[m].depths), m)):
@@ -538,9 +538,9 @@ def weights_table_rows() -> list[str]:
     return rows
 
 
-def test_readme_weights_table_is_the_shipped_manifest():
+def test_the_weights_table_is_the_shipped_manifest():
     """To print the rows: cd tests; python -c 'import test_manifest as t; print(*t.weights_table_rows(), sep=chr(10))'."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Pretrained weights", 1)[1].split("\n#", 1)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "weights.md").read_text(encoding="utf-8")
+    section = page.split("## Pretrained weights", 1)[1].split("\n#", 1)[0]
     table = [line for line in section.splitlines() if line.startswith("| `")]
     assert table == weights_table_rows()
