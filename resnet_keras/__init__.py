@@ -23,8 +23,9 @@ _LAZY = {
     **dict.fromkeys(("ParityReport", "Predictor"), ".predictor"),
     **dict.fromkeys(("ConvertedWeights", "convert_checkpoint"), ".tools.convert"),
     **dict.fromkeys(("grad_cam", "overlay", "save_overlay"), ".explain"),
+    **dict.fromkeys(("FineTuned", "fine_tune", "load_run"), ".finetune"),
 }
-_SUBMODULES = ("cifar", "errors", "resnet", "resnet50", "resnet_small", "resnet_v1_5", "resnet_v2")
+_SUBMODULES = ("cifar", "errors", "finetune", "resnet", "resnet50", "resnet_small", "resnet_v1_5", "resnet_v2")
 
 
 def _builders() -> dict:

@@ -28,7 +28,7 @@ from resnet_keras.cli import output
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = sorted(str(p) for p in (REPO / "examples" / "images").glob("*.jpg"))
-COMMANDS = ("fetch", "verify", "weights", "list", "info", "classify", "features", "export")
+COMMANDS = ("fetch", "verify", "weights", "list", "info", "classify", "features", "export", "finetune", "evaluate")
 
 
 def run(capsys, *argv):

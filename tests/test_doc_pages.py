@@ -6,12 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from markdown_docs import README, REPO, anchors, documents, links, name
+from markdown_docs import README, anchors, documents, links, name
 
 # Issue 20: an introduction, not a specification.
 README_MAX_LINES = 250
-# Pages another branch brings (linked already, merged by the lead): the entry goes once the page exists.
-AWAITED = {"docs/finetune.md": "issue 21's guide to resnet_keras.fine_tune (branch i21-finetune)"}
 
 
 def target(page: Path, link: str) -> tuple[Path, str]:
@@ -30,8 +28,6 @@ def test_every_link_lands(page):
     broken = []
     for link in links(page):
         path, fragment = target(page, link)
-        if path.is_relative_to(REPO) and path.relative_to(REPO).as_posix() in AWAITED:
-            continue
         if not path.exists():
             broken.append(f"{link}: no such file")
         elif fragment and path.suffix == ".md" and fragment not in anchors(path):
@@ -49,9 +45,3 @@ def test_every_page_is_reached_from_the_readme():
         todo += [target(page, link)[0] for link in links(page)]
     unreached = [name(p) for p in documents() if p.resolve() not in reached]
     assert not unreached, f"no link leads to {unreached} from README.md"
-
-
-def test_awaited_pages_are_still_to_come():
-    """Once a branch brings its page, its link is checked like any other."""
-    arrived = [path for path in AWAITED if (REPO / path).exists()]
-    assert not arrived, f"{arrived} exist now: remove them from AWAITED in {Path(__file__).name}"

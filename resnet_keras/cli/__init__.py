@@ -6,7 +6,8 @@ The package, by job:
   subcommand; a new one (list, info, classify, ...) is one more registered
   function in one of the command modules, and `main` does the rest.
 - `weights_commands` (fetch, verify, weights), `model_commands` (list,
-  info), `run_commands` (classify, features, export).
+  info), `run_commands` (classify, features, export), `finetune_commands`
+  (finetune, evaluate; classify --model RUN_DIR).
 - `options`: arguments several subcommands share; `output`: tables,
   escaped file names, one-line errors in the command's words;
   `loading`: builds the model a command asks for. Image files are read
@@ -28,7 +29,7 @@ import sys
 from typing import Sequence
 
 # Imported for their @command registrations, in the order `--help` lists them.
-from . import weights_commands, model_commands, run_commands  # noqa: F401
+from . import weights_commands, model_commands, run_commands, finetune_commands  # noqa: F401
 from .output import report
 from .registry import COMMANDS, EXIT_FAILURE, EXIT_INTERRUPTED
 from ..errors import ResNetKerasError

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .options import active_manifest
@@ -70,6 +71,19 @@ def _import_keras(args: argparse.Namespace):
 def model_spec(args: argparse.Namespace) -> ResNetSpec:
     """The spec of `--model`/MODEL; unknown names raise with close matches."""
     return SPECS[catalog.resolve(args.model)]
+
+
+def fine_tuned_run(args: argparse.Namespace) -> Path | None:
+    """The RUN_DIR that `--model` names (a folder, not a registered model name), else None.
+
+    The hook through which `classify --model RUN_DIR` runs a fine-tuned
+    classifier (`finetune_commands.classify_run`); `finetune.record.read_run`
+    then checks that the folder is a complete run.
+    """
+    model = getattr(args, "model", None)
+    if not isinstance(model, str) or model.lower() in SPECS or not os.path.isdir(model):
+        return None
+    return Path(model)
 
 
 def resolve_weights(args: argparse.Namespace, spec: ResNetSpec, *, include_top: bool) -> Resolved:

@@ -49,7 +49,8 @@ _API_WORDS = {
 
 def flag_words(message: str, args: argparse.Namespace | None) -> str:
     """`message` with Python argument names replaced by the command's flags."""
-    flags = dict(FLAGS, name=getattr(args, "model_flag", "MODEL"))
+    # a command may name more of its flags (`args.flags`: argument -> flag)
+    flags = dict(FLAGS, **getattr(args, "flags", {}), name=getattr(args, "model_flag", "MODEL"))
     for api, cli_words in _API_WORDS.items():
         message = message.replace(api, cli_words)
     names = "|".join(map(re.escape, flags))

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .loading import build_model, check_inference_options, model_spec, predict_function, resolve_weights
+from .loading import (
+    build_model, check_inference_options, fine_tuned_run, model_spec, predict_function, resolve_weights,
+)
 from .options import (
     add_batch_size, add_inference_options, add_model_options, non_negative_float, positive_float, positive_int,
 )
@@ -54,6 +56,11 @@ def run_classify(args: argparse.Namespace) -> int:
 
     from ..images import collect_images, format_top, load_batch, preprocess, spatial_size, top_labels
 
+    run_dir = fine_tuned_run(args)
+    if run_dir is not None:  # --model RUN_DIR: a fine-tuned classifier, its own class names
+        from .finetune_commands import classify_run
+
+        return classify_run(args, run_dir)
     spec = model_spec(args)
     if args.top > spec.classes:
         raise InvalidArgumentError(

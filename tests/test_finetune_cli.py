@@ -1,0 +1,206 @@
+"""resnet-keras finetune / evaluate / classify --model RUN_DIR, and bad data folders.
+
+The data: a folder of class sub-folders of real digit scans (PNG), with the
+files users have: a grey PNG and a CMYK JPEG (converted, trained on), a
+0-byte file and a file that is not an image (counted skips), a text file
+(ignored). Every refusal happens before RUN_DIR is created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from PIL import Image
+
+from finetune_data import TAG, digits, own_cache, publish_weights, random_backbone, write_folder
+from resnet_keras import cli
+from resnet_keras.errors import InvalidArgumentError
+from resnet_keras.finetune import data as data_lib
+
+SIZE = 16
+CLASSES = ["zero", "one", "two"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    x, y = digits(classes=range(3), per_class=16, size=SIZE)
+    root = write_folder(tmp_path_factory.mktemp("data") / "digits", x, y, CLASSES)
+    Image.fromarray(x[0][..., 0], "L").save(root / "zero" / "grey.png")
+    Image.fromarray(x[20]).convert("CMYK").save(root / "one" / "cmyk.jpg")
+    (root / "zero" / "empty.png").write_bytes(b"")
+    (root / "one" / "broken.jpg").write_bytes(b"<html>not a jpeg</html>")
+    (root / "two" / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return publish_weights(random_backbone(SIZE, seed=2), tmp_path_factory.mktemp("weights"), input_size=SIZE)
+
+
+def finetune_args(folder, out, manifest, *extra):
+    return ["finetune", str(folder), "--model", "resnet20", "--weights", TAG, "--manifest", str(manifest),
+            "--out", str(out), "--head-epochs", "1", "--epochs", "1", "--batch-size", "16", "--quiet", *extra]
+
+
+@pytest.fixture(scope="module")
+def run(folder, manifest, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    with own_cache(tmp_path_factory.mktemp("cache")):
+        assert cli.main(finetune_args(folder, out, manifest)) == 0
+    return out
+
+
+def test_finetune_writes_a_complete_run_and_counts_skips(run, capsys):
+    names = {p.name for p in run.iterdir()}
+    assert {"weights.h5", "run.json", "metrics.json", "report.html", "settings.json", "class_names.json",
+            "split.json", "skipped.csv"} <= names
+    assert not any(n.startswith("checkpoint") or n.endswith(".part") for n in names)
+    skipped = (run / "skipped.csv").read_text().splitlines()
+    assert skipped[0] == "path,reason" and len(skipped) == 3
+    assert any(line.startswith("zero/empty.png,empty file") for line in skipped)
+    assert any(line.startswith("one/broken.jpg,Not an image") for line in skipped)
+    split = json.loads((run / "split.json").read_text())
+    used = {path for path, _ in split["train"] + split["validation"]}
+    assert {"zero/grey.png", "one/cmyk.jpg"} <= used and len(used) == 48 + 2
+    assert json.loads((run / "run.json").read_text())["class_names"] == sorted(CLASSES)  # as keras sorts
+    metrics = json.loads((run / "metrics.json").read_text())  # keep="best" (the default)
+    scores = [(h["val_top1"], -h["val_loss"]) for h in metrics["history"]]
+    assert metrics["best_epoch"] == scores.index(max(scores))
+
+
+def test_evaluate_prints_top1_top5_per_class_and_confusion(run, folder, capsys):
+    assert cli.main(["evaluate", str(run), str(folder), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "50 images (2 skipped): top-1 " in out and "top-3 1.0000" in out
+    assert "precision" in out and "recall" in out and "confusion matrix" in out
+    assert cli.main(["evaluate", str(run), str(folder), "--json", "--quiet"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["images"] == 50 and len(metrics["confusion"]) == 3 and metrics["skipped"] == 2
+    assert [c["name"] for c in metrics["per_class"]] == sorted(CLASSES)
+
+
+def test_classify_with_a_run_dir_prints_its_class_names(run, folder, capsys):
+    image = folder / "two" / os.listdir(folder / "two")[0]
+    assert cli.main(["classify", "--model", str(run), str(image)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(image) and {line.split()[1] for line in lines[1:]} == set(CLASSES)
+
+
+def test_classify_refuses_weights_with_a_run_dir(run, folder, capsys):
+    assert cli.main(["classify", "--model", str(run), "--weights", "none", str(folder / "zero")]) == 1
+    assert "do not apply to --model RUN_DIR" in capsys.readouterr().err
+
+
+def test_other_settings_in_the_run_dir_are_refused_before_anything_changes(run, folder, manifest, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    code = cli.main(finetune_args(folder, run, manifest)[:-1] + ["--lr", "0.002", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "lr 0.001 there, 0.002 now" in err and "--overwrite" in err
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
+def bad_folder(root, layout):
+    """`layout`: path -> bytes, or "folder/" -> None for an empty folder."""
+    root.mkdir()
+    for path, content in layout.items():
+        target = root / path
+        if content is None:
+            target.mkdir(parents=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    return root
+
+
+def _png() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PNG = _png()  # a real 16x16 image
+
+
+@pytest.mark.parametrize("layout, phrase", [
+    ({"cats/a.png": PNG}, "at least 2 class sub-folders"),
+    ({"cats/a.png": PNG, "dogs/": None}, "'dogs' holds none"),
+    ({"cats/a.png": PNG, "dogs/a.png": b""}, "'dogs' holds 1, all empty"),
+    ({"cats/a.png": PNG, "dogs/a.png": b"\x89PNG\r\n\x1a\n broken"}, "'dogs' has none"),
+    ({}, "at least 2 class sub-folders"),
+])
+def test_a_bad_data_folder_is_refused_in_one_line_and_run_dir_is_never_created(layout, phrase, tmp_path, capsys):
+    root = bad_folder(tmp_path / "data", layout)
+    out = tmp_path / "run"
+    code = cli.main(["finetune", str(root), "--model", "resnet20", "--weights", "none", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and phrase in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_a_class_name_that_is_not_utf8_is_refused(tmp_path, capsys):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "cats").mkdir()
+    (root / "cats" / "a.png").write_bytes(PNG)
+    os.mkdir(os.fsencode(root) + b"/caf\xe9")
+    with open(os.fsencode(root) + b"/caf\xe9/b.png", "wb") as f:
+        f.write(PNG)
+    code = cli.main(["finetune", str(root), "--model", "resnet20", "--weights", "none", "--out",
+                     str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "valid UTF-8" in err and "caf\\xe9" in err and not (tmp_path / "run").exists()
+
+
+def test_a_missing_data_dir_and_bad_options_fail_before_any_write(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["finetune", str(tmp_path / "nope"), "--model", "resnet20", "--weights", "none",
+                     "--out", str(out)]) == 1
+    assert "no such folder" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["finetune", str(tmp_path), "--out", str(out), "--validation-split", "1.5"])
+    assert exit_.value.code == 2 and not out.exists()
+    assert cli.main(["finetune", str(tmp_path), "--model", "resnet20", "--weights", "none", "--out", str(out),
+                     "--no-augment", "--no-flip"]) == 1
+    assert "--no-augment" in capsys.readouterr().err and not out.exists()
+
+
+def test_listing_many_files_is_fast_and_bounded(tmp_path, monkeypatch):
+    """10,000 empty files: listed with one stat each, none opened, all counted as skips
+    (100,000 in the slow tier); more entries than MAX_FILES is an error, not a stall."""
+    root = tmp_path / "data"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    (root / "b" / "x.png").write_bytes(PNG)
+    (root / "a" / "y.png").write_bytes(PNG)
+    fd = os.open(root / "a", os.O_RDONLY)
+    for i in range(10_000):
+        os.close(os.open(f"{i:06d}.jpg", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+    os.close(fd)
+    began = time.perf_counter()
+    examples = data_lib.list_folder(root)
+    assert time.perf_counter() - began < 2.0
+    assert len(examples) == 2 and len(examples.skipped) == 10_000
+    monkeypatch.setattr(data_lib, "MAX_FILES", 5_000)
+    with pytest.raises(InvalidArgumentError, match="at most 5,000 files"):
+        data_lib.list_folder(root)
+
+
+def test_bad_arguments_and_data_are_reported_without_importing_keras(tmp_path):
+    import subprocess
+    import sys
+
+    probe = ("import sys; from resnet_keras.cli import main\nstatus = main(sys.argv[1:])\n"
+             "print('LOADED', sorted(m for m in ('keras', 'tensorflow') if m in sys.modules), status)")
+    (tmp_path / "one" / "cats").mkdir(parents=True)
+    (tmp_path / "one" / "cats" / "a.png").write_bytes(PNG)
+    for data in ("missing", "one"):
+        done = subprocess.run([sys.executable, "-c", probe, "finetune", data, "--model", "resnet20", "--weights",
+                               "none", "--out", "run"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert done.stdout.splitlines()[-1] == "LOADED [] 1", done.stdout + done.stderr
+    assert not (tmp_path / "run").exists()
