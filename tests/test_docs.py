@@ -1,16 +1,20 @@
-"""Every fenced block of README.md runs here, so the README cannot drift from the code.
+"""Every fenced block of README.md and docs/*.md runs here, so the docs cannot drift from the code.
 
-The README is parsed at test time. Each fenced block is one test:
+The pages are parsed at test time (tests/markdown_docs.py). Each fenced
+block is one test, named by its page and line:
 
 - ```python blocks run in this process (Keras is loaded anyway), in a
   scratch folder that holds the sample photos; names a snippet uses without
   defining (`images`, `x`, `train_ds`, ...) come from `GIVEN`. Pretrained
   weights come from a user manifest on a loopback mirror that serves files
   in the official format (random weights), as in tests/test_example.py.
-- Command blocks (```bash, or plain ``` with `$ resnet-keras ...` lines) run
-  through `resnet_keras.cli.main`. A `$ ` transcript must print what the
-  README shows, up to what depends on random weights (labels and scores of
-  `classify`, the error of `export`) and on where the cache is.
+- Command blocks (```bash, or plain ``` with `resnet-keras ...` lines) run
+  through `resnet_keras.cli.main`. A list of commands runs with the same
+  mirrored weights (the weights commands: with every shipped file on the
+  mirror) and must succeed. A `$ ` transcript runs with the shipped manifest
+  and must print what the page shows, up to what depends on random weights
+  (labels and scores of `classify`, the error of `export`) and on where the
+  cache is.
 - The ```json block is the mirror manifest example: merged over the shipped
   manifest, it must leave `ResNet50()` its `top` file.
 
@@ -23,13 +27,10 @@ a marker runs, so a snippet that does not work fails this test.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import glob
 import json
 import os
 import re
-import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,84 +40,14 @@ import numpy as np
 import pytest
 
 import official_format
+from markdown_docs import REPO, Block, all_blocks, commands, is_transcript, kind
 from resnet_keras import cli
 
-REPO = Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
-MARKER = re.compile(r"^<!-- readme-test: (skip|slow)(?: \((.+)\))? -->$")
-# Where the README's outputs were captured: root's default keras cache.
+# Where the transcripts' outputs were captured: root's default keras cache.
 README_CACHE = "/root/.keras/models"
-# Models whose pretrained weights the Python snippets load.
+# Models whose pretrained weights the snippets and commands load.
 MIRRORED = ("resnet50", "resnet50v2")
-
-
-@dataclasses.dataclass(frozen=True)
-class Block:
-    line: int  # of the opening fence, 1-based
-    lang: str
-    text: str
-    marker: str | None  # "skip", "slow" or None
-    reason: str | None
-
-    @property
-    def id(self) -> str:
-        first = next((s for s in self.text.splitlines() if s.strip()), "")
-        return f"L{self.line}-{self.lang or 'text'}-{re.sub(r'[^A-Za-z0-9]+', '_', first)[:30]}"
-
-
-def readme_blocks() -> list[Block]:
-    blocks, lines = [], README.read_text(encoding="utf-8").splitlines()
-    i = 0
-    while i < len(lines):
-        fence = re.match(r"^```(\w*)\s*$", lines[i])
-        if not fence:
-            i += 1
-            continue
-        end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
-        previous = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
-        marker = MARKER.match(previous.strip())
-        blocks.append(Block(
-            line=i + 1, lang=fence.group(1), text="\n".join(lines[i + 1:end]) + "\n",
-            marker=marker.group(1) if marker else None, reason=marker.group(2) if marker else None,
-        ))
-        i = end + 1
-    return blocks
-
-
-BLOCKS = readme_blocks()
-
-
-def commands(block: Block) -> list[tuple[list[str], list[str] | None]]:
-    """[(argv with env assignments first, expected output lines or None)].
-
-    In a transcript (`$ ` lines) the lines up to the next `$ ` are the
-    expected output; otherwise every non-comment line is a command.
-    """
-    lines = block.text.splitlines()
-    transcript = any(line.startswith("$ ") for line in lines)
-    out = []
-    for line in lines:
-        if transcript:
-            if line.startswith("$ "):
-                out.append((shlex.split(line[2:]), []))
-            elif out:
-                out[-1][1].append(line)
-        elif line.strip() and not line.lstrip().startswith("#"):
-            out.append((shlex.split(line, comments=True), None))
-    for argv, expected in out:
-        while expected and not expected[-1].strip():
-            expected.pop()
-    return out
-
-
-def kind(block: Block) -> str:
-    if block.lang == "python":
-        return "python"
-    if block.lang == "json":
-        return "manifest"
-    if block.lang in ("bash", "sh", "") and commands(block):
-        return "commands"
-    return "unknown"
+BLOCKS = all_blocks()
 
 
 def params(wanted: str):
@@ -133,18 +64,19 @@ def params(wanted: str):
 # The inventory: nothing is left out silently
 
 
-def test_readme_has_the_blocks_we_know_of():
+def test_the_docs_have_the_blocks_we_know_of():
     kinds = [kind(b) for b in BLOCKS]
     assert kinds.count("python") >= 8 and kinds.count("commands") >= 3 and "manifest" in kinds
+    assert {b.doc for b in BLOCKS} >= {"README.md", "docs/weights.md", "docs/inference.md", "docs/backends.md"}
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_every_block_runs_or_says_why_not(block):
     if block.marker == "skip":
-        assert block.reason, f"README line {block.line}: a skip marker needs a reason: (...)"
+        assert block.reason, f"{block.where}: a skip marker needs a reason: (...)"
         return
     assert kind(block) != "unknown", (
-        f"README line {block.line}: no runner for this block; make it a python, json or command "
+        f"{block.where}: no runner for this block; make it a python, json or command "
         "block, or put `<!-- readme-test: skip (reason) -->` on the line before the fence"
     )
 
@@ -201,6 +133,7 @@ def tiny_dataset():
 # a snippet uses the name without defining it.
 GIVEN = {
     "images": lambda: photos(64),
+    "pixels": lambda: photos(224),
     "images_nchw": lambda: photos(224, "nchw"),
     "x": lambda: keras.applications.resnet.preprocess_input(photos(224)),
     "train_ds": tiny_dataset,
@@ -230,7 +163,7 @@ def used_names(code: str) -> set[str]:
 
 
 def features_npz(workdir: Path, official_file) -> None:
-    """features.npz as the README's `features` command writes it."""
+    """features.npz as the docs' `features` command writes it."""
     (workdir / "resnet50_random_notop.h5").symlink_to(official_file("resnet50", False))
     command = next(c for b in BLOCKS for c, _ in commands(b) if c[:2] == ["resnet-keras", "features"])
     status, _, err = run_command(command, workdir)
@@ -252,7 +185,7 @@ def test_python_block_runs(block, workdir, mirrored_weights, official_file, caps
     namespace = {"__name__": "__readme__"}
     for name in sorted((used_names(code) - assigned_names(code)) & set(GIVEN)):
         namespace[name] = GIVEN[name]()
-    exec(compile(code, f"README.md:{block.line}", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(code, f"{block.doc}:{block.line}", "exec"), namespace)  # noqa: S102 - our own docs
     if "decode_predictions" in code:
         printed = capsys.readouterr().out
         assert re.search(r"\('n\d{8}', '\w+', ", printed), printed  # a list of (wordnet id, name, score)
@@ -324,14 +257,16 @@ def normalize(lines: list[str], cache: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("block", params("commands"))
-def test_command_block_runs_and_prints_what_the_readme_shows(
-    block, workdir, official_file, mirror, isolated_env, tmp_path, monkeypatch
+def test_command_block_runs_and_prints_what_the_page_shows(
+    block, workdir, official_file, mirror, isolated_env, tmp_path, monkeypatch, request
 ):
     (workdir / "resnet50_random.h5").symlink_to(official_file("resnet50", True))
     (workdir / "resnet50_random_notop.h5").symlink_to(official_file("resnet50", False))
     fetches = [argv for argv, _ in commands(block) if argv[1:2] == ["fetch"]]
     if fetches:  # the weights commands download: every shipped file, small, on the mirror
         monkeypatch.setenv("RESNET_KERAS_MANIFEST", str(mirror_of_the_shipped_manifest(mirror, tmp_path)))
+    elif not is_transcript(block):  # default weights, as a user gets them (a transcript prints the shipped URLs)
+        request.getfixturevalue("mirrored_weights")
     for argv, expected in commands(block):
         status, out, err = run_command(argv, workdir)
         shown = " ".join(argv)
