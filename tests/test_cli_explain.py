@@ -10,17 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import run
 import official_format
 import resnet_keras
-from resnet_keras import cli
 from resnet_keras.cli import run_commands
 from resnet_keras.explain import folder, gradcam
 
-
-def run(capsys, *argv):
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture(scope="module")

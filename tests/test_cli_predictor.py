@@ -9,7 +9,7 @@ from PIL import Image
 from optional import require
 from predictor_doubles import keras_engines
 from resnet_keras.inference import runtimes
-from test_cli import assert_one_line_error, image_dir, keras_outputs, parse_classify, resnet20_files, run  # noqa: F401
+from cli_runs import assert_one_line_error, keras_outputs, parse_classify, run
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cache_checks import assert_clean_cache, entry, fast_network, md5, payload, user_manifest  # noqa: F401
+from cli_runs import run
 from http_mirror import Reply
 from resnet_keras import cli
 from resnet_keras.cli import registry
@@ -34,11 +35,6 @@ def catalog(mirror, tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_KERAS_MANIFEST", str(path))
     return path
 
-
-def run(capsys, *argv):
-    status = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_fetch_defaults_to_the_file_with_the_head(catalog, capsys, isolated_env):

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import run
 import official_format
 import resnet_keras
 from image_files import bytes_name
 from optional import require
-from resnet_keras import cli
 from resnet_keras.errors import InvalidArgumentError, MissingDependencyError
 
 pa = require("pyarrow")
@@ -56,11 +56,6 @@ def make_images(root: Path, count: int, *, seed: int = 0) -> Path:
     (root / "sub" / "text.png").write_text("hello")
     return root
 
-
-def run(capsys, *argv):
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def features_args(images, out, weights, *extra):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import run
 import official_format
 from image_files import random_rgb
 from optional import require
@@ -22,11 +23,6 @@ from resnet_keras.extraction.engines import check_ray_resources
 
 pq = require("pyarrow.parquet")
 
-
-def run(capsys, *argv):
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture(scope="module")
