@@ -57,7 +57,7 @@ def write_folder(root: Path, pixels: np.ndarray, labels: np.ndarray, class_names
 def publish_weights(model, folder: Path, *, input_size: int, preprocessing: str = "tf",
                     tag: str = TAG) -> Path:
     """`model`'s backbone (include_top=False) as a weights file with a manifest entry; the manifest path."""
-    from resnet_keras.tools.convert import write_keras2_layout
+    from resnet_keras.weights.formats.hdf5_write import write_keras2_layout
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"resnet20_{tag}_notop.h5"

@@ -264,9 +264,9 @@ def test_refuses_a_foreign_folder_a_locked_one_and_random_weights_resume(weights
 def test_options_that_do_not_apply_are_named(weights, tmp_path, capsys):
     images = make_images(tmp_path / "images", 1)
     one_line_error(*run(capsys, *features_args(images, tmp_path / "f.npz", weights, "--shard-size", "4")),
-                   "--shard-size only apply to --out FOLDER")
+                   "`--shard-size` applies only to Parquet output (--out FOLDER)")
     one_line_error(*run(capsys, *features_args(images, tmp_path / "out", weights, "--actors", "2")),
-                   "--actors only apply to --engine ray")
+                   "`--actors` apply to --engine ray only. Received: --engine local, --actors=2")
     assert not (tmp_path / "out").exists()
 
 

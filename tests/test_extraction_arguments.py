@@ -101,7 +101,7 @@ def test_one_file_as_a_path_object(photos, tmp_path, weights):
 
 @pytest.mark.parametrize("images, error, phrase", [
     ("no/such/photos", ImageError, "No such file: no/such/photos"),
-    (5, InvalidArgumentError, "`images` must be a file or folder path, a list of image paths"),
+    (5, InvalidArgumentError, "`images` must be a file or folder path, a list of them, or a ray.data.Dataset"),
     ([b"a.jpg", 7], InvalidArgumentError, "Received: images=[b'a.jpg', 7]"),
 ])
 def test_images_that_name_nothing_are_refused_before_any_work(images, error, phrase, tmp_path):
