@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from image_files import random_rgb, write_png48
+from image_files import random_rgb, torchvision_eval, write_png48
 from resnet_keras.images import Transform, class_names, eval_transform, load_batch, top_classes, top_labels
 
 
@@ -175,21 +175,6 @@ def test_a_damaged_exif_block_leaves_the_photo_as_stored(tmp_path):
 
 # --------------------------------------------------------------------------
 # The eval transform of a weights record: torchvision's resize-then-crop, or keras' plain resize
-
-
-def torchvision_eval(path, resize: int, crop: int) -> np.ndarray:
-    """torchvision's `Resize(resize)` then `CenterCrop(crop)` on a PIL image, written out from
-    torchvision 0.2x's functional.py (`_compute_resized_output_size`, `center_crop`)."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        w, h = image.size
-        short, long = (w, h) if w <= h else (h, w)
-        new_short, new_long = resize, int(resize * long / short)
-        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-        if (new_w, new_h) != (w, h):
-            image = image.resize((new_w, new_h), Image.BILINEAR)  # torchvision's default for PIL
-        top, left = int(round((new_h - crop) / 2.0)), int(round((new_w - crop) / 2.0))
-        return np.asarray(image.crop((left, top, left + crop, top + crop)), np.float32)
 
 
 @pytest.mark.parametrize("shape", [(300, 400), (400, 300), (256, 256), (97, 333), (230, 231)])
