@@ -30,6 +30,7 @@ from typing import Sequence
 
 # Imported for their @command registrations, in the order `--help` lists them.
 from . import weights_commands, model_commands, run_commands, finetune_commands  # noqa: F401
+from .options import add_verbose
 from .output import report
 from .registry import COMMANDS, EXIT_FAILURE, EXIT_INTERRUPTED
 from ..errors import ResNetKerasError
@@ -51,9 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in COMMANDS.values():
         sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         cmd.configure(sub)
-        # also after the command; SUPPRESS keeps a --verbose given before it
-        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                         help="show TensorFlow's start-up and device messages")
+        add_verbose(sub)
         sub.set_defaults(run=cmd.run)
     return parser
 

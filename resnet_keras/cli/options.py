@@ -20,6 +20,12 @@ def active_manifest(args: argparse.Namespace):
     return active_manifest(getattr(args, "manifest", None))
 
 
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """--verbose after the command too; SUPPRESS keeps one given before it."""
+    parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show TensorFlow's start-up and device messages")
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

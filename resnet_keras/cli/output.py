@@ -50,6 +50,8 @@ FLAGS = {
     "cpus_per_actor": "--cpus-per-actor",
     "gpus_per_actor": "--gpus-per-actor",
     "ray_options": "--address/--actors/--cpus-per-actor/--gpus-per-actor",
+    "src": "SRC",
+    "dst": "DST",
     "data": "DATA_DIR",
     "validation_data": "--validation-dir",
     "workers": "--workers",
@@ -63,6 +65,7 @@ _API_WORDS = {
     "RESNET_KERAS_OFFLINE, offline=": "RESNET_KERAS_OFFLINE, --offline",
     "RESNET_KERAS_MANIFEST or manifest=": "RESNET_KERAS_MANIFEST or --manifest",
     "pass overwrite=True": "pass --overwrite",
+    "Pass overwrite=True": "Pass --overwrite",
     "weights=None": "--weights none",
     "calibration=None": "no --calibration",
     "precision='int8'": "--precision int8",
@@ -77,7 +80,7 @@ _API_WORDS = {
 def flag_words(message: str, args: argparse.Namespace | None) -> str:
     """`message` with Python argument names replaced by the command's flags."""
     model = getattr(args, "model_flag", "MODEL")  # --model, or the MODEL positional
-    flags = dict(FLAGS, name=model, model=model)
+    flags = dict(FLAGS, name=model, model=model, model_name=model)
     for api, cli_words in _API_WORDS.items():
         message = message.replace(api, cli_words)
     names = "|".join(map(re.escape, flags))
