@@ -75,7 +75,8 @@ def check_options(sink: Sink, engine: str, given: dict[str, Any], out: str | os.
         if misplaced:
             received = ", ".join(f"{n}={given[n]!r}" for n in misplaced)
             raise InvalidArgumentError(
-                f"{', '.join(f'`{n}`' for n in misplaced)} apply to engine={other!r} only. "
+                f"{', '.join(f'`{n}`' for n in misplaced)} appl{'ies' if len(misplaced) == 1 else 'y'} to "
+                f"engine={other!r} only. "
                 f"Received: engine={engine!r}, {received}. Pass engine={other!r}, or leave them out.")
 
 
