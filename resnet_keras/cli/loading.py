@@ -90,11 +90,12 @@ def build_model(args: argparse.Namespace, source: Source, *, pooling: str | None
 
 def check_inference_options(args: argparse.Namespace) -> tuple | None:
     """The calibration image paths, checked with --precision/--runtime before any weights are fetched."""
+    if args.precision is None and args.runtime is None and args.calibration is None:
+        return None  # Keras runs the model: nothing of a Predictor to check
     from ..extraction.plan import calibration_files
     from ..inference.runtimes import choose
 
-    if args.precision is not None or args.runtime is not None:  # a Predictor will run: the pair is possible
-        choose(args.runtime or "auto", args.precision or "float32")
+    choose(args.runtime or "auto", args.precision or "float32")  # a Predictor will run: the pair is possible
     return calibration_files(args.calibration, args.precision or "float32") or None
 
 
