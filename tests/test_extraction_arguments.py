@@ -158,3 +158,30 @@ def test_ray_engine_refuses_cpus_it_cannot_place_in_one_line(photos, tmp_path, w
     assert "1 actors x 2 CPUs plus 1 CPU for decoding is more than the cluster's 2" in errors[0]
     assert "--cpus-per-actor=2" in errors[0]  # the flag, not the Python argument
     assert not (tmp_path / "out").exists()  # refused before the store was opened
+
+
+# --------------------------------------------------------------------------
+# docs/features.md's table says what the capability table says
+
+
+def test_the_docs_table_of_outputs_is_the_capability_table():
+    from pathlib import Path
+
+    from resnet_keras.cli.output import FLAGS
+    from resnet_keras.extraction import PRECISIONS
+    from resnet_keras.extraction.sinks import SINKS
+    from resnet_keras.inference.precision import PREDICTOR
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "features.md").read_text(encoding="utf-8")
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in page.splitlines()
+            if line.startswith("| `--")]
+
+    def row(flag):
+        (found,) = [cells[1:] for cells in rows if flag in cells[0]]
+        return [cell.split(",")[0] == "yes" for cell in found]
+
+    sinks = [SINKS["parquet"], SINKS["npz"]]
+    for option in {o for sink in sinks for o in sink.options}:
+        assert row(f"`{FLAGS[option]}`") == [option in sink.options for sink in sinks], option
+    assert row("`--engine ray`") == ["ray" in sink.engines for sink in sinks]
+    assert row("`--precision float32`") == [True, True] and PRECISIONS == PREDICTOR
