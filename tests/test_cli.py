@@ -165,7 +165,7 @@ def test_export_onnx_and_tflite(resnet20_files, tmp_path, capsys, fmt, suffix, m
                                   input_shape=(48, 48, 3))
     from resnet_keras.cli.run_commands import EXPORT_FORMATS
 
-    actual = EXPORT_FORMATS[fmt].run(out_path, x)  # the runtime export_for_inference checks with
+    (actual,) = EXPORT_FORMATS[fmt].run(out_path, x, model)  # the runtime export_for_inference checks with
     np.testing.assert_allclose(actual, model.predict_on_batch(x), rtol=1e-4, atol=1e-5)
 
 
