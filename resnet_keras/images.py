@@ -58,11 +58,9 @@ import numpy as np
 
 from ._imagenet import NUM_CLASSES, class_index, preprocess_input
 from ._text import printable
-from .data_format import current, spatial_dims
 from .errors import ImageError, InvalidArgumentError
 
-if TYPE_CHECKING:  # Keras and Pillow are imported where pixels are read, not to list files
-    import keras
+if TYPE_CHECKING:  # Pillow is imported where pixels are read, not to list files
     from PIL import Image
 
 # Suffixes picked up when a folder is walked (case-insensitive). A file named
@@ -122,11 +120,6 @@ class Transform:
             picture = picture.resize(new, Image.Resampling.BILINEAR)
         top, left = int(round((new[1] - height) / 2.0)), int(round((new[0] - width) / 2.0))  # CenterCrop
         return picture.crop((left, top, left + width, top + height))
-
-    def describe(self) -> str:
-        """As the weights table writes it: "resize 256, crop 224" or "224x224"."""
-        side = f"{self.size[0]}" if self.size[0] == self.size[1] else f"{self.size[0]}x{self.size[1]}"
-        return f"{self.size[0]}x{self.size[1]}" if self.resize is None else f"resize {self.resize}, crop {side}"
 
 
 def eval_transform(size: int, *, resize_size: int | None, input_size: int) -> Transform:
@@ -249,17 +242,6 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     for path in paths:
         _check_header(path, max_bytes)
     return paths
-
-
-def spatial_size(model: keras.Model) -> tuple[int, int]:
-    """(height, width) of the model's input."""
-    shape = model.input_shape
-    size = spatial_dims(shape, current())
-    if None in size:
-        raise InvalidArgumentError(
-            f"The model needs a fixed input size to read images. Received: input_shape={shape}"
-        )
-    return tuple(size)
 
 
 def read_pixels(path: str | os.PathLike, size: tuple[int, int] | Transform, *,
