@@ -185,3 +185,16 @@ def test_the_docs_table_of_outputs_is_the_capability_table():
         assert row(f"`{FLAGS[option]}`") == [option in sink.options for sink in sinks], option
     assert row("`--engine ray`") == ["ray" in sink.engines for sink in sinks]
     assert row("`--precision float32`") == [True, True] and PRECISIONS == PREDICTOR
+
+
+def test_an_npz_refuses_an_unreadable_image_before_the_model_is_built(photos, tmp_path, weights, capsys,
+                                                                        monkeypatch):
+    from resnet_keras.extraction import source
+
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    monkeypatch.setattr(source.Source, "build", lambda *a, **k: pytest.fail("the model was built"))
+    status, out, err = run(capsys, "features", photos, "--out", tmp_path / "f.npz", "--model", "resnet20",
+                           "--weights", weights, "--quiet")
+    errors = [line for line in err.splitlines() if line.startswith("resnet-keras: error: ")]
+    assert status == 1 and out == "" and len(errors) == 1 and "broken.jpg" in errors[0], err
+    assert not (tmp_path / "f.npz").exists()
