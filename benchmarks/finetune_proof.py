@@ -74,7 +74,7 @@ def publish(x, y, setting: Setting, folder: Path) -> Path:
 
     import resnet_keras
     from resnet_keras.images import preprocess
-    from resnet_keras.tools.convert import write_keras2_layout
+    from resnet_keras.weights.formats.hdf5_write import write_keras2_layout
 
     keras.utils.set_random_seed(0)
     shape = (setting.size, setting.size, 3)

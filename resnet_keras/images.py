@@ -7,13 +7,15 @@ One rule each, in one place:
   for image suffixes, sorted); `collect_images` also checks every header
   before any model is built (classify, features to .npz);
 - how a file becomes pixels (`read_pixels`; `load_batch` for a list that
-  must all be readable): the picture a person sees, as 8-bit RGB, resized
-  as keras resizes (see "Opening a file" below);
+  must all be readable): the picture a person sees, as 8-bit RGB, brought
+  to the model's size by the weights' eval `Transform` (see "Opening a
+  file" and "The eval transform" below);
 - how pixels are scaled for a model (`preprocess`: the model's
   `preprocess_input` mode; models without one, the CIFAR nets, get pixels
   / 255 as their examples train them);
-- how scores become labels (`top_labels`: ImageNet names for 1000-class
-  heads, `class_<index>` otherwise).
+- how scores become labels (`top_labels`, `top_classes`, `class_names`:
+  a fine-tuned model's own names, else ImageNet's for 1000-class heads,
+  else `class_<index>`; ranked best first, ties in class order).
 
 Opening a file (the same for every command and the library):
 
@@ -32,10 +34,21 @@ Opening a file (the same for every command and the library):
   pixels (TIFF mode F) are taken as 0..1; transparent pixels (RGBA, LA,
   palette or grey with a transparent colour) are laid over white; CMYK,
   palette, grey and 1-bit files are converted by Pillow.
+
+The eval transform (`Transform`, from the weights' record: `eval_transform`):
+
+- Without a `resize_size` in the record (keras' weights, random weights):
+  the picture is resized to the model's size as keras resizes
+  (nearest neighbour, aspect not kept).
+- With one (torchvision's weights: 256 or 232 for a 224 input), as
+  torchvision evaluates: the shorter side resized to `resize_size`
+  (bilinear, aspect kept, the longer side truncated), then the center crop
+  of the model's size. At another input size the resize scales with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -43,13 +56,11 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from ._imagenet import NUM_CLASSES, decode_predictions, preprocess_input
+from ._imagenet import NUM_CLASSES, class_index, preprocess_input
 from ._text import printable
-from .data_format import current, spatial_dims
 from .errors import ImageError, InvalidArgumentError
 
-if TYPE_CHECKING:  # Keras and Pillow are imported where pixels are read, not to list files
-    import keras
+if TYPE_CHECKING:  # Pillow is imported where pixels are read, not to list files
     from PIL import Image
 
 # Suffixes picked up when a folder is walked (case-insensitive). A file named
@@ -82,7 +93,47 @@ def max_image_bytes() -> int:
     return value
 
 
-def _image_error(path: str | os.PathLike, problem: str) -> ImageError:
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """How a picture becomes the model's pixels (see "The eval transform" above).
+
+    Attributes:
+        size: The model's input (height, width).
+        resize: The shorter side before the center crop of `size`; None:
+            keras' plain resize to `size`.
+    """
+
+    size: tuple[int, int]
+    resize: int | None = None
+
+    def apply(self, picture: Image.Image) -> Image.Image:
+        from PIL import Image
+
+        height, width = self.size
+        if self.resize is None:
+            if picture.size != (width, height):  # as keras.utils.load_img resizes
+                picture = picture.resize((width, height), Image.Resampling.NEAREST)
+            return picture
+        w, h = picture.size  # torchvision's Resize(int): the shorter side to `resize`
+        new = (self.resize, int(self.resize * h / w)) if w <= h else (int(self.resize * w / h), self.resize)
+        if new != picture.size:
+            picture = picture.resize(new, Image.Resampling.BILINEAR)
+        top, left = int(round((new[1] - height) / 2.0)), int(round((new[0] - width) / 2.0))  # CenterCrop
+        return picture.crop((left, top, left + width, top + height))
+
+
+def eval_transform(size: int, *, resize_size: int | None, input_size: int) -> Transform:
+    """The eval transform of weights trained at `input_size` (their record's `resize_size`), at `size`."""
+    resize = None if resize_size is None else resize_size * size // input_size  # scales with the size
+    return Transform((size, size), resize)
+
+
+def _transform(size: tuple[int, int] | Transform) -> Transform:
+    return size if isinstance(size, Transform) else Transform(tuple(size))
+
+
+def image_error(path: str | os.PathLike, problem: str) -> ImageError:
+    """The one-line error of an image file that cannot be used (`problem`: what `read_pixels` said)."""
     name = printable(path)
     return ImageError(
         f"{problem}: {name}. Every IMAGE must be a readable image file (JPEG, PNG, ...) "
@@ -141,7 +192,7 @@ def _check_header(path: Path, max_bytes: int) -> None:
         except Exception as error:  # any exception of a parser on a file: see read_pixels
             problem = _problem(error)
     if problem is not None:
-        raise _image_error(path, problem)
+        raise image_error(path, problem)
 
 
 def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -168,9 +219,9 @@ def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
         elif path.is_file():
             paths.append(path)
         elif path.exists():
-            raise _image_error(path, "Not a file or folder")
+            raise image_error(path, "Not a file or folder")
         else:
-            raise _image_error(path, "No such file")
+            raise image_error(path, "No such file")
     if not paths:
         raise InvalidArgumentError(
             "The inputs must name at least one image file (folders are searched for "
@@ -193,21 +244,12 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-def spatial_size(model: keras.Model) -> tuple[int, int]:
-    """(height, width) of the model's input."""
-    shape = model.input_shape
-    size = spatial_dims(shape, current())
-    if None in size:
-        raise InvalidArgumentError(
-            f"The model needs a fixed input size to read images. Received: input_shape={shape}"
-        )
-    return tuple(size)
-
-
-def read_pixels(path: str | os.PathLike, size: tuple[int, int], *,
+def read_pixels(path: str | os.PathLike, size: tuple[int, int] | Transform, *,
                 max_bytes: int | None = None) -> np.ndarray | str:
     """One image as the model sees it (float32 pixels in [0, 255], height x
     width x 3, see "Opening a file" above), or what is wrong with the file.
+
+    `size` is a `Transform`, or (height, width) for keras' plain resize.
 
     The one decoding rule: `load_batch` raises on a problem, the streaming
     extraction lists it in its errors file and goes on. `max_bytes` is
@@ -219,12 +261,10 @@ def read_pixels(path: str | os.PathLike, size: tuple[int, int], *,
     problem = _file_problem(path, max_image_bytes() if max_bytes is None else max_bytes)
     if problem is not None:
         return problem
-    height, width = size
+    transform = _transform(size)
     try:
         with Image.open(path) as image:  # from the path: Pillow reads what it decodes, no more
-            picture = _as_seen(image)
-            if picture.size != (width, height):  # as keras.utils.load_img resizes
-                picture = picture.resize((width, height), Image.Resampling.NEAREST)
+            picture = transform.apply(_as_seen(image))
             picture.load()  # decoded while the file is open
     except Exception as error:  # noqa: BLE001
         # Pillow's parsers raise what they like on hostile bytes
@@ -256,14 +296,14 @@ def _as_seen(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(levels).astype(np.uint8)).convert("RGB")
 
 
-def load_batch(paths: Iterable[str | os.PathLike], size: tuple[int, int]) -> np.ndarray:
+def load_batch(paths: Iterable[str | os.PathLike], size: tuple[int, int] | Transform) -> np.ndarray:
     """`read_pixels` of every path, stacked; the first unreadable file raises `ImageError`."""
     arrays = []
     max_bytes = max_image_bytes()
     for path in paths:
         pixels = read_pixels(path, size, max_bytes=max_bytes)
         if isinstance(pixels, str):
-            raise _image_error(path, pixels)
+            raise image_error(path, pixels)
         arrays.append(pixels)
     return np.stack(arrays)
 
@@ -275,13 +315,24 @@ def preprocess(batch: np.ndarray, mode: str | None) -> np.ndarray:
     return preprocess_input(batch, mode=mode)
 
 
-def top_labels(scores: np.ndarray, top: int) -> list[list[tuple[str, float]]]:
-    """Best `top` (label, score) per row: ImageNet names for 1000 classes, else class_<i>."""
-    if scores.shape[-1] == NUM_CLASSES:
-        return [[(label, float(score)) for _, label, score in row]
-                for row in decode_predictions(scores, top=top)]
-    best = np.argsort(-scores, axis=-1, kind="stable")[:, :top]
-    return [[(f"class_{i}", float(row[i])) for i in order] for row, order in zip(scores, best)]
+def class_names(classes: int) -> list[str]:
+    """The names `classify` prints for a head without names of its own: ImageNet's for 1000 classes."""
+    if classes == NUM_CLASSES:
+        index = class_index()
+        return [index[str(i)][1] for i in range(classes)]
+    return [f"class_{i}" for i in range(classes)]
+
+
+def top_classes(scores: np.ndarray, top: int) -> np.ndarray:
+    """Indices of the best `top` classes per row, best first (ties: the lower index first)."""
+    return np.argsort(-np.asarray(scores), axis=-1, kind="stable")[:, :top]
+
+
+def top_labels(scores: np.ndarray, top: int, names: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+    """Best `top` (label, score) per row; `names` (a fine-tuned model's) or `class_names`."""
+    scores = np.asarray(scores)
+    names = class_names(scores.shape[-1]) if names is None else names
+    return [[(names[i], float(row[i])) for i in order] for row, order in zip(scores, top_classes(scores, top))]
 
 
 def format_top(path: str | os.PathLike, labels: Sequence[tuple[str, float]]) -> str:

@@ -13,6 +13,7 @@ import pytest
 import resnet_keras
 
 import official_format
+from cli_runs import image_dir, resnet20_files  # noqa: F401 (fixtures of the command-line tests)
 from http_mirror import Mirror
 
 KERAS_BUILDERS = {

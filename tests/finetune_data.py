@@ -55,9 +55,10 @@ def write_folder(root: Path, pixels: np.ndarray, labels: np.ndarray, class_names
 
 
 def publish_weights(model, folder: Path, *, input_size: int, preprocessing: str = "tf",
-                    tag: str = TAG) -> Path:
-    """`model`'s backbone (include_top=False) as a weights file with a manifest entry; the manifest path."""
-    from resnet_keras.tools.convert import write_keras2_layout
+                    tag: str = TAG, **entry) -> Path:
+    """`model`'s backbone (include_top=False) as a weights file with a manifest entry (more fields in
+    `entry`, e.g. resize_size); the manifest path."""
+    from resnet_keras.weights.formats.hdf5_write import write_keras2_layout
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"resnet20_{tag}_notop.h5"
@@ -65,7 +66,7 @@ def publish_weights(model, folder: Path, *, input_size: int, preprocessing: str 
     digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     return write_manifest(folder / "manifest.json", "resnet20", {"notop": (path.name, [path.as_uri()], digest)},
                           tag=tag, input_size=input_size, preprocessing=preprocessing,
-                          source="resnet20 trained on digits (tests)")
+                          source="resnet20 trained on digits (tests)", **entry)
 
 
 def random_backbone(input_size: int, seed: int = 0):

@@ -3,7 +3,9 @@
 Each writer makes a small file at test time: 16-bit PNGs (Pillow writes grey
 ones; a 48-bit RGB one is written here chunk by chunk), a DDS texture Pillow
 half-recognises, a file that makes a Pillow plugin raise an odd exception, a
-sparse multi-GB file, and names that are not valid UTF-8.
+sparse multi-GB file, and names that are not valid UTF-8. And
+`torchvision_eval`: the pixels torchvision evaluates a file on, computed
+here independently of the package.
 """
 
 from __future__ import annotations
@@ -84,3 +86,18 @@ def odd_plugin():
 
 def random_rgb(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)
+
+
+def torchvision_eval(path, resize: int, crop: int) -> np.ndarray:
+    """torchvision's `Resize(resize)` then `CenterCrop(crop)` on a PIL image, written out from
+    torchvision 0.2x's functional.py (`_compute_resized_output_size`, `center_crop`)."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        w, h = image.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = resize, int(resize * long / short)
+        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+        if (new_w, new_h) != (w, h):
+            image = image.resize((new_w, new_h), Image.BILINEAR)  # torchvision's default for PIL
+        top, left = int(round((new_h - crop) / 2.0)), int(round((new_w - crop) / 2.0))
+        return np.asarray(image.crop((left, top, left + crop, top + crop)), np.float32)

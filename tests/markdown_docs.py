@@ -84,7 +84,7 @@ def commands(block: Block) -> list[tuple[list[str], list[str] | None]]:
     """
     transcript = is_transcript(block)
     out = []
-    for line in block.text.splitlines():
+    for line in block.text.replace("\\\n", " ").splitlines():  # a trailing backslash continues the line
         if transcript:
             if line.startswith("$ "):
                 out.append((shlex.split(line[2:]), []))

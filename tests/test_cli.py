@@ -17,88 +17,16 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 
 import official_format
 import resnet_keras
+from cli_runs import PHOTOS, assert_one_line_error, cli_env, keras_outputs, parse_classify, run
 from conftest import write_manifest
 from optional import require
 from resnet_keras import cli
 from resnet_keras.cli import output
 
-REPO = Path(__file__).resolve().parents[1]
-PHOTOS = sorted(str(p) for p in (REPO / "examples" / "images").glob("*.jpg"))
 COMMANDS = ("fetch", "verify", "weights", "list", "info", "classify", "features", "export", "finetune", "evaluate")
-
-
-def run(capsys, *argv):
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def assert_one_line_error(status, out, err, phrase):
-    errors = [line for line in err.splitlines() if line.startswith("resnet-keras: error: ")]
-    assert status == 1 and out == "", (status, out, err)
-    assert len(errors) == 1 and phrase in errors[0], err
-
-
-def cli_env(**extra) -> dict:
-    return dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", **extra)
-
-
-def parse_classify(stdout: str) -> dict[str, list[tuple[str, float]]]:
-    """{path: [(label, score), ...]} from classify's output."""
-    result, path = {}, None
-    for line in stdout.splitlines():
-        if line.startswith("  "):
-            rank, label, score = line.split()
-            assert rank == f"{len(result[path]) + 1}."
-            result[path].append((label, float(score)))
-        else:
-            path = line
-            result[path] = []
-    return result
-
-
-# --------------------------------------------------------------------------
-# Fixtures: a seeded ResNet-20 (top and notop files), a folder of odd images
-
-
-@pytest.fixture(scope="module")
-def resnet20_files(tmp_path_factory):
-    """{'top': path, 'notop': path}: seeded ResNet-20 weights, Keras 2 layout."""
-    folder = tmp_path_factory.mktemp("resnet20")
-    files = {}
-    for kind, include_top in (("top", True), ("notop", False)):
-        model = resnet_keras.ResNet20(weights=None, include_top=include_top, input_shape=(32, 32, 3))
-        official_format.randomize(model, seed=3)
-        files[kind] = official_format.write_keras2_weights(model, folder / f"resnet20_{kind}.h5")
-    return files
-
-
-@pytest.fixture
-def image_dir(tmp_path):
-    """A JPEG, a grey PNG and an RGBA PNG of odd sizes (one in a subfolder), and a text file."""
-    root = tmp_path / "images"
-    (root / "sub").mkdir(parents=True)
-    shutil.copy(PHOTOS[0], root / "b_photo.JPG")
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (37, 50), dtype=np.uint8), "L").save(root / "a_grey.png")
-    # Opaque, so keras' reading (alpha dropped) is the picture; transparency: tests/test_images.py
-    rgba = rng.integers(0, 255, (61, 23, 4), dtype=np.uint8)
-    rgba[..., 3] = 255
-    Image.fromarray(rgba, "RGBA").save(root / "sub" / "c_rgba.png")
-    (root / "notes.txt").write_text("not an image")
-    return root
-
-
-def keras_outputs(paths, weights, *, include_top, size=32, pooling=None):
-    """What ResNet-20 computes on the files: keras' load_img, RGB, pixels / 255."""
-    model = resnet_keras.ResNet20(weights=str(weights), include_top=include_top, pooling=pooling,
-                                  input_shape=(size, size, 3))
-    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(size, size))) for p in paths])
-    return np.asarray(model.predict_on_batch(x / 255.0))
 
 
 # --------------------------------------------------------------------------
@@ -237,7 +165,7 @@ def test_export_onnx_and_tflite(resnet20_files, tmp_path, capsys, fmt, suffix, m
                                   input_shape=(48, 48, 3))
     from resnet_keras.cli.run_commands import EXPORT_FORMATS
 
-    actual = EXPORT_FORMATS[fmt].run(out_path, x)  # the runtime export_for_inference checks with
+    (actual,) = EXPORT_FORMATS[fmt].run(out_path, x, model)  # the runtime export_for_inference checks with
     np.testing.assert_allclose(actual, model.predict_on_batch(x), rtol=1e-4, atol=1e-5)
 
 
@@ -312,12 +240,12 @@ def mirrored_resnet50(mirror, tmp_path, monkeypatch):
     (["classify", "{junk}"], "Not an image Pillow can read"),
     (["classify", "{empty}"], "must name at least one image file"),
     (["classify", "{photo}", "--model", "resnet5"], "'resnet50', 'resnet152'? Received: --model='resnet5'"),
-    (["classify", "{photo}", "--model", "resnet20"], "Pass --weights PATH (an .h5 weights file) or --weights none"),
+    (["classify", "{photo}", "--model", "resnet20"], "--weights` needs a value for resnet20: it has no pretrained weights in the manifest. Received: --model='resnet20'. Pass the path of a weights file, or --weights none"),
     (["classify", "{photo}", "--weights", "missing.h5"], "Weights file not found: missing.h5"),
     (["classify", "{photo}", "--weights", "imagenett"], "Did you mean 'imagenet'?"),
     (["classify", "{photo}", "--top", "1001"], "--top must be at most the number of classes (1000)"),
     (["classify", "{photo}", "--offline"], "Offline mode is on"),
-    (["features", "{photo}", "--out", "no/such/folder/f.npz"], "--out must be a file path in an existing folder"),
+    (["features", "{photo}", "--out", "no/such/folder/f.npz"], "--out` must be a file path in an existing folder"),
     (["features", "missing", "--out", "f.npz", "--model", "resnt20"], "Did you mean 'resnet20'"),
     (["export", "resnet50", "--format", "tflite", "--out", "model.onnx"], "--out must end with .tflite"),
     (["export", "resnet50", "--format", "savedmodel", "--out", "m", "--size", "64"], "--size needs --pooling"),

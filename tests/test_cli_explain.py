@@ -10,17 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import run
 import official_format
 import resnet_keras
-from resnet_keras import cli
 from resnet_keras.cli import run_commands
 from resnet_keras.explain import folder, gradcam
+from resnet_keras.images import class_names
 
-
-def run(capsys, *argv):
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +109,6 @@ def test_a_failing_run_creates_no_folder(weights, photos, tmp_path, capsys, monk
 def test_file_names_are_safe_and_unique():
     assert folder.file_name("photo", 1, "jack-o'-lantern") == "photo.top1.jack-o_-lantern.png"
     assert folder.file_name("x", 3, "a/b c") == "x.top3.a_b_c.png"
-    assert folder.class_label(386, 1000) == "African_elephant" and folder.class_label(7, 10) == "class_7"
+    assert class_names(1000)[386] == "African_elephant" and class_names(10)[7] == "class_7"
     assert folder.stems([os.path.join("a", "cat.jpg"), os.path.join("b", "cat.png"), "dog.png"]) == \
         ["cat~1", "cat~2", "dog"]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import assert_one_line_error, keras_outputs, parse_classify, run
 from optional import require
 from predictor_doubles import keras_engines
 from resnet_keras.inference import runtimes
-from test_cli import assert_one_line_error, image_dir, keras_outputs, parse_classify, resnet20_files, run  # noqa: F401
+from tiny_models import cosine
 
 
 @pytest.fixture
@@ -57,9 +60,9 @@ def test_features_int8_with_calibration(resnet20_files, image_dir, calibration_d
 @pytest.mark.parametrize(
     "extra, phrase",
     [
-        (["--precision", "int8"], "--precision int8 needs --calibration"),
-        (["--calibration", "x"], "--calibration is used by --precision int8 only"),
-        (["--precision", "bfloat16", "--calibration", "x"], "Received: --calibration with --precision=bfloat16"),
+        (["--precision", "int8"], "--precision int8 needs `--calibration`"),
+        (["--calibration", "x"], "`--calibration` is used by --precision int8 only"),
+        (["--precision", "bfloat16", "--calibration", "x"], "Received: a calibration set with --precision='bfloat16'"),
     ],
 )
 def test_inference_options_checked_before_weights(extra, phrase, image_dir, capsys, monkeypatch):
@@ -77,11 +80,26 @@ def test_unknown_runtime_is_a_usage_error(image_dir, capsys):
     assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
 
 
-def test_parquet_output_refuses_int8_before_any_work(image_dir, tmp_path, capsys):
-    status, out, err = run(capsys, "features", image_dir, "--out", tmp_path / "parquet",
-                           "--precision", "int8", "--calibration", image_dir, "--offline")
-    assert_one_line_error(status, out, err, "--precision int8 and --calibration apply to --out FILE.npz")
-    assert not (tmp_path / "parquet").exists()
+def test_int8_on_parquet_records_its_calibration_and_refuses_another(resnet20_files, image_dir, calibration_dir,
+                                                                    tmp_path, capsys):
+    require("openvino")
+    pq = require("pyarrow.parquet")
+    out_path = tmp_path / "parquet"
+    argv = ["features", image_dir, "--out", out_path, "--model", "resnet20", "--weights", resnet20_files["notop"],
+            "--precision", "int8", "--quiet"]
+    status, out, err = run(capsys, *argv, "--calibration", calibration_dir)
+    assert status == 0 and "3 images -> 3 rows x 64 features" in out, err
+    index = json.loads((out_path / "_index.json").read_text())
+    assert index["settings"]["precision"] == "int8" and index["settings"]["calibration"].startswith("sha256:")
+    table = pq.read_table(out_path)
+    features = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    expected = keras_outputs(table.column("path").to_pylist(), resnet20_files["notop"], include_top=False, pooling="avg")
+    assert cosine(features, expected).min() >= 0.99
+    (calibration_dir / "00.png").unlink()  # another calibration set: other int8 scales
+    before = sorted(out_path.iterdir())
+    assert_one_line_error(*run(capsys, *argv, "--calibration", calibration_dir),
+                          "must not be mixed: calibration 'sha256:")
+    assert sorted(out_path.iterdir()) == before
 
 
 def test_classify_without_precision_or_runtime_runs_keras_itself(resnet20_files, image_dir, capsys, monkeypatch):

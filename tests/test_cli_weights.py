@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cache_checks import assert_clean_cache, entry, fast_network, md5, payload, user_manifest  # noqa: F401
+from cli_runs import run
 from http_mirror import Reply
 from resnet_keras import cli
 from resnet_keras.cli import registry
@@ -34,11 +35,6 @@ def catalog(mirror, tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_KERAS_MANIFEST", str(path))
     return path
 
-
-def run(capsys, *argv):
-    status = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_fetch_defaults_to_the_file_with_the_head(catalog, capsys, isolated_env):
@@ -169,3 +165,73 @@ def test_python_dash_m_runs_the_cli(catalog, isolated_env):
     assert done.returncode == 1
     error_lines = [line for line in done.stderr.splitlines() if line.startswith("resnet-keras:")]
     assert len(error_lines) == 1 and "Did you mean 'resnet50'?" in error_lines[0]
+
+
+# --------------------------------------------------------------------------
+# weights convert: convert_checkpoint with flags
+
+
+@pytest.mark.slow  # builds ResNet18 (224x224) and writes its 45 MB twice
+@pytest.mark.parametrize("suffix, flags, head", [(".pth", [], "top"), (".pt", ["--notop"], "notop")])
+def test_convert_writes_the_h5_and_says_its_hash_and_size(suffix, flags, head, tmp_path, capsys):
+    import hashlib
+
+    import numpy as np
+
+    from optional import require
+
+    torch = require("torch")
+    import resnet_keras
+    import torch_reference
+
+    src = tmp_path / f"resnet18{suffix}"
+    torch.save(torch_reference.randomized("resnet18").state_dict(), src)  # .pt is read as .pth is
+    dst = tmp_path / "resnet18.h5"
+    status, out, err = run(capsys, "weights", "convert", src, dst, "--model", "resnet18", *flags)
+    assert status == 0 and err == "", err
+    data = dst.read_bytes()
+    assert out.splitlines() == [
+        f"{dst}: sha256:{hashlib.sha256(data).hexdigest()}, {len(data):,} bytes (resnet18, {head})"]
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
+    top = head == "top"
+    converted = resnet_keras.ResNet18(weights=str(dst), include_top=top, input_shape=(64, 64, 3))
+    direct = resnet_keras.ResNet18(weights=str(src), include_top=top, input_shape=(64, 64, 3))
+    np.testing.assert_array_equal(converted.predict_on_batch(x), direct.predict_on_batch(x))
+    status, out, err = run(capsys, "weights", "convert", src, dst, "--model", "resnet18", *flags)
+    assert status == 1 and "DST exists already" in err and "Pass --overwrite" in err
+
+
+CONVERT_REFUSALS = [
+    (["no.pth", "o.h5", "--model", "resnet18"], "No such checkpoint: no.pth. SRC must be a torch checkpoint file"),
+    (["{pkl}", "o.h5", "--model", "resnet18"], "is a pickle"),
+    (["{pth}", "o.h5", "--model", "resnet50"], "`--model` must be a model in torchvision's layout"),
+    (["{pth}", "o.h5", "--model", "resnt18"], "Did you mean 'resnet18'"),
+    (["{pth}", "o.txt", "--model", "resnet18"], "DST must end in .h5"),
+    (["{pth}", "{existing}", "--model", "resnet18"], "DST exists already. Received: DST="),
+]
+
+
+def test_convert_refusals_are_one_line_without_keras_and_write_nothing(tmp_path):
+    (tmp_path / "a.pkl").write_bytes(b"\x80\x04K\x01.")
+    (tmp_path / "a.pth").write_bytes(b"PK\x03\x04 not read")
+    (tmp_path / "old.h5").write_bytes(b"keep")
+    lines = [[a.format(pkl="a.pkl", pth="a.pth", existing="old.h5") for a in argv] for argv, _ in CONVERT_REFUSALS]
+    probe = ("import json, sys\nfrom resnet_keras.cli import main\nfor argv in json.loads(sys.argv[1]):\n"
+             "    print('STATUS', main(['weights', 'convert', *argv]))\nprint('KERAS', 'keras' in sys.modules)")
+    import json
+
+    done = subprocess.run([sys.executable, "-c", probe, json.dumps(lines)], capture_output=True, text=True,
+                          cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("resnet-keras: error: ")]
+    assert done.stdout.splitlines() == ["STATUS 1"] * len(lines) + ["KERAS False"], done.stderr
+    for line, (_, phrase) in zip(errors, CONVERT_REFUSALS, strict=True):
+        assert phrase in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pkl", "a.pth", "old.h5"]
+    assert (tmp_path / "old.h5").read_bytes() == b"keep"
+
+
+def test_convert_help_names_pt_beside_pth(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["weights", "convert", "--help"])
+    out = capsys.readouterr().out
+    assert ".pth" in out and ".pt" in out and ".safetensors" in out

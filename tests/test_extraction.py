@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import run
 import official_format
 import resnet_keras
 from image_files import bytes_name
 from optional import require
-from resnet_keras import cli
 from resnet_keras.errors import InvalidArgumentError, MissingDependencyError
 
 pa = require("pyarrow")
@@ -56,11 +56,6 @@ def make_images(root: Path, count: int, *, seed: int = 0) -> Path:
     (root / "sub" / "text.png").write_text("hello")
     return root
 
-
-def run(capsys, *argv):
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def features_args(images, out, weights, *extra):
@@ -269,10 +264,23 @@ def test_refuses_a_foreign_folder_a_locked_one_and_random_weights_resume(weights
 def test_options_that_do_not_apply_are_named(weights, tmp_path, capsys):
     images = make_images(tmp_path / "images", 1)
     one_line_error(*run(capsys, *features_args(images, tmp_path / "f.npz", weights, "--shard-size", "4")),
-                   "--shard-size only apply to --out FOLDER")
+                   "`--shard-size` applies only to Parquet output (--out FOLDER)")
     one_line_error(*run(capsys, *features_args(images, tmp_path / "out", weights, "--actors", "2")),
-                   "--actors only apply to --engine ray")
+                   "`--actors` applies to --engine ray only. Received: --engine local, --actors=2")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_refused_run_leaves_nothing_and_the_corrected_one_runs(weights, tmp_path, capsys):
+    """The issue's case: onnxruntime has no bfloat16; it used to write _index.json, _errors.csv and
+    _lock after 18 s and then refuse the corrected command ("other settings")."""
+    images = make_images(tmp_path / "images", 2)
+    out = tmp_path / "out"
+    one_line_error(*run(capsys, *features_args(images, out, weights, "--runtime", "onnxruntime",
+                                               "--precision", "bfloat16")), "runs the precisions")
+    assert not out.exists()
+    status, stdout, err = run(capsys, *features_args(images, out, weights, "--runtime", "tensorflow",
+                                                     "--precision", "bfloat16"))
+    assert status == 0 and "4 images -> 2 rows" in stdout, err
 
 
 def test_missing_pyarrow_or_ray_names_the_extra(weights, tmp_path, capsys, monkeypatch):
@@ -334,3 +342,24 @@ def test_ray_engine_equals_the_local_engine(weights, tmp_path, capsys):
     kept = np.array([not p.endswith("bad\\xff.jpg") for p in local_paths])
     assert paths == [p for p, k in zip(local_paths, kept) if k]
     assert np.abs(rows - local_rows[kept]).max() / np.abs(local_rows).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_ray_engine_runs_int8_calibrated_on_the_drivers_images(weights, tmp_path, capsys):
+    require("ray")
+    require("openvino")
+    images = make_images(tmp_path / "images", 40)
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for i in range(32):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(
+            calibration / f"{i}.png")
+    args = ["--shard-size", "16", "--batch-size", "8", "--precision", "int8", "--calibration", calibration]
+    local_paths, local_rows = clean_run(images, tmp_path / "local", weights, capsys, *args)
+    ray_paths, ray_rows = clean_run(images, tmp_path / "ray", weights, capsys, *args, "--engine", "ray")
+    assert ray_paths == local_paths
+    settings = [json.loads((tmp_path / out / "_index.json").read_text())["settings"] for out in ("local", "ray")]
+    assert settings[0] == settings[1] and settings[0]["precision"] == "int8"
+    # Every actor quantized from the same pixels as the driver: the same int8 model's numbers.
+    cos = (ray_rows * local_rows).sum(1) / np.linalg.norm(ray_rows, axis=1) / np.linalg.norm(local_rows, axis=1)
+    assert cos.min() >= 0.999, cos.min()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import run
 import official_format
 from image_files import random_rgb
 from optional import require
@@ -22,11 +23,6 @@ from resnet_keras.extraction.engines import check_ray_resources
 
 pq = require("pyarrow.parquet")
 
-
-def run(capsys, *argv):
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +101,7 @@ def test_one_file_as_a_path_object(photos, tmp_path, weights):
 
 @pytest.mark.parametrize("images, error, phrase", [
     ("no/such/photos", ImageError, "No such file: no/such/photos"),
-    (5, InvalidArgumentError, "`images` must be a file or folder path, a list of image paths"),
+    (5, InvalidArgumentError, "`images` must be a file or folder path, a list of them, or a ray.data.Dataset"),
     ([b"a.jpg", 7], InvalidArgumentError, "Received: images=[b'a.jpg', 7]"),
 ])
 def test_images_that_name_nothing_are_refused_before_any_work(images, error, phrase, tmp_path):
@@ -162,3 +158,43 @@ def test_ray_engine_refuses_cpus_it_cannot_place_in_one_line(photos, tmp_path, w
     assert "1 actors x 2 CPUs plus 1 CPU for decoding is more than the cluster's 2" in errors[0]
     assert "--cpus-per-actor=2" in errors[0]  # the flag, not the Python argument
     assert not (tmp_path / "out").exists()  # refused before the store was opened
+
+
+# --------------------------------------------------------------------------
+# docs/features.md's table says what the capability table says
+
+
+def test_the_docs_table_of_outputs_is_the_capability_table():
+    from pathlib import Path
+
+    from resnet_keras.cli.output import FLAGS
+    from resnet_keras.extraction import PRECISIONS
+    from resnet_keras.extraction.sinks import SINKS
+    from resnet_keras.inference.precision import PREDICTOR
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "features.md").read_text(encoding="utf-8")
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in page.splitlines()
+            if line.startswith("| `--")]
+
+    def row(flag):
+        (found,) = [cells[1:] for cells in rows if flag in cells[0]]
+        return [cell.split(",")[0] == "yes" for cell in found]
+
+    sinks = [SINKS["parquet"], SINKS["npz"]]
+    for option in {o for sink in sinks for o in sink.options}:
+        assert row(f"`{FLAGS[option]}`") == [option in sink.options for sink in sinks], option
+    assert row("`--engine ray`") == ["ray" in sink.engines for sink in sinks]
+    assert row("`--precision float32`") == [True, True] and PRECISIONS == PREDICTOR
+
+
+def test_an_npz_refuses_an_unreadable_image_before_the_model_is_built(photos, tmp_path, weights, capsys,
+                                                                        monkeypatch):
+    from resnet_keras.extraction import source
+
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    monkeypatch.setattr(source.Source, "build", lambda *a, **k: pytest.fail("the model was built"))
+    status, out, err = run(capsys, "features", photos, "--out", tmp_path / "f.npz", "--model", "resnet20",
+                           "--weights", weights, "--quiet")
+    errors = [line for line in err.splitlines() if line.startswith("resnet-keras: error: ")]
+    assert status == 1 and out == "" and len(errors) == 1 and "broken.jpg" in errors[0], err
+    assert not (tmp_path / "f.npz").exists()

@@ -11,14 +11,18 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import parse_classify
 from finetune_data import TAG, digits, own_cache, publish_weights, random_backbone, write_folder
 from resnet_keras import cli
 from resnet_keras.errors import InvalidArgumentError
 from resnet_keras.finetune import data as data_lib
+from resnet_keras.finetune.record import load_run
 
 SIZE = 16
 CLASSES = ["zero", "one", "two"]
@@ -92,7 +96,58 @@ def test_classify_with_a_run_dir_prints_its_class_names(run, folder, capsys):
 
 def test_classify_refuses_weights_with_a_run_dir(run, folder, capsys):
     assert cli.main(["classify", "--model", str(run), "--weights", "none", str(folder / "zero")]) == 1
-    assert "do not apply to --model RUN_DIR" in capsys.readouterr().err
+    assert "do not apply to a fine-tuned model" in capsys.readouterr().err
+
+
+def pngs(folder, count):
+    return sorted(str(p) for p in folder.glob("img*.png"))[:count]
+
+
+def test_classify_a_run_dir_as_a_zoo_model_with_explain_and_a_predictor(run, folder, tmp_path, capsys):
+    images, out_dir = pngs(folder / "two", 2), tmp_path / "explained"
+    assert cli.main(["classify", "--model", str(run), *images, "--top", "2", "--explain", str(out_dir),
+                     "--runtime", "tensorflow", "--batch-size", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "Predictor(runtime='tensorflow', precision='float32'" in captured.err
+    assert captured.out.splitlines()[-1] == f"4 Grad-CAM overlays -> {out_dir}"
+    printed = parse_classify("\n".join(captured.out.splitlines()[:-1]))
+    ft = load_run(run)
+    expected = ft.top_labels(ft.predict(images), 2)  # the run's own reading and names
+    assert list(printed) == images and [[n for n, _ in printed[p]] for p in images] == [[n for n, _ in e] for e in expected]
+    np.testing.assert_allclose([[s for _, s in printed[p]] for p in images], [[s for _, s in e] for e in expected],
+                               atol=1e-4)
+    assert sorted(os.listdir(out_dir)) == sorted(f"{Path(p).stem}.top{rank}.{name}.png" for p, labels in
+                                                 zip(images, expected) for rank, (name, _) in enumerate(labels, 1))
+    assert cli.main(["classify", "--model", str(run), images[0], "--top", "4"]) == 1
+    assert "--top must be at most the number of classes (3)" in capsys.readouterr().err
+
+
+def test_features_of_a_run_dir_are_its_pooled_backbone(run, folder, tmp_path, capsys):
+    import keras
+
+    from resnet_keras.images import load_batch, preprocess
+
+    images = pngs(folder / "one", 3)
+    assert cli.main(["features", *images, "--out", str(tmp_path / "f.npz"), "--model", str(run), "--quiet",
+                     "--runtime", "tensorflow"]) == 0
+    assert f"3 images x 64 features (resnet20, avg pooling, weights: {run}, {SIZE}x{SIZE} input)" in capsys.readouterr().out
+    ft = load_run(run)
+    backbone = keras.Model(ft.model.input, ft.model.get_layer("avg_pool").output)  # what its head reads
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as data:
+        assert data["paths"].tolist() == images and str(data["weights"]) == str(run)
+        np.testing.assert_allclose(data["features"], backbone.predict_on_batch(
+            preprocess(load_batch(images, ft.transform), ft.preprocessing)), rtol=1e-4, atol=1e-5)
+
+
+def test_export_a_run_dir_serves_its_classifier(run, tmp_path, capsys):
+    import tensorflow as tf
+
+    assert cli.main(["export", str(run), "--format", "savedmodel", "--out", str(tmp_path / "m")]) == 0
+    assert f"exported resnet20 (weights: {run}) as savedmodel" in capsys.readouterr().out
+    x = np.random.default_rng(0).uniform(-1, 1, (2, SIZE, SIZE, 3)).astype("float32")
+    loaded = tf.saved_model.load(str(tmp_path / "m"))  # held: its variables live as long as it does
+    served = loaded.serve(tf.constant(x)).numpy()
+    np.testing.assert_allclose(served, load_run(run).model.predict_on_batch(x), atol=1e-5)
 
 
 def test_other_settings_in_the_run_dir_are_refused_before_anything_changes(run, folder, manifest, capsys):

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import run
 import official_format
 from image_files import ODD_MAGIC, bytes_name, odd_plugin, random_rgb, write_dds_texture, write_sparse
 from optional import require
@@ -33,11 +34,6 @@ pq = require("pyarrow.parquet")
 FOUR_GB = 4 * 2**30
 LEVELS = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
 
-
-def run(capsys, *argv):
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def one_line_error(status, out, err, *phrases):

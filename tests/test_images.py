@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from image_files import random_rgb, write_png48
-from resnet_keras.images import load_batch
+from image_files import random_rgb, torchvision_eval, write_png48
+from resnet_keras.images import Transform, class_names, eval_transform, load_batch, top_classes, top_labels
 
 
 def read(path, size=None) -> np.ndarray:
@@ -171,3 +171,50 @@ def test_a_damaged_exif_block_leaves_the_photo_as_stored(tmp_path):
         pixels = load_batch([path], (24, 40))[0]
         expected = keras.utils.img_to_array(keras.utils.load_img(path))
     np.testing.assert_array_equal(pixels, expected)
+
+
+# --------------------------------------------------------------------------
+# The eval transform of a weights record: torchvision's resize-then-crop, or keras' plain resize
+
+
+@pytest.mark.parametrize("shape", [(300, 400), (400, 300), (256, 256), (97, 333), (230, 231)])
+@pytest.mark.parametrize("resize, crop", [(256, 224), (232, 224), (36, 32)])
+def test_a_resize_size_reads_as_torchvision_evaluates(shape, resize, crop, tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(random_rgb(shape, seed=shape[0])).save(path)
+    transform = eval_transform(crop, resize_size=resize, input_size=crop)
+    assert transform == Transform((crop, crop), resize)
+    np.testing.assert_array_equal(load_batch([path], transform)[0], torchvision_eval(path, resize, crop))
+
+
+@pytest.mark.parametrize("width, left", [(30, 7), (31, 8), (33, 8), (35, 10)])  # round(7.5) = 8, round(8.5) = 8
+def test_the_center_crop_rounds_as_torchvision(width, left, tmp_path):
+    """Shorter side already `resize`: no resampling, so the crop's offsets are visible exactly."""
+    pixels = random_rgb((20, width), seed=width)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    read_back = load_batch([tmp_path / "p.png"], Transform((16, 16), resize=20))[0]
+    np.testing.assert_array_equal(read_back, pixels[2:18, left:left + 16])
+
+
+def test_without_a_resize_size_the_transform_is_keras_plain_resize(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(random_rgb((41, 29), seed=9)).save(path)
+    transform = eval_transform(32, resize_size=None, input_size=224)
+    expected = keras.utils.img_to_array(keras.utils.load_img(path, target_size=(32, 32)))
+    np.testing.assert_array_equal(load_batch([path], transform)[0], expected)  # bit-identical
+
+
+def test_the_resize_scales_with_another_input_size():
+    assert eval_transform(224, resize_size=256, input_size=224) == Transform((224, 224), 256)
+    assert eval_transform(160, resize_size=256, input_size=224) == Transform((160, 160), 182)  # 256 * 160 // 224
+    assert eval_transform(224, resize_size=232, input_size=224) == Transform((224, 224), 232)
+
+
+def test_labels_rank_best_first_and_name_heads_without_names():
+    scores = np.array([[0.1, 0.5, 0.5, 0.2]])
+    assert top_classes(scores, 3).tolist() == [[1, 2, 3]]  # a tie: the lower index first
+    assert top_labels(scores, 2) == [[("class_1", 0.5), ("class_2", 0.5)]]
+    assert top_labels(scores, 1, ["a", "b", "c", "d"]) == [[("b", 0.5)]]
+    imagenet = np.zeros((1, 1000))
+    imagenet[0, 386] = 1
+    assert top_labels(imagenet, 1) == [[("African_elephant", 1.0)]] and class_names(1000)[386] == "African_elephant"

@@ -5,20 +5,33 @@ whose URL is a file:// mirror, to loaded weights: the modules it runs code
 in (tests/module_trace.py) are counted. Measured before the renovation: 21;
 the weights side (resolve, manifest, download and cache, formats) is held
 here to the modules listed below.
+
+`resnet-keras classify` and `features --out FOLDER`, in-process (`cli.main`)
+on a tiny ImageNet-headed model (tests/tiny_zoo.py) whose weights come
+through a user manifest into a cold cache, are counted the same way: their
+own modules are listed exactly (the CLI's, the model source, images), the
+rest is the builder's path (weights, build) and, for features, the
+Predictor's. Before issue 20's features work: classify 27, features 40.
+The issue's targets (15 and 18) need the builder's path at its own target.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import importlib
+import pkgutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import official_format
 import resnet_keras
+from optional import require
 from conftest import write_manifest
 from module_trace import modules_entered
+from tiny_zoo import publish, tiny_zoo  # noqa: F401 (a fixture)
 from resnet_keras.weights.formats import hdf5  # noqa: F401 (imported now: the trace counts calls, not imports)
 
 PACKAGE = Path(resnet_keras.__file__).parent
@@ -39,6 +52,22 @@ WEIGHTS_PATH = [
 # The whole call, measured (tests/module_trace.py): the weights path above plus
 # the builder, build, validation, data_format and the graph (blocks).
 RESNET50_BUDGET = 16
+# What the commands add to the builder's path (weights, build, validation, specs,
+# data_format, blocks) and, for features, to the Predictor's (inference/).
+CLASSIFY_OWN = {
+    "resnet_keras.cli", "resnet_keras.cli.options", "resnet_keras.cli.run_commands",  # parse
+    "resnet_keras.cli.loading", "resnet_keras.extraction.source", "resnet_keras.architecture.catalog",  # --model
+    "resnet_keras.images", "resnet_keras._imagenet", "resnet_keras._text",  # pixels in, labels out
+}
+FEATURES_OWN = {
+    *(CLASSIFY_OWN - {"resnet_keras._imagenet"}),  # no labels
+    *(f"resnet_keras.extraction.{m}" for m in ("api", "plan", "sinks", "store", "engines")),
+    "resnet_keras.files",  # the shards' atomic rename
+}
+CLASSIFY_BUDGET, FEATURES_BUDGET = 25, 38  # issue 20: 15 and 18
+# The builder's path beyond the weights (RESNET50_BUDGET counts these too).
+BUILD = {f"resnet_keras.architecture.{m}" for m in ("build", "validation", "specs", "blocks")} | {
+    "resnet_keras.data_format"}
 
 
 def _weights_path(entered: list[str]) -> list[str]:
@@ -67,6 +96,54 @@ def test_resnet50_imagenet_to_loaded_weights_stays_within_budget(tmp_path, isola
     print(f"MODULES {len(entered)}: {entered}")
     assert _weights_path(entered) == WEIGHTS_PATH
     assert len(entered) <= RESNET50_BUDGET
+
+
+def _package_imported() -> None:
+    """Every module of the package imported first: the trace counts the work, not the imports."""
+    for module in pkgutil.walk_packages(resnet_keras.__path__, "resnet_keras."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+
+
+def _command_modules(argv: list) -> list[str]:
+    from resnet_keras import cli
+
+    _package_imported()
+    status = []
+    entered = modules_entered(lambda: status.append(cli.main([str(a) for a in argv])))
+    assert status == [0]
+    return entered
+
+
+def _photos(folder: Path) -> Path:
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40 + i, 30), (40 * i, 90, 200)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_classify_crosses_its_own_modules_and_the_builders(tiny_zoo, tmp_path, isolated_env, capsys):
+    published = publish(tmp_path / "weights")
+    entered = _command_modules(["classify", _photos(tmp_path / "photos"), "--model", "tinynet",
+                                "--manifest", published.manifest])
+    print(f"MODULES {len(entered)}: {entered}")
+    assert (isolated_env / published.files["top"].name).is_file()  # fetched into the cold cache
+    assert _weights_path(entered) == WEIGHTS_PATH
+    assert set(entered) == set(WEIGHTS_PATH) | BUILD | CLASSIFY_OWN
+    assert len(entered) <= CLASSIFY_BUDGET
+
+
+def test_features_to_parquet_crosses_its_own_modules_the_builders_and_the_predictors(tiny_zoo, tmp_path,
+                                                                                     isolated_env, capsys):
+    require("pyarrow")
+    published = publish(tmp_path / "weights")
+    entered = _command_modules(["features", _photos(tmp_path / "photos"), "--out", tmp_path / "out", "--model",
+                                "tinynet", "--manifest", published.manifest, "--runtime", "tensorflow", "--quiet"])
+    print(f"MODULES {len(entered)}: {entered}")
+    assert _weights_path(entered) == WEIGHTS_PATH
+    predictor = {m for m in entered if m.startswith("resnet_keras.inference")}
+    assert set(entered) - predictor == set(WEIGHTS_PATH) | BUILD | FEATURES_OWN
+    assert len(entered) <= FEATURES_BUDGET
 
 
 def _imports(path: Path) -> list[str]:

@@ -18,9 +18,11 @@ import pytest
 from PIL import Image
 
 import resnet_keras
+from refusals import refused_command_lines
 from resnet_keras import cli, extraction
 from resnet_keras.cli import run_commands
 from resnet_keras.errors import InvalidArgumentError
+from resnet_keras.extraction import plan
 from resnet_keras.inference import export, optimize, parity, runtimes
 from resnet_keras.inference.precision import ALL, BY_FORMAT, BY_RUNTIME, CALIBRATED, EXPORT, KERAS, PREDICTOR
 
@@ -81,14 +83,15 @@ def test_fine_tune_trains_in_the_keras_precisions_or_auto():
     assert settings.PRECISIONS == ("auto", *KERAS) and set(model.POLICIES) == set(KERAS)
 
 
-def test_extraction_runs_the_predictors_precisions_that_need_no_calibration():
-    assert extraction.PRECISIONS == tuple(p for p in PREDICTOR if p not in CALIBRATED) == ("float32", "bfloat16")
+def test_every_sink_and_engine_runs_the_predictors_precisions():
+    assert extraction.PRECISIONS == PREDICTOR  # int8 too, with a calibration set
     for p in (*ALL, *UNKNOWN):
         def check(p=p):
-            extraction.check_run_arguments(pooling="avg", precision=p, batch_size=1, shard_size=1, engine="local")
+            plan._check_values(pooling="avg", precision=p, runtime="auto", engine=None, batch_size=1,
+                               shard_size=None, size=None, ray_options=None, overwrite=False)
             raise Accepted
 
-        assert accepted(check) == (p in extraction.PRECISIONS), p
+        assert accepted(check) == (p in PREDICTOR), p
 
 
 def test_export_refuses_exactly_what_the_table_refuses(small, tmp_path, monkeypatch):
@@ -126,24 +129,6 @@ def test_the_predictor_refuses_exactly_what_the_table_refuses(small, monkeypatch
             assert accepted(call) == (p in able), (runtime, p)
 
 
-def refused_command_lines(folder) -> list[list[str]]:
-    """Every classify/features/export combination the tables refuse (flags otherwise valid)."""
-    Image.new("RGB", (8, 8)).save(folder / "a.png")
-    calibration = ["--calibration", str(folder)]
-    lines = []
-    for runtime, precisions in BY_RUNTIME.items():
-        for p in (p for p in PREDICTOR if p not in precisions):
-            flags = ["--runtime", runtime, "--precision", p, *(calibration if p in CALIBRATED else [])]
-            lines.append(["classify", str(folder / "a.png"), *flags])
-            lines.append(["features", str(folder / "a.png"), "--out", str(folder / "f.npz"), *flags])
-            lines.append(["features", str(folder / "a.png"), "--out", str(folder / "parquet"), *flags])
-    for name, record in run_commands.EXPORT_FORMATS.items():
-        for p in (p for p in EXPORT if p not in record.precisions):
-            lines.append(["export", "resnet20", "--format", name, "--out", str(folder / f"m{record.suffix}"),
-                          "--precision", p])
-    return [[*line, "--weights", "none", "--offline"] for line in lines]
-
-
 # Runs every refused command line in one fresh interpreter: how long each takes,
 # its exit status and stderr, and whether Keras was imported at the end.
 WALK = """
@@ -154,7 +139,10 @@ for argv in json.loads(sys.argv[1]):
     err = io.StringIO()
     start = time.perf_counter()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        status = cli.main(argv)
+        try:
+            status = cli.main(argv)
+        except SystemExit as usage:
+            status = usage.code
     results.append([status, err.getvalue(), time.perf_counter() - start])
 print(json.dumps({"results": results, "keras": "keras" in sys.modules, "tensorflow": "tensorflow" in sys.modules}))
 """
@@ -162,12 +150,16 @@ print(json.dumps({"results": results, "keras": "keras" in sys.modules, "tensorfl
 
 def test_every_refused_combination_fails_at_once_without_keras_and_writes_nothing(tmp_path):
     lines = refused_command_lines(tmp_path)
-    assert len(lines) == 3 * 2 + 3  # onnxruntime-bfloat16, tensorflow-int8; onnx-bfloat16, litert-bfloat16/16
-    before = sorted(tmp_path.iterdir())
-    done = subprocess.run([sys.executable, "-c", WALK, json.dumps(lines)], capture_output=True, text=True, timeout=60)
+    assert {kind for kind, _ in lines} == {"runtime x precision", "format x precision", "sink x option",
+                                            "sink x engine", "engine x option", "calibration", "model", "usage"}
+    before = sorted(tmp_path.rglob("*"))
+    done = subprocess.run([sys.executable, "-c", WALK, json.dumps([argv for _, argv in lines])],
+                          capture_output=True, text=True, timeout=120)
     report = json.loads(done.stdout)
-    for argv, (status, err, seconds) in zip(lines, report["results"]):
-        assert status == 1 and err.count("\n") == 1 and "precision" in err, (argv, err)
+    for (kind, argv), (status, err, seconds) in zip(lines, report["results"], strict=True):
+        errors = [line for line in err.splitlines() if ": error: " in line]
+        assert status == (2 if kind == "usage" else 1) and len(errors) == 1, (kind, argv, err)
+        assert kind == "usage" or err.count("\n") == 1, (kind, argv, err)  # usage errors come after the usage
         assert seconds < 1, (argv, seconds)
     assert not report["keras"] and not report["tensorflow"]
-    assert sorted(tmp_path.iterdir()) == before
+    assert sorted(tmp_path.rglob("*")) == before  # no _index.json, _errors.csv, _lock, .npz or export

@@ -8,11 +8,13 @@ Keras 2 layout that loads without torch or safetensors.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from .catalog import resolve as registry_key
 from .specs import SPECS
 from ..errors import InvalidArgumentError
 from ..weights.formats.hdf5_write import ConvertedWeights, check_destination, write_weights_file
+from ..weights.formats.registry import check_local_file
 
 __all__ = ["ConvertedWeights", "convert_checkpoint"]
 
@@ -44,6 +46,15 @@ def convert_checkpoint(
         >>> from resnet_keras import convert_checkpoint
         >>> convert_checkpoint("resnet18-f37072fd.pth", "resnet18.h5", "resnet18")  # doctest: +SKIP
     """
+    key, dst = check_conversion(src, dst, model_name, include_top=include_top, overwrite=overwrite)
+    from .registry import get_model
+
+    model = get_model(key, weights=os.fspath(src), include_top=include_top)
+    return write_weights_file(model, dst, key=key, include_top=include_top)
+
+
+def check_conversion(src, dst, model_name, *, include_top, overwrite) -> tuple[str, Path]:
+    """Every argument of `convert_checkpoint`, before torch, Keras or a model: (registry key, dst)."""
     key = registry_key(model_name)
     fits = [name for name, spec in SPECS.items() if spec.torch_layout]
     if key not in fits:
@@ -56,8 +67,9 @@ def convert_checkpoint(
             "`include_top` and `overwrite` must be True or False. Received: "
             f"include_top={include_top!r}, overwrite={overwrite!r}"
         )
-    dst = check_destination(dst, overwrite)
-    from .registry import get_model
-
-    model = get_model(key, weights=os.fspath(src), include_top=include_top)
-    return write_weights_file(model, dst, key=key, include_top=include_top)
+    source = Path(src).expanduser()
+    if not os.path.lexists(source):
+        raise FileNotFoundError(f"No such checkpoint: {source}. `src` must be a torch checkpoint file (.pth, .pt "
+                                f"or .safetensors). Received: src={os.fspath(src)!r}")
+    check_local_file(source, os.fspath(src), argument="src")  # refused or unreadable formats, before any parser
+    return key, check_destination(dst, overwrite)

@@ -95,6 +95,11 @@ class Resolved:
         return (self.entry and self.entry.preprocessing) or self.spec.preprocessing
 
     @property
+    def resize_size(self) -> int | None:
+        """The shorter side before the center `input_size` crop of the weights' eval transform, if any."""
+        return self.entry.resize_size if self.entry else None
+
+    @property
     def weights_label(self) -> str:
         """The weights as a user would name them: a tag, a path, or 'none'."""
         return self.tag or (str(self.path) if self.path else "none")

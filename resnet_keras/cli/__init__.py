@@ -30,12 +30,15 @@ from typing import Sequence
 
 # Imported for their @command registrations, in the order `--help` lists them.
 from . import weights_commands, model_commands, run_commands, finetune_commands  # noqa: F401
+from .options import add_verbose
 from .output import report
 from .registry import COMMANDS, EXIT_FAILURE, EXIT_INTERRUPTED
 from ..errors import ResNetKerasError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with `command`, only that one's arguments are configured
+    (the others keep their name and help, which is all `--help` lists)."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(
@@ -50,17 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
         sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-        cmd.configure(sub)
-        # also after the command; SUPPRESS keeps a --verbose given before it
-        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                         help="show TensorFlow's start-up and device messages")
+        if command is None or command == cmd.name:
+            cmd.configure(sub)
+            add_verbose(sub)
         sub.set_defaults(run=cmd.run)
     return parser
 
 
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The command `argv` names: its first word that is not an option (the top-level options take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None) if argv else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    name = _command_name(argv)
+    args = build_parser(name if name in COMMANDS else None).parse_args(argv)
     try:
         return args.run(args)
     except (ResNetKerasError, OSError) as error:

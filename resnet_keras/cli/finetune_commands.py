@@ -1,4 +1,4 @@
-"""Subcommands of transfer learning: finetune, evaluate (and classify --model RUN_DIR).
+"""Subcommands of transfer learning: finetune, evaluate.
 
     resnet-keras finetune DATA_DIR --model resnet50 --out RUN_DIR [--epochs N] ...
     resnet-keras finetune DATA_DIR ... --workers 2                  # data-parallel, this machine
@@ -7,7 +7,8 @@
     resnet-keras classify --model RUN_DIR image.jpg
 
 `finetune` is `resnet_keras.fine_tune` with flags; its defaults are read from
-that function's signature, so the two cannot drift. Every option and the
+that function's signature, so the two cannot drift. A RUN_DIR is then a
+model like any other for classify, features and export (`run_commands`). Every option and the
 data folder are checked before Keras is imported, a model is built,
 weights are fetched or RUN_DIR is written.
 """
@@ -17,10 +18,8 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import types
-from pathlib import Path
 
-from .loading import _import_keras, check_inference_options, predict_function
+from .loading import _import_keras, cli_weights
 from .options import add_model_options, non_negative_float, positive_int
 from .output import print_table, printable
 from .registry import EXIT_OK, command
@@ -122,14 +121,6 @@ def _distributed(args: argparse.Namespace):
                        host_index=args.host_index, heartbeat_timeout=args.heartbeat_timeout or HEARTBEAT_TIMEOUT)
 
 
-def _weights(args: argparse.Namespace):
-    from ..architecture.resolve import DEFAULT_TAG
-
-    if args.weights is None:
-        return DEFAULT_TAG
-    return None if args.weights.lower() == "none" else args.weights
-
-
 @command("finetune", help="train a classifier on a folder of class sub-folders (resumable RUN_DIR)",
          configure=_configure_finetune)
 def run_finetune(args: argparse.Namespace) -> int:
@@ -141,11 +132,8 @@ def run_finetune(args: argparse.Namespace) -> int:
                                    "turns off. Received: both. Leave out one of them.")
     augment = False if args.no_augment else Augmentation(
         crop_scale=(args.crop_scale or Augmentation.crop_scale[0], 1.0), flip=not args.no_flip)
-    args.flags = dict(out="--out", data="DATA_DIR", validation_data="--validation-dir", input_size="--size",
-                      workers="--workers", address="--address", hosts="--hosts", host_index="--host-index",
-                      heartbeat_timeout="--heartbeat-timeout")
     prepared = prepare(  # every option and the data folder checked, without Keras
-        data=args.data, model=args.model, weights=_weights(args), out=args.out, augment=augment,
+        data=args.data, model=args.model, weights=cli_weights(args), out=args.out, augment=augment,
         **{name: getattr(args, name) for name in TRAINING_OPTIONS}, head_lr=args.head_lr,
         validation_data=args.validation_dir, input_size=args.size,
         class_weight=None if args.class_weight == "none" else "balanced", overwrite=args.overwrite,
@@ -199,8 +187,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..finetune.train import predict
 
     ft = load_run(args.run_dir)
-    pixels, skipped = decode(examples, np.arange(len(examples)), ft.input_size, budget=memory_budget(),
-                             progress=not args.quiet, what="evaluating")
+    pixels, skipped = decode(examples, np.arange(len(examples)), ft.input_size, resize=ft.transform.resize,
+                             budget=memory_budget(), progress=not args.quiet, what="evaluating")
     probs = predict(ft.model, pixels, ft.preprocessing, args.batch_size)
     metrics = classification_metrics(probs, labels[pixels.positions], names)
     metrics["skipped"] = len(skipped) + len(examples.skipped)
@@ -216,30 +204,4 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print("confusion matrix (rows: true class, columns: predicted):")
     print_table([("", *map(printable, names))] + [
         (printable(name), *map(str, row)) for name, row in zip(names, metrics["confusion"])])
-    return EXIT_OK
-
-
-def classify_run(args: argparse.Namespace, run_dir: Path) -> int:
-    """`classify --model RUN_DIR`: top labels by the run's own class names."""
-    import numpy as np
-
-    from ..finetune.record import load_run, read_run
-    from ..images import collect_images, format_top, load_batch, preprocess
-
-    if args.weights is not None or args.manifest is not None:
-        raise InvalidArgumentError(
-            "--weights and --manifest do not apply to --model RUN_DIR: the run holds its own weights. "
-            f"Received: --model={printable(str(run_dir))!r}. Leave them out.")
-    classes = len(read_run(run_dir)["class_names"])
-    paths = collect_images(args.images)
-    calibration = check_inference_options(args)
-    _import_keras(args)
-    ft = load_run(run_dir)
-    predict = predict_function(args, ft.model, types.SimpleNamespace(preprocessing=ft.preprocessing),
-                               ft.input_size, calibration)
-    for start in range(0, len(paths), args.batch_size):
-        batch = paths[start:start + args.batch_size]
-        scores = np.asarray(predict(preprocess(load_batch(batch, (ft.input_size,) * 2), ft.preprocessing)))
-        for path, labels in zip(batch, ft.top_labels(scores, min(args.top, classes))):
-            print(format_top(printable(path), [(printable(name), score) for name, score in labels]))
     return EXIT_OK

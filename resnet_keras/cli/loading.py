@@ -1,11 +1,13 @@
-"""The model a command asks for: resolved first, then built.
+"""The model a command asks for: opened first, then built.
 
-`resolve_weights` decides once what `--model` and `--weights` mean (a tag of
-the manifest, a local file, or none) and returns the `Resolved` record;
-it does not import Keras, so a wrong argument is reported at once. The
-command then reads input size, preprocessing and the weights label from the
-record, and `build_model` imports Keras (TensorFlow's native start-up lines
-kept off the terminal unless `--verbose`) and builds from it.
+`open_model` decides once what `--model` and `--weights` mean (a registered
+model with a tag of the manifest, a local file or none; or a fine-tuned
+RUN_DIR) and returns the library's `Source` record
+(`extraction.source`); it does not import Keras, so a wrong argument is
+reported at once. The command then reads input size, eval transform,
+preprocessing, class names and the weights label from the record, and
+`build_model` imports Keras (TensorFlow's native start-up lines kept off the
+terminal unless `--verbose`) and builds from it.
 """
 
 from __future__ import annotations
@@ -14,16 +16,11 @@ import argparse
 import contextlib
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .options import active_manifest
-from ..architecture import catalog
-from ..architecture.specs import SPECS, ResNetSpec
-from ..errors import InvalidArgumentError, UnknownWeightsError
 
-if TYPE_CHECKING:  # architecture.resolve loads NumPy: not for --help
-    from ..architecture.resolve import Resolved
+if TYPE_CHECKING:  # the source loads NumPy: not for --help
+    from ..extraction.source import Source
 
 
 @contextlib.contextmanager
@@ -68,102 +65,51 @@ def _import_keras(args: argparse.Namespace):
     return keras
 
 
-def model_spec(args: argparse.Namespace) -> ResNetSpec:
-    """The spec of `--model`/MODEL; unknown names raise with close matches."""
-    return SPECS[catalog.resolve(args.model)]
+def cli_weights(args: argparse.Namespace):
+    """`--weights` as the library takes it: left out, the manifest's default tag; "none", None."""
+    from ..architecture.resolve import DEFAULT_TAG
+
+    if args.weights is None:
+        return DEFAULT_TAG
+    return None if args.weights.lower() == "none" else args.weights
 
 
-def fine_tuned_run(args: argparse.Namespace) -> Path | None:
-    """The RUN_DIR that `--model` names (a folder, not a registered model name), else None.
+def open_model(args: argparse.Namespace, *, include_top: bool) -> Source:
+    """What `--model`/MODEL and `--weights` name (a zoo model or a fine-tuned RUN_DIR), checked before Keras."""
+    from ..extraction.source import open_source
 
-    The hook through which `classify --model RUN_DIR` runs a fine-tuned
-    classifier (`finetune_commands.classify_run`); `finetune.record.read_run`
-    then checks that the folder is a complete run.
-    """
-    model = getattr(args, "model", None)
-    if not isinstance(model, str) or model.lower() in SPECS or not os.path.isdir(model):
-        return None
-    return Path(model)
+    return open_source(args.model, cli_weights(args), include_top=include_top, manifest=args.manifest,
+                       offline=True if args.offline else None)
 
 
-def resolve_weights(args: argparse.Namespace, spec: ResNetSpec, *, include_top: bool) -> Resolved:
-    """`--weights` for `spec`, decided once and checked before Keras is imported.
-
-    Left out, it is the manifest's default tag; "none" is random initialization.
-    """
-    from ..architecture.resolve import DEFAULT_TAG, resolve
-
-    weights = args.weights
-    if weights is None:
-        weights = DEFAULT_TAG
-    elif weights.lower() == "none":
-        weights = None
-    offline = True if args.offline else None  # False would override RESNET_KERAS_OFFLINE
-    try:
-        return resolve(spec, weights, include_top=include_top, manifest=args.manifest, offline=offline)
-    except UnknownWeightsError as error:
-        if weights is not DEFAULT_TAG or active_manifest(args).tags(spec.name):
-            raise
-        # The model has no default tag: say what to pass on the command line.
-        raise UnknownWeightsError(
-            f"--weights needs a value for {spec.name}: it has no pretrained weights in the "
-            f"manifest. Received: --model={spec.name}. Pass --weights PATH (an .h5 weights "
-            "file) or --weights none (random initialization)."
-        ) from error
-
-
-def build_model(
-    args: argparse.Namespace, resolved: Resolved, *, pooling: str | None = None, size: int | None = None
-):
-    """The Keras model `resolved` describes; without the top, globally pooled."""
+def build_model(args: argparse.Namespace, source: Source, *, pooling: str | None = None, size: int | None = None):
+    """The Keras model of `source` (TensorFlow imported quietly unless `--verbose`)."""
     _import_keras(args)
-    from ..architecture.build import build, build_pooled
-
-    if resolved.include_top:
-        return build(resolved)
-    return build_pooled(resolved, pooling=pooling, size=size)
+    return source.build(pooling=pooling, size=size)
 
 
-# Calibration images read for --precision int8: enough for stable ranges, bounded memory.
-CALIBRATION_LIMIT = 300
-
-
-def check_inference_options(args: argparse.Namespace) -> list | None:
+def check_inference_options(args: argparse.Namespace) -> tuple | None:
     """The calibration image paths, checked with --precision/--runtime before any weights are fetched."""
-    from ..images import collect_images
-    from ..inference.precision import CALIBRATED
+    if args.precision is None and args.runtime is None and args.calibration is None:
+        return None  # Keras runs the model: nothing of a Predictor to check
+    from ..extraction.plan import calibration_files
     from ..inference.runtimes import choose
 
-    if args.calibration and args.precision not in CALIBRATED:
-        raise InvalidArgumentError(
-            "--calibration is used by --precision int8 only. Received: --calibration with "
-            f"--precision={args.precision or 'float32'}. Add --precision int8, or drop --calibration."
-        )
-    if args.precision in CALIBRATED and not args.calibration:
-        raise InvalidArgumentError(
-            "--precision int8 needs --calibration: a folder or files of at least 32 images like "
-            "the ones to run on (their activation ranges set the int8 scales). Received: none"
-        )
-    if args.precision is not None or args.runtime is not None:  # a Predictor will run: the pair is possible
-        choose(args.runtime or "auto", args.precision or "float32")
-    return collect_images(args.calibration)[:CALIBRATION_LIMIT] if args.calibration else None
+    choose(args.runtime or "auto", args.precision or "float32")  # a Predictor will run: the pair is possible
+    return calibration_files(args.calibration, args.precision or "float32") or None
 
 
-def predict_function(args: argparse.Namespace, model, resolved: Resolved, size: int, calibration,
-                     *, keras_by_default: bool = True):
-    """`x -> outputs` for a preprocessed batch: a `Predictor` (int8 calibrated on
-    `calibration` paths), or Keras as built when `keras_by_default` and neither
-    `--precision` nor `--runtime` is given. The Predictor's runtime and parity
-    line goes to stderr when the user asked for it (and not with --quiet)."""
-    asked = args.precision is not None or args.runtime is not None
-    if keras_by_default and not asked:
+def predict_function(args: argparse.Namespace, model, source: Source, transform, calibration):
+    """`x -> outputs` for a preprocessed batch: Keras as built unless `--precision` or
+    `--runtime` asks for a `Predictor` (int8 calibrated on the `calibration` files, read with
+    `transform`); its runtime and parity line then goes to stderr."""
+    if args.precision is None and args.runtime is None:
         return model.predict_on_batch
-    from ..extraction.model import inference_function
+    from ..extraction.engines import inference_function
     from ..images import load_batch, preprocess
 
     if calibration is not None:
-        calibration = preprocess(load_batch(calibration, size), resolved.preprocessing)
+        calibration = preprocess(load_batch(calibration, transform), source.preprocessing)
     run = inference_function(model, args.precision or "float32", args.runtime or "auto", calibration)
-    if asked and not getattr(args, "quiet", False):
-        print(f"resnet-keras: {run.predictor!r}", file=sys.stderr)
+    print(f"resnet-keras: {run.predictor!r}", file=sys.stderr)
     return run

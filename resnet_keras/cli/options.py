@@ -20,6 +20,12 @@ def active_manifest(args: argparse.Namespace):
     return active_manifest(getattr(args, "manifest", None))
 
 
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """--verbose after the command too; SUPPRESS keeps one given before it."""
+    parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show TensorFlow's start-up and device messages")
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -66,18 +72,21 @@ def add_batch_size(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_model_options(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
-    """--model (unless the command takes MODEL as a positional), --weights, --offline, --manifest."""
+def add_model_options(parser: argparse.ArgumentParser, *, model: bool = True, run_dir: bool = False) -> None:
+    """--model (unless the command takes MODEL as a positional; `run_dir`: a fine-tuned
+    RUN_DIR too), --weights, --offline, --manifest."""
     if model:
         parser.add_argument(
-            "--model", default="resnet50", metavar="MODEL",
-            help="a registered model (default: resnet50; see `resnet-keras list`)",
+            "--model", default="resnet50", metavar="MODEL|RUN_DIR" if run_dir else "MODEL",
+            help="a registered model (default: resnet50; see `resnet-keras list`)"
+            + (", or the RUN_DIR of a fine-tuned model" if run_dir else ""),
         )
         parser.set_defaults(model_flag="--model")  # for messages: the flag that names the model
     parser.add_argument(
         "--weights", metavar="TAG|PATH|none",
         help="a weights tag of the manifest (default: the model's default tag, e.g. imagenet), "
-        "an .h5 weights file, or 'none' for random initialization",
+        "a weights file (.h5; torch .pth/.pt or .safetensors for the torchvision-layout models), "
+        "or 'none' for random initialization",
     )
     parser.add_argument(
         "--offline", action="store_true",

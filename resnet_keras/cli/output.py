@@ -26,31 +26,60 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cells).rstrip())
 
 
-# Builder arguments -> the flags that set them, for error messages.
+# Library arguments -> the flags that set them, for error messages: the one
+# translation of every command (the builders', extract_features', fine_tune's).
 FLAGS = {
     "weights": "--weights",
     "input_shape": "--size",
+    "input_size": "--size",
+    "size": "--size",
     "pooling": "--pooling",
     "manifest": "--manifest",
     "offline": "--offline",
     "top": "--top",
     "precision": "--precision",
+    "runtime": "--runtime",
+    "calibration": "--calibration",
     "batch_size": "--batch-size",
+    "out": "--out",
+    "shard_size": "--shard-size",
+    "overwrite": "--overwrite",
+    "engine": "--engine",
+    "address": "--address",
     "actors": "--actors",
     "cpus_per_actor": "--cpus-per-actor",
     "gpus_per_actor": "--gpus-per-actor",
+    "ray_options": "--address/--actors/--cpus-per-actor/--gpus-per-actor",
+    "src": "SRC",
+    "dst": "DST",
+    "data": "DATA_DIR",
+    "validation_data": "--validation-dir",
+    "workers": "--workers",
+    "hosts": "--hosts",
+    "host_index": "--host-index",
+    "heartbeat_timeout": "--heartbeat-timeout",
 }
+# Phrases said another way on the command line (before the names above are translated).
 _API_WORDS = {
     "resnet_keras.list_models()": "`resnet-keras list`",
     "RESNET_KERAS_OFFLINE, offline=": "RESNET_KERAS_OFFLINE, --offline",
     "RESNET_KERAS_MANIFEST or manifest=": "RESNET_KERAS_MANIFEST or --manifest",
+    "overwrite=True": "--overwrite",
+    "weights=None": "--weights none",
+    "calibration=None": "no --calibration",
+    "precision='int8'": "--precision int8",
+    "engine='ray'": "--engine ray",
+    "engine='local'": "--engine local",
+    "(`out` a folder)": "(--out FOLDER)",
+    "(`out` ending in .npz)": "(--out FILE.npz)",
+    "change `out`": "change --out",
 }
 
 
 def flag_words(message: str, args: argparse.Namespace | None) -> str:
     """`message` with Python argument names replaced by the command's flags."""
-    # a command may name more of its flags (`args.flags`: argument -> flag)
-    flags = dict(FLAGS, **getattr(args, "flags", {}), name=getattr(args, "model_flag", "MODEL"))
+    model = getattr(args, "model_flag", "MODEL")  # --model, or the MODEL positional
+    flags = dict(FLAGS, name=model, model=model, model_name=model)
     for api, cli_words in _API_WORDS.items():
         message = message.replace(api, cli_words)
     names = "|".join(map(re.escape, flags))

@@ -74,7 +74,8 @@ def _command_section(name: str, parser: argparse.ArgumentParser, about: str) -> 
         flags = [a.option_strings[-1] for a in group._group_actions]  # noqa: SLF001
         exclusive.update({a.dest: flags for a in group._group_actions})  # noqa: SLF001
     shown = [a for a in parser._actions if a.dest not in _EVERYWHERE]  # noqa: SLF001
-    positional = " ".join(invocation(a) for a in shown if not a.option_strings)
+    positional = " ".join(f"[{invocation(a)} ...]" if _is_subcommands(a) else invocation(a)
+                          for a in shown if not a.option_strings)
     required = " ".join(invocation(a) for a in shown if a.option_strings and a.required)
     synopsis = " ".join(p for p in ("resnet-keras", name, positional, required, "[options]") if p)
     lines = [f"### `resnet-keras {name}`", "", about[:1].upper() + about[1:] + ".", "", f"`{synopsis}`", ""]
@@ -85,7 +86,15 @@ def _command_section(name: str, parser: argparse.ArgumentParser, about: str) -> 
         actions = [a for a in group._group_actions if a in shown]  # noqa: SLF001
         if actions:
             lines += [f"*{group.title}*", "", *_table(actions, exclusive), ""]
+    for action in filter(_is_subcommands, shown):  # `weights convert`: a section of its own
+        about = {a.dest: a.help for a in action._choices_actions}  # noqa: SLF001
+        for sub, sub_parser in action.choices.items():
+            lines += _command_section(f"{name} {sub}", sub_parser, about[sub])
     return lines
+
+
+def _is_subcommands(action: argparse.Action) -> bool:
+    return isinstance(action, argparse._SubParsersAction)  # noqa: SLF001
 
 
 def reference(parser: argparse.ArgumentParser | None = None) -> str:
@@ -94,7 +103,7 @@ def reference(parser: argparse.ArgumentParser | None = None) -> str:
         from . import build_parser
 
         parser = build_parser()
-    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    subcommands = next(filter(_is_subcommands, parser._actions))  # noqa: SLF001
     about = {a.dest: a.help for a in subcommands._choices_actions}  # noqa: SLF001
     top = [a for a in parser._actions if a is not subcommands and a.dest != "help"]  # noqa: SLF001
     lines = [

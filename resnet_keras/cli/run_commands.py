@@ -1,7 +1,9 @@
 """Subcommands that run a model: classify, features, export.
 
-Every file and argument is checked before Keras is imported
-(`loading.load_model`).
+Each takes `--model` (MODEL for export) as a registered model or a
+fine-tuned RUN_DIR, opened once (`loading.open_model`: the library's
+`Source`), and checks every file and argument before Keras is imported.
+`features` is `resnet_keras.extraction.extract_features` with flags.
 """
 
 from __future__ import annotations
@@ -12,22 +14,21 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .loading import (
-    build_model, check_inference_options, fine_tuned_run, model_spec, predict_function, resolve_weights,
-)
+from .loading import _import_keras, build_model, check_inference_options, cli_weights, open_model, predict_function
 from .options import (
     add_batch_size, add_inference_options, add_model_options, non_negative_float, positive_float, positive_int,
 )
 from .output import printable
-from ..files import atomic_write
 from .registry import EXIT_OK, command
 from ..architecture.catalog import PREPROCESSING_TEXT
 from ..errors import InvalidArgumentError, MissingDependencyError
 from ..explain.folder import OverlayWriter, check_folder, image_loader
 from ..extraction import DEFAULT_SHARD_SIZE, ENGINES, POOLINGS
 from ..inference.export import FORMATS, export_for_inference
-from ..inference.precision import CALIBRATED, EXPORT, formats_for
-from ..inference.runtimes import choose
+from ..inference.precision import EXPORT, formats_for
+
+# --top left out: this many labels, or all of a smaller head's.
+DEFAULT_TOP = 5
 
 
 def _batches(items: Sequence, size: int):
@@ -37,8 +38,9 @@ def _batches(items: Sequence, size: int):
 
 def _configure_classify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...) or folders")
-    add_model_options(parser)
-    parser.add_argument("--top", type=positive_int, default=5, help="labels per image (default: 5)")
+    add_model_options(parser, run_dir=True)
+    parser.add_argument("--top", type=positive_int,
+                        help=f"labels per image (default: {DEFAULT_TOP}, or every class of a smaller head)")
     add_batch_size(parser)
     add_inference_options(parser)
     parser.add_argument(
@@ -54,39 +56,33 @@ def _configure_classify(parser: argparse.ArgumentParser) -> None:
     configure=_configure_classify,
 )
 def run_classify(args: argparse.Namespace) -> int:
-    import numpy as np
+    from ..images import collect_images, format_top, load_batch, preprocess, top_labels
 
-    from ..images import collect_images, format_top, load_batch, preprocess, spatial_size, top_labels
-
-    run_dir = fine_tuned_run(args)
-    if run_dir is not None:  # --model RUN_DIR: a fine-tuned classifier, its own class names
-        from .finetune_commands import classify_run
-
-        return classify_run(args, run_dir)
-    spec = model_spec(args)
-    if args.top > spec.classes:
+    source = open_model(args, include_top=True)  # a zoo model or a fine-tuned RUN_DIR, one flow
+    if args.top is not None and args.top > source.classes:
         raise InvalidArgumentError(
-            f"--top must be at most the number of classes ({spec.classes}). Received: --top={args.top}"
+            f"--top must be at most the number of classes ({source.classes}). Received: --top={args.top}"
         )
+    top = args.top or min(DEFAULT_TOP, source.classes)
     paths = collect_images(args.images)  # every file checked before a model is built
     calibration = check_inference_options(args)
     explain_to = check_folder(args.explain) if args.explain else None
-    resolved = resolve_weights(args, spec, include_top=True)
-    model = build_model(args, resolved)
-    if not resolved.has_weights:
+    model = build_model(args, source)
+    if not source.has_weights:
         print(
             "resnet-keras: warning: --weights none: random weights, the labels mean nothing",
             file=sys.stderr,
         )
-    size = spatial_size(model)
-    predict = predict_function(args, model, resolved, size, calibration)
+    transform, names = source.transform(), source.names()
+    predict = predict_function(args, model, source, transform, calibration)
     overlays = None
     if explain_to is not None:
-        overlays = OverlayWriter(model, explain_to, paths, args.top, image_loader(size, resolved.preprocessing))
+        overlays = OverlayWriter(model, explain_to, paths, top, image_loader(transform, source.preprocessing),
+                                 names=names)
     for batch in _batches(paths, args.batch_size):
-        scores = predict(preprocess(load_batch(batch, size), resolved.preprocessing))
-        for path, labels in zip(batch, top_labels(np.asarray(scores), args.top)):
-            print(format_top(printable(path), labels))
+        scores = predict(preprocess(load_batch(batch, transform), source.preprocessing))
+        for path, labels in zip(batch, top_labels(scores, top, names)):
+            print(format_top(printable(path), [(printable(label), score) for label, score in labels]))
         if overlays is not None:
             overlays.write(batch, scores)
     if overlays is not None:
@@ -103,7 +99,7 @@ def _configure_features(parser: argparse.ArgumentParser) -> None:
         "--out", required=True, metavar="FOLDER|FILE.npz",
         help="a folder of Parquet shards (streamed, resumable), or an .npz file for small runs",
     )
-    add_model_options(parser)
+    add_model_options(parser, run_dir=True)
     parser.add_argument(
         "--pooling", choices=POOLINGS, default="avg",
         help="global pooling of the last feature map (default: avg)",
@@ -147,122 +143,42 @@ def _configure_features(parser: argparse.ArgumentParser) -> None:
     configure=_configure_features,
 )
 def run_features(args: argparse.Namespace) -> int:
-    if Path(args.out).suffix.lower() == ".npz":
-        return _features_npz(args)
-    return _features_parquet(args)
+    from ..extraction.api import prepare
+    from ..extraction.store import ERRORS_NAME
 
-
-# Left out (None) unless given, so that a misplaced one can be named.
-_RAY_ONLY = ("address", "actors", "cpus_per_actor", "gpus_per_actor")
-_PARQUET_ONLY = ("shard_size", "overwrite", "engine", *_RAY_ONLY)
-
-
-def _given(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
-    return [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False)]
-
-
-def _features_npz(args: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm import tqdm
-
-    from ..images import collect_images, load_batch, preprocess, spatial_size
-
-    out = Path(args.out)
-    if not out.parent.is_dir() or out.is_dir():
-        raise InvalidArgumentError(
-            "--out must be a file path in an existing folder. Received: "
-            f"--out={args.out!r}. Create the folder first."
-        )
-    extra = _given(args, _PARQUET_ONLY)
-    if extra:
-        raise InvalidArgumentError(
-            f"{', '.join(extra)} only apply to --out FOLDER (Parquet); an .npz is written in one piece. "
-            f"Received: --out={args.out!r}. Give a folder instead."
-        )
-    spec = model_spec(args)
-    paths = collect_images(args.inputs)
-    calibration = check_inference_options(args)
-    resolved = resolve_weights(args, spec, include_top=False)
-    model = build_model(args, resolved, pooling=args.pooling, size=args.size)
-    size = spatial_size(model)
-    predict = predict_function(args, model, resolved, size, calibration, keras_by_default=False)
-    chunks = []
-    with tqdm(total=len(paths), unit="img", desc=f"{spec.name} features",
-              disable=args.quiet, file=sys.stderr) as bar:
-        for batch in _batches(paths, args.batch_size):
-            chunks.append(np.asarray(predict(preprocess(load_batch(batch, size), resolved.preprocessing)), np.float32))
-            bar.update(len(batch))
-    features = np.concatenate(chunks)
-    # Unicode arrays only: np.load(path, allow_pickle=False) reads every key.
-    arrays = dict(
-        features=features,
-        paths=np.array([printable(p) for p in paths], dtype=str),
-        model=np.array(spec.name),
-        weights=np.array(resolved.weights_label),
-        pooling=np.array(args.pooling),
-        image_size=np.array(size),
-    )
-    with atomic_write(out) as f:
-        np.savez(f, **arrays)
-    print(
-        f"{features.shape[0]} images x {features.shape[1]} features ({spec.name}, "
-        f"{args.pooling} pooling, weights: {printable(resolved.weights_label)}, {size[0]}x{size[1]} "
-        f"input) -> {printable(out)}"
-    )
-    return EXIT_OK
-
-
-def _features_parquet(args: argparse.Namespace) -> int:
-    from .. import extraction
-    from ..images import list_images
-
-    engine = args.engine or "local"
-    shard_size = args.shard_size or DEFAULT_SHARD_SIZE
-    if engine != "ray" and _given(args, _RAY_ONLY):
-        raise InvalidArgumentError(
-            f"{', '.join(_given(args, _RAY_ONLY))} only apply to --engine ray. "
-            f"Received: --engine={engine}. Add --engine ray, or leave them out."
-        )
-    if args.calibration or args.precision in CALIBRATED:
-        raise InvalidArgumentError(
-            "--precision int8 and --calibration apply to --out FILE.npz; Parquet output "
-            f"(--out FOLDER) runs float32 or bfloat16. Received: --precision={args.precision} "
-            f"--out={args.out!r}. Use --precision bfloat16, or write an .npz."
-        )
-    precision = args.precision or "float32"
-    choose(args.runtime or "auto", precision)  # the pair checked before any file is written
-    extraction.check_run_arguments(pooling=args.pooling, precision=precision,
-                                   batch_size=args.batch_size, shard_size=shard_size,
-                                   engine=engine)
-    spec = model_spec(args)
-    paths = list_images(args.inputs)  # unreadable files are listed in _errors.csv, not fatal
-    resolved = resolve_weights(args, spec, include_top=False)
-    arguments = dict(
-        command="features", inputs=list(args.inputs), model=spec.name,
-        weights=resolved.weights_label, pooling=args.pooling, size=args.size,
-        precision=precision, batch_size=args.batch_size, shard_size=shard_size,
-        engine=engine,
-    )
-    summary = extraction.run(
-        paths=paths, out=Path(args.out), resolved=resolved,
-        make_model=lambda: build_model(args, resolved, pooling=args.pooling, size=args.size),
-        pooling=args.pooling, size=args.size, precision=precision, runtime=args.runtime or "auto",
-        batch_size=args.batch_size, shard_size=shard_size, engine=engine,
-        ray_options=extraction.RayOptions(
-            address=args.address, actors=args.actors or 1,
-            cpus_per_actor=args.cpus_per_actor or 1, gpus_per_actor=args.gpus_per_actor or 0,
-        ),
-        overwrite=args.overwrite, arguments=arguments, progress=not args.quiet,
-    )
+    prepared = prepare(  # every option, the model, the images and --out checked, without Keras
+        args.inputs, args.out, model=args.model, weights=cli_weights(args), pooling=args.pooling, size=args.size,
+        precision=args.precision or "float32", runtime=args.runtime or "auto", calibration=args.calibration,
+        batch_size=args.batch_size, shard_size=args.shard_size, engine=args.engine, ray_options=_ray_options(args),
+        overwrite=args.overwrite, progress=not args.quiet, manifest=args.manifest,
+        offline=True if args.offline else None)
+    _import_keras(args)
+    summary = prepared.run()
+    settings = summary.settings
+    if (args.precision or args.runtime) and summary.predictor and not args.quiet:
+        print(f"resnet-keras: {summary.predictor}", file=sys.stderr)
+    model = f"{settings.model}, {settings.pooling} pooling, weights: {printable(settings.weights)}"
+    if summary.sink == "npz":
+        size = settings.image_size
+        print(f"{summary.rows} images x {summary.dim} features ({model}, {size[0]}x{size[1]} input) -> "
+              f"{printable(summary.out)}")
+        return EXIT_OK
     resumed = f", {summary.resumed_shards} done before" if summary.resumed_shards else ""
     print(
-        f"{summary.images} images -> {summary.rows} rows x {summary.dim} features ({spec.name}, {args.pooling} pooling, "
-        f"weights: {printable(resolved.weights_label)}, {precision}) -> "
-        f"{printable(summary.out)}: {summary.shards} shards{resumed}; "
-        f"{summary.errors} unreadable (listed in {extraction.ERRORS_NAME}); "
-        f"{summary.images_per_second:.1f} images/s"
+        f"{summary.images} images -> {summary.rows} rows x {summary.dim} features ({model}, {settings.precision}) "
+        f"-> {printable(summary.out)}: {summary.shards} shards{resumed}; {summary.errors} unreadable (listed in "
+        f"{ERRORS_NAME}); {summary.images_per_second:.1f} images/s"
     )
     return EXIT_OK
+
+
+def _ray_options(args: argparse.Namespace):
+    """The Ray placement flags given (None when none is: the library names misplaced ones)."""
+    from ..extraction.engines import RayOptions
+
+    given = {name: getattr(args, name) for name in ("address", "actors", "cpus_per_actor", "gpus_per_actor")
+             if getattr(args, name) is not None}
+    return RayOptions(**given) if given else None
 
 
 # --format name -> the export record (suffix, modules, pip extra, load hint).
@@ -270,7 +186,8 @@ EXPORT_FORMATS = {f.cli_name: f for f in FORMATS.values()}
 
 
 def _configure_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a registered model, e.g. resnet50")
+    parser.add_argument("model", metavar="MODEL",
+                        help="a registered model, e.g. resnet50, or a fine-tuned RUN_DIR")
     parser.add_argument("--format", required=True, choices=tuple(EXPORT_FORMATS))
     parser.add_argument(
         "--out", required=True, metavar="PATH",
@@ -322,7 +239,8 @@ def run_export(args: argparse.Namespace) -> int:
             "--size needs --pooling: the classifier fixes the input size. "
             f"Received: --size={args.size}"
         )
-    spec = model_spec(args)
+    source = open_model(args, include_top=args.pooling is None)
+    source.check_size(args.size)
     missing = target.missing_modules()
     if missing:
         raise MissingDependencyError(
@@ -330,15 +248,14 @@ def run_export(args: argparse.Namespace) -> int:
             f"{', '.join(missing)} is not installed. Received: --format={args.format}. "
             f"Install them with `pip install \"resnet-keras[{target.extra}]\"`."
         )
-    resolved = resolve_weights(args, spec, include_top=args.pooling is None)
-    model = build_model(args, resolved, pooling=args.pooling, size=args.size)
+    model = build_model(args, source, pooling=args.pooling, size=args.size)
     report = export_for_inference(model, out, format=target.name, precision=args.precision)
     shape = ", ".join(["batch", *map(str, model.input_shape[1:])])
     print(
-        f"exported {spec.name} (weights: {printable(resolved.weights_label)}) as {args.format} to "
+        f"exported {source.model} (weights: {printable(source.weights)}) as {args.format} to "
         f"{printable(report.path)}: "
         f"{report.precision}, BatchNorm folded, outputs within {report.max_error:.1e} of Keras"
     )
-    print(f"input: float32 ({shape}), preprocessed: {PREPROCESSING_TEXT[resolved.preprocessing]}")
+    print(f"input: float32 ({shape}), preprocessed: {PREPROCESSING_TEXT[source.preprocessing]}")
     print(f"load: {target.load_hint.replace('PATH', repr(os.fspath(report.path)))}")
     return EXIT_OK

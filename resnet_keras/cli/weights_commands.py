@@ -1,11 +1,17 @@
-"""Weights subcommands: fetch, verify, weights (keras-free)."""
+"""Weights subcommands: fetch, verify, weights (keras-free), and weights convert.
+
+`weights convert SRC DST --model NAME` is `resnet_keras.convert_checkpoint`
+with flags: a torch checkpoint (torchvision's .pth or .pt, timm's
+.safetensors) written once as an HDF5 weights file, which loads without
+torch; it builds the model, so it imports Keras (after its checks).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .options import active_manifest, add_manifest_option
+from .options import active_manifest, add_manifest_option, add_verbose
 from .output import print_table, report
 from .registry import EXIT_FAILURE, EXIT_OK, command
 from ..errors import InvalidArgumentError, ResNetKerasError, UnknownWeightsError
@@ -126,12 +132,32 @@ def run_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if bad else EXIT_OK
 
 
+def _configure_weights(parser: argparse.ArgumentParser) -> None:
+    add_manifest_option(parser)
+    actions = parser.add_subparsers(dest="weights_command", metavar="convert", title="weights commands",
+                                    help="instead of the table: write a torch checkpoint as an HDF5 file (below)")
+    convert = actions.add_parser(
+        "convert", help="write a torch checkpoint (.pth, .pt, .safetensors) as an HDF5 weights file, once",
+        description="Write a torch checkpoint (torchvision .pth or .pt, timm .safetensors) as an HDF5 "
+        "weights file that loads without torch (resnet_keras.convert_checkpoint).")
+    convert.add_argument("src", metavar="SRC", help="the checkpoint: a .pth or .pt state dict, or .safetensors")
+    convert.add_argument("dst", metavar="DST", help="the .h5 file to write")
+    convert.add_argument("--model", required=True, metavar="MODEL",
+                         help="a model in torchvision's layout: resnet18, resnet34, resnet50_v1_5, ...")
+    convert.add_argument("--notop", action="store_true", help="leave out the classifier (fc)")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    convert.set_defaults(model_flag="--model")
+    add_verbose(convert)
+
+
 @command(
     "weights",
-    help="table of the manifest's weights and their cache state",
-    configure=add_manifest_option,
+    help="table of the manifest's weights and their cache state; `weights convert` for torch checkpoints",
+    configure=_configure_weights,
 )
 def run_weights(args: argparse.Namespace) -> int:
+    if args.weights_command == "convert":
+        return _run_convert(args)
     folder, states = _cache_states(args)
     rows = [("MODEL", "TAG", "HEAD", "PARAMS", "STATE", "FILE")]
     for entry, kind, wfile, state in states:
@@ -140,4 +166,18 @@ def run_weights(args: argparse.Namespace) -> int:
         rows.append((entry.model, tag, kind, params, state, wfile.file_name))
     print_table(rows)
     print(f"cache: {folder}  (* = default tag)")
+    return EXIT_OK
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .loading import _import_keras
+    from .output import printable
+    from ..architecture.convert import check_conversion, convert_checkpoint
+
+    include_top = not args.notop
+    check_conversion(args.src, args.dst, args.model, include_top=include_top, overwrite=args.overwrite)
+    _import_keras(args)
+    done = convert_checkpoint(args.src, args.dst, args.model, include_top=include_top, overwrite=args.overwrite)
+    print(f"{printable(done.path)}: sha256:{done.sha256}, {done.size:,} bytes ({done.model}, "
+          f"{'top' if done.include_top else 'notop'})")
     return EXIT_OK

@@ -53,19 +53,15 @@ def stems(paths: Sequence[Path]) -> list[str]:
     ]
 
 
-def class_label(index: int, classes: int) -> str:
-    """The name `classify` prints: ImageNet's for 1000 classes, else `class_<index>`."""
-    from .._imagenet import NUM_CLASSES, class_index
+def image_loader(transform, preprocessing: str | None):
+    """paths -> (pixels as read, the preprocessed batch): what `classify` feeds its model.
 
-    return class_index()[str(index)][1] if classes == NUM_CLASSES else f"class_{index}"
-
-
-def image_loader(size: tuple[int, int], preprocessing: str | None):
-    """paths -> (pixels as read, the preprocessed batch): what `classify` feeds its model."""
+    `transform`: an `images.Transform` (or a (height, width) size), as for `images.load_batch`.
+    """
     from ..images import load_batch, preprocess
 
     def load(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
-        pixels = load_batch(paths, size)
+        pixels = load_batch(paths, transform)
         return pixels, preprocess(pixels.copy(), preprocessing)  # preprocess writes in place
 
     return load
@@ -85,6 +81,7 @@ class OverlayWriter:
         paths: Every image of the run, in order (their file stems name the overlays).
         top: Classes per image, best first.
         load: paths -> (pixels in [0, 255] as read, the batch the model takes).
+        names: Class names in output order (None: `images.class_names`, as `classify` prints them).
         written: Paths written so far.
     """
 
@@ -93,6 +90,7 @@ class OverlayWriter:
     paths: Sequence[Path]
     top: int
     load: Callable[[Sequence[Path]], tuple[np.ndarray, np.ndarray]]
+    names: Sequence[str] | None = None
     written: list[Path] = dataclasses.field(default_factory=list)
     _done: int = 0  # images of `paths` written so far
 
@@ -100,15 +98,17 @@ class OverlayWriter:
         """Overlays of the next images of `paths` for the best `top` classes of their `scores`."""
         from .gradcam import grad_cam
         from .overlays import save_overlay
+        from ..images import class_names, top_classes
 
         names = stems(self.paths)[self._done:self._done + len(batch)]
         scores = np.asarray(scores)
-        best = np.argsort(-scores, axis=-1, kind="stable")[:, : self.top]
+        labels = class_names(scores.shape[-1]) if self.names is None else self.names
+        best = top_classes(scores, self.top)  # the ranking classify prints
         pixels, x = self.load(batch)
         heatmaps = grad_cam(self.model, x, best)
         self.folder.mkdir(exist_ok=True)
         self._done += len(batch)
         for name, image, classes, maps in zip(names, pixels, best, heatmaps):
             for rank, (index, heatmap) in enumerate(zip(classes, maps), 1):
-                label = class_label(int(index), scores.shape[-1])
+                label = labels[int(index)]
                 self.written.append(save_overlay(self.folder / file_name(name, rank, label), image, heatmap))

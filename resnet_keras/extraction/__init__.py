@@ -1,20 +1,29 @@
-"""Embeddings of many images into sharded Parquet: streaming, resumable, local or on Ray.
+"""Embeddings of many images: sharded Parquet (streaming, resumable, local or on Ray) or one .npz.
 
 `extract_features(images, out, ...)` (and `resnet-keras features IMAGES --out
-FOLDER`) reads the images with a parallel input pipeline, runs a pooled
-backbone over them and writes `OUT/part-NNNNN.parquet` shards (columns path,
-embedding, model, weights, pooling, image_size) with `OUT/_index.json` and
-`OUT/_errors.csv` (see `store.py` for the layout and its crash safety).
+FOLDER|FILE.npz`, which calls it) is the one orchestration: every argument
+checked first (`plan.py`), then the images read with a parallel input
+pipeline, a pooled backbone run over them through the Predictor, and the
+embeddings written to the sink `out` names (`sinks.py`: the capability
+table of what each sink and engine takes). A folder gets
+`OUT/part-NNNNN.parquet` shards (columns path, embedding, model, weights,
+pooling, image_size) with `OUT/_index.json` and `OUT/_errors.csv` (see
+`store.py` for the layout and its crash safety); a file ending in .npz gets
+one array file.
 
 - The image list is ordered (files as given, folders sorted) and cut into
   shards of `shard_size` positions. A rerun with the same arguments skips
   the shards the index lists, so after a crash (even `kill -9`) it ends
   with exactly the rows a clean run writes.
-- A rerun with another model, weights, pooling, size or precision is
-  refused (`InvalidArgumentError` naming what differs).
-- Unreadable images are skipped and listed with the reason.
+- A rerun with another model, weights, pooling, size, eval transform,
+  precision or calibration set is refused (`InvalidArgumentError` naming
+  what differs).
+- Unreadable images are skipped and listed with the reason (an .npz
+  refuses them instead).
 - Pixels are read and preprocessed by the rules of `classify` (see
-  `resnet_keras.images`), so the numbers match `features --out x.npz`.
+  `resnet_keras.images`: the weights' eval transform), so the numbers match
+  `classify`'s and the .npz's.
+- `model` is a registered model or a fine-tuned RUN_DIR (`source.py`).
 - `engine="ray"` runs the same extraction with Ray Data (decoding in
   tasks, one model per actor) on a local Ray or a cluster (`address`);
   the driver writes the shards, so the output is the same.
@@ -22,21 +31,21 @@ embedding, model, weights, pooling, image_size) with `OUT/_index.json` and
   `photos/a/1.jpg`; an absolute folder, absolute paths; names are written
   by the rule of printed names (`resnet_keras._text.printable`).
 - `images` may be one file or folder (str or PathLike, searched as the
-  CLI searches), a list of files, or a Ray Dataset.
+  CLI searches), a list of them, or a Ray Dataset.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from ..inference.precision import CALIBRATED, PREDICTOR
+from ..inference.precision import PREDICTOR
 
 # Plain constants here, the rest on first use: `resnet-keras --help` reads
 # these without loading NumPy or Keras.
 ENGINES = ("local", "ray")
 POOLINGS = ("avg", "max")
-# The Predictor's precisions but int8: an extraction takes no calibration set.
-PRECISIONS = tuple(p for p in PREDICTOR if p not in CALIBRATED)
+# Every sink and engine runs the Predictor's precisions (int8 with a calibration set).
+PRECISIONS = PREDICTOR
 DEFAULT_SHARD_SIZE = 10_000
 # Images per forward pass, at most (every command and the library): a batch
 # of 4096 224x224 images is 2.4 GB of float32 pixels, held twice while the
@@ -44,8 +53,9 @@ DEFAULT_SHARD_SIZE = 10_000
 MAX_BATCH_SIZE = 4096
 
 _LAZY = {
-    **dict.fromkeys(("ExtractionSummary", "check_run_arguments", "extract_features", "run"), ".api"),
+    **dict.fromkeys(("ExtractionSummary", "Prepared", "extract_features", "prepare"), ".api"),
     "RayOptions": ".engines",
+    **dict.fromkeys(("SINKS", "ENGINE_OPTIONS"), ".sinks"),
     **dict.fromkeys(("ERRORS_NAME", "INDEX_NAME"), ".store"),
 }
 __all__ = ["ExtractionSummary", "RayOptions", "extract_features"]

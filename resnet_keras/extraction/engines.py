@@ -17,11 +17,37 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .model import inference_function, model_input
-from .store import FeatureStore
 from ..errors import InvalidArgumentError, MissingDependencyError
+from ..images import Transform, preprocess, read_pixels
 
 Batch = tuple[np.ndarray, np.ndarray, Sequence[str]]
+
+
+def model_input(path: str, transform: Transform, preprocessing: str | None,
+                max_bytes: int | None = None) -> tuple[np.ndarray, str]:
+    """(pixels ready for the model, "") for a readable file, else (zeros, reason).
+
+    `read_pixels` then `preprocess`: the rules of `classify`, one image at a
+    time (both are per image, so a batch of these is exactly what
+    `preprocess(load_batch(...))` gives).
+    """
+    pixels = read_pixels(path, transform, max_bytes=max_bytes)
+    if isinstance(pixels, str):
+        return np.zeros((*transform.size, 3), np.float32), pixels
+    return np.ascontiguousarray(preprocess(pixels, preprocessing), np.float32), ""
+
+
+def inference_function(model: Any, precision: str, runtime: str = "auto",
+                       calibration: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """The one place an extraction (and `classify` with a Predictor) calls the model: batch in,
+    float32 rows out. A `resnet_keras.Predictor`: the fastest runtime installed for `precision`
+    unless `runtime` names one; int8 calibrates on `calibration`."""
+    from ..inference.predictor import Predictor
+
+    predictor = Predictor(model, precision=precision, runtime=runtime, calibration=calibration)
+    run = lambda batch: np.asarray(predictor.predict(batch, batch_size=len(batch)), np.float32)  # noqa: E731
+    run.predictor = predictor  # what the command line reports
+    return run
 
 
 def _embed(infer: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray,
@@ -38,23 +64,21 @@ def _embed(infer: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray,
 # local: tf.data decodes on all cores while the model runs
 
 
-def local_batches(files: Sequence[str], positions: Sequence[int], *, side: int,
-                  preprocessing: str | None, max_bytes: int, batch_size: int, model: Any,
-                  precision: str, runtime: str) -> Iterator[Batch]:
-    """Read `files[p]` for p in `positions` with a parallel tf.data pipeline."""
+def local_batches(files: Sequence[str], positions: Sequence[int], *, transform: Transform,
+                  preprocessing: str | None, max_bytes: int, batch_size: int, infer: Callable,
+                  dim: int) -> Iterator[Batch]:
+    """Read `files[p]` for p in `positions` with a parallel tf.data pipeline; `infer` embeds."""
     import tensorflow as tf
 
-    infer = inference_function(model, precision, runtime)
-    dim = int(model.output_shape[-1])
-    size = (side, side)
+    height, width = transform.size
 
     def load(position):
-        pixels, problem = model_input(files[int(position)], size, preprocessing, max_bytes)
+        pixels, problem = model_input(files[int(position)], transform, preprocessing, max_bytes)
         return pixels, problem.encode("utf-8")  # printable text: always UTF-8
 
     def read(position):
         pixels, problem = tf.numpy_function(load, [position], (tf.float32, tf.string), stateful=False)
-        pixels.set_shape((side, side, 3))
+        pixels.set_shape((height, width, 3))
         problem.set_shape(())
         return position, pixels, problem
 
@@ -79,9 +103,9 @@ def require_ray():
         import ray.data  # noqa: F401
     except ImportError as error:
         raise MissingDependencyError(
-            "--engine ray needs Ray Data, which is not installed. "
+            "engine='ray' needs Ray Data, which is not installed. "
             f"Received: {error}. Install it with `pip install \"resnet-keras[ray]\"`, "
-            "or use --engine local."
+            "or use engine='local'."
         ) from error
     return ray
 
@@ -96,9 +120,9 @@ class RayOptions:
     gpus_per_actor: float = 0
 
 
-def _decode_batch(batch: dict[str, np.ndarray], side: int, preprocessing: str | None,
+def _decode_batch(batch: dict[str, np.ndarray], transform: Transform, preprocessing: str | None,
                   max_bytes: int) -> dict:
-    inputs = [model_input(os.fsdecode(f), (side, side), preprocessing, max_bytes) for f in batch["file"]]
+    inputs = [model_input(os.fsdecode(f), transform, preprocessing, max_bytes) for f in batch["file"]]
     return {
         "position": batch["position"],
         "pixels": np.stack([pixels for pixels, _ in inputs]),
@@ -107,18 +131,16 @@ def _decode_batch(batch: dict[str, np.ndarray], side: int, preprocessing: str | 
 
 
 class _Embedder:
-    """One model per Ray actor, built from the driver's weights."""
+    """One model per Ray actor, built from the driver's weights (and calibration pixels)."""
 
-    def __init__(self, resolved, pooling: str, side: int, precision: str, runtime: str, weights: list):
-        from ..architecture.build import build_pooled
-
-        # The driver sends the weights it loaded: no worker downloads or
-        # opens a weights file, and every actor has the same numbers.
-        blank = dataclasses.replace(resolved, path=None, entry=None, file=None)
-        model = build_pooled(blank, pooling=pooling, size=side)
+    def __init__(self, source, pooling: str, side: int, precision: str, runtime: str, weights: list,
+                 calibration: np.ndarray | None):
+        # The driver sends the weights it loaded and the calibration pixels it
+        # read: no worker downloads or opens a file, every actor has the same numbers.
+        model = source.blank(pooling=pooling, size=side)
         model.set_weights(weights)
         self.dim = int(model.output_shape[-1])
-        self.infer = inference_function(model, precision, runtime)
+        self.infer = inference_function(model, precision, runtime, calibration)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         problems = [str(p) for p in batch["problem"]]
@@ -177,9 +199,10 @@ def check_ray_resources(options: RayOptions, nodes: Sequence[dict[str, float]]) 
         )
 
 
-def ray_batches(files: Sequence[str], shards: Iterable[Sequence[int]], *, side: int,
-                preprocessing: str | None, max_bytes: int, batch_size: int, model: Any, resolved: Any,
-                pooling: str, precision: str, runtime: str, options: RayOptions) -> Iterator[Batch]:
+def ray_batches(files: Sequence[str], shards: Iterable[Sequence[int]], *, transform: Transform,
+                preprocessing: str | None, max_bytes: int, batch_size: int, source: Any,
+                pooling: str, weights: list, precision: str, runtime: str, calibration: np.ndarray | None,
+                options: RayOptions) -> Iterator[Batch]:
     """The same batches, computed by Ray Data (in a `ray_session`); one Arrow block per shard."""
     ray = require_ray()
     import pyarrow as pa
@@ -199,13 +222,14 @@ def ray_batches(files: Sequence[str], shards: Iterable[Sequence[int]], *, side: 
         ]
         dataset = (
             ray.data.from_arrow(blocks)
-            .map_batches(_decode_batch, fn_kwargs=dict(side=side, preprocessing=preprocessing, max_bytes=max_bytes),
+            .map_batches(_decode_batch, fn_kwargs=dict(transform=transform, preprocessing=preprocessing,
+                                                       max_bytes=max_bytes),
                          batch_size=batch_size, batch_format="numpy")
             .map_batches(
                 _Embedder,
-                fn_constructor_kwargs=dict(resolved=resolved, pooling=pooling, side=side,
-                                           precision=precision, runtime=runtime,
-                                           weights=model.get_weights()),
+                fn_constructor_kwargs=dict(source=source, pooling=pooling, side=transform.size[0],
+                                           precision=precision, runtime=runtime, weights=weights,
+                                           calibration=calibration),
                 compute=ray.data.ActorPoolStrategy(size=options.actors),
                 num_cpus=options.cpus_per_actor,
                 num_gpus=options.gpus_per_actor, batch_size=batch_size, batch_format="numpy",
@@ -221,9 +245,11 @@ def ray_batches(files: Sequence[str], shards: Iterable[Sequence[int]], *, side: 
 # the stream into shards
 
 
-def write_batches(store: FeatureStore, batches: Iterable[Batch],
+def write_batches(store: Any, batches: Iterable[Batch],
                   on_rows: Callable[[int], None] = lambda n: None) -> None:
     """Write the engine's rows into the store's pending shards, committing each when full.
+
+    `store`: a `store.FeatureStore`, or the .npz sink (`sinks.NpzFile`).
 
     Checks that rows arrive exactly in the order of the pending positions,
     so no engine can drop, repeat or reorder an image unnoticed.

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -42,6 +41,7 @@ import numpy as np
 from .._text import printable
 from ..files import replaced
 from ..errors import InvalidArgumentError, MissingDependencyError
+from .plan import Plan, Settings
 
 FORMAT = "resnet-keras features/1"
 INDEX_NAME = "_index.json"
@@ -65,34 +65,6 @@ def require_pyarrow():
             "or write a small run to an .npz file instead."
         ) from error
     return pyarrow
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """What decides the numbers in an output; a rerun must match to add to it."""
-
-    model: str
-    weights: str  # the tag, the path as given, or "none"
-    weights_hash: str  # of the file the model loaded; "none" for random weights
-    pooling: str
-    image_size: tuple[int, int]  # (height, width)
-    preprocessing: str | None
-    precision: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "image_size": list(self.image_size)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Settings:
-        return cls(**{**data, "image_size": tuple(data["image_size"])})
-
-
-def list_digest(paths: Sequence[str]) -> str:
-    """sha256 of the ordered image list: a rerun must list the same images."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.encode("utf-8", "surrogateescape") + b"\0")
-    return f"sha256:{digest.hexdigest()}"
 
 
 def shard_name(number: int) -> str:
@@ -120,25 +92,6 @@ def _is_temp(path: Path) -> bool:
 def _write_text(path: Path, text: str) -> None:
     with replaced(path) as temp:
         temp.write_text(text, encoding="utf-8")
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """The ordered image list, cut into shards by position."""
-
-    paths: tuple[str, ...]  # as given; the output shows them through `printable`
-    shard_size: int
-
-    @property
-    def shard_count(self) -> int:
-        return -(-len(self.paths) // self.shard_size)
-
-    def shard_of(self, position: int) -> int:
-        return position // self.shard_size
-
-    def positions(self, shard: int) -> range:
-        start = shard * self.shard_size
-        return range(start, min(start + self.shard_size, len(self.paths)))
 
 
 class ShardWriter:
@@ -239,8 +192,8 @@ class FeatureStore:
             lock.acquire(timeout=0)
         except Timeout as error:
             raise InvalidArgumentError(
-                f"--out must not be in use by another run: {folder} is locked ({LOCK_NAME}). "
-                f"Received: --out={os.fspath(folder)!r}. Wait for that run, or write elsewhere."
+                f"`out` must not be in use by another run: {folder} is locked ({LOCK_NAME}). "
+                f"Received: out={os.fspath(folder)!r}. Wait for that run, or write elsewhere."
             ) from error
         store._lock = lock
         try:
@@ -265,9 +218,9 @@ class FeatureStore:
             return
         if index.get("embedding_dim") not in (None, dim):
             raise InvalidArgumentError(
-                f"--out holds embeddings of {index['embedding_dim']} values, this model gives "
-                f"{dim}. Received: --out={os.fspath(self.folder)!r}. Write to a new folder, "
-                "or pass --overwrite to replace it."
+                f"`out` holds embeddings of {index['embedding_dim']} values, this model gives "
+                f"{dim}. Received: out={os.fspath(self.folder)!r}. Write to a new folder, "
+                "or pass overwrite=True to replace it."
             )
         import pyarrow.parquet as pq
 
@@ -316,7 +269,7 @@ class FeatureStore:
             settings=self.settings.as_json(),
             embedding_dim=self.dim,
             images=len(self.plan.paths),
-            images_digest=list_digest(self.plan.paths),
+            images_digest=self.plan.digest,
             shard_size=self.plan.shard_size,
             shard_count=self.plan.shard_count,
             complete=self.complete,
@@ -354,32 +307,32 @@ def _read_index(folder: Path) -> dict[str, Any] | None:
         Settings.from_json(index["settings"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise InvalidArgumentError(
-            f"--out must be a folder written by `resnet-keras features`: {path} is not a "
-            f"readable index ({error}). Received: --out={os.fspath(folder)!r}. "
-            "Write to a new folder, or pass --overwrite to replace it."
+            f"`out` must be a folder written by `extract_features` (`resnet-keras features`): {path} is "
+            f"not a readable index ({error}). Received: out={os.fspath(folder)!r}. "
+            "Write to a new folder, or pass overwrite=True to replace it."
         ) from error
     return index
 
 
 def _refusal(folder: Path, settings: Settings, plan: Plan, *, overwrite: bool) -> str | None:
     """Why this run must not write into `folder`, or None."""
-    where = f"Received: --out={os.fspath(folder)!r}."
+    where = f"Received: out={os.fspath(folder)!r}."
     if folder.exists() and not folder.is_dir():
-        return f"--out must be a folder for Parquet output (or end with .npz). {where}"
+        return f"`out` must be a folder for Parquet output (or end with .npz). {where}"
     if not folder.parent.is_dir():
-        return f"--out must be in an existing folder. {where} Create {folder.parent} first."
+        return f"`out` must be in an existing folder. {where} Create {folder.parent} first."
     if not folder.exists() or overwrite:
         return None
     index = _read_index(folder)
     if index is None:
         if any(not (_is_temp(p) or p.name.startswith(LOCK_NAME)) for p in folder.iterdir()):
             return (
-                f"--out must be a new or empty folder, or one written by `resnet-keras features` "
+                f"`out` must be a new or empty folder, or one written by `extract_features` "
                 f"(it has {INDEX_NAME}). {where} Choose another folder."
             )
         return None
     old = Settings.from_json(index["settings"])
-    remedy = "Write to a new folder, or pass --overwrite to replace its features."
+    remedy = "Write to a new folder, or pass overwrite=True to replace its features."
     differences = [
         f"{field.name} {getattr(old, field.name)!r} there, {getattr(settings, field.name)!r} now"
         for field in dataclasses.fields(Settings)
@@ -387,18 +340,18 @@ def _refusal(folder: Path, settings: Settings, plan: Plan, *, overwrite: bool) -
     ]
     if differences:
         return (
-            f"--out holds features made with other settings; they must not be mixed: "
+            f"`out` holds features made with other settings; they must not be mixed: "
             f"{'; '.join(differences)}. {where} {remedy}"
         )
-    if index.get("images_digest") != list_digest(plan.paths) or index.get("shard_size") != plan.shard_size:
+    if index.get("images_digest") != plan.digest or index.get("shard_size") != plan.shard_size:
         return (
-            f"--out holds features of another image list or shard size ({index.get('images')} "
-            f"images, --shard-size {index.get('shard_size')} there; {len(plan.paths)} images, "
-            f"--shard-size {plan.shard_size} now): a rerun resumes only the same list. {where} {remedy}"
+            f"`out` holds features of another image list or shard size ({index.get('images')} "
+            f"images, shard_size={index.get('shard_size')} there; {len(plan.paths)} images, "
+            f"shard_size={plan.shard_size} now): a rerun resumes only the same list. {where} {remedy}"
         )
     if settings.weights_hash == "none" and index.get("shards"):
         return (
-            "--out holds features of a model with random weights (--weights none), which a rerun "
+            "`out` holds features of a model with random weights (weights=None), which a rerun "
             f"cannot reproduce, so it is not resumed. {where} {remedy}"
         )
     return None

@@ -146,7 +146,8 @@ def prepare(**arguments: Any) -> Prepared:
 
     from ..architecture.catalog import resolve as resolve_model
     from ..architecture.specs import SPECS
-    from ..extraction.model import weights_hash
+    from ..extraction.source import weights_hash
+    from ..images import eval_transform
     from ..architecture.resolve import resolve
     from .model import resolve_precision
 
@@ -182,8 +183,10 @@ def prepare(**arguments: Any) -> Prepared:
     if isinstance(options["class_weight"], tuple) and len(options["class_weight"]) != len(examples.class_names):
         raise InvalidArgumentError(f"`class_weight` must give one weight per class ({len(examples.class_names)}). "
                                    f"Received: {len(options['class_weight'])} weights")
+    resize = eval_transform(size, resize_size=resolved.resize_size, input_size=resolved.input_size).resize
     settings = Settings(model=spec.name, weights=resolved.weights_label, weights_hash=weights_hash(resolved),
-                        input_size=size, preprocessing=a["preprocessing"] or resolved.preprocessing, **options)
+                        input_size=size, preprocessing=a["preprocessing"] or resolved.preprocessing,
+                        resize_size=resize, **options)
     if held_out is None:
         train_at, val_at = data_lib.split(examples.labels, settings.validation_split, settings.seed)
     else:
@@ -260,12 +263,14 @@ def _decode(examples, held_out, train_at, val_at, settings: Settings, resolved, 
     size = settings.input_size
     margin = (resolved.entry.resize_size / resolved.input_size) if resolved.entry and resolved.entry.resize_size \
         else CROP_MARGIN
-    train_size = int(round(size * margin)) if settings.augment else size
-    train, skipped = decode(examples, train_at, train_size, budget=budget, progress=progress,
+    # Random crops come from a larger picture; without them training reads as validation does:
+    # the weights' eval transform (settings.resize_size).
+    train_size, train_resize = (int(round(size * margin)), None) if settings.augment else (size, settings.resize_size)
+    train, skipped = decode(examples, train_at, train_size, resize=train_resize, budget=budget, progress=progress,
                             what="decoding training images")
     left = max(budget - (0 if train.cache is None else train.cache.nbytes), 0)
-    val, skipped_val = decode(held_out or examples, val_at, size, budget=left, progress=progress,
-                              what="decoding validation images")
+    val, skipped_val = decode(held_out or examples, val_at, size, resize=settings.resize_size, budget=left,
+                              progress=progress, what="decoding validation images")
     missing = sorted(set(range(len(examples.class_names))) - set(train.labels.tolist()))
     if missing:
         raise InvalidArgumentError(

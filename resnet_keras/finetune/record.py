@@ -49,27 +49,35 @@ class FineTuned:
     run_dir: Path | None = None
     skipped: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def transform(self):
+        """How image files are read for this model: the eval transform it was validated with."""
+        from ..images import eval_transform
+
+        return eval_transform(self.input_size, resize_size=self.settings.resize_size,
+                              input_size=self.settings.input_size)
+
     def predict(self, images: Sequence[str | os.PathLike] | np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Class probabilities (n, classes) of image files (read as `classify` reads them), or of
         RGB pixels (n, height, width, 3) in [0, 255] (resized bilinearly to the input size)."""
         from ..images import load_batch, preprocess
         from .source import resize_pixels
 
-        size = (self.input_size, self.input_size)
         chunks = []
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
             if isinstance(images, np.ndarray):  # as fine_tune resized arrays for training
                 pixels = resize_pixels(batch, self.input_size).astype(np.float32)
             else:
-                pixels = load_batch(batch, size)
+                pixels = load_batch(batch, self.transform)
             chunks.append(np.asarray(self.model.predict_on_batch(preprocess(pixels, self.preprocessing))))
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)), np.float32)
 
     def top_labels(self, probs: np.ndarray, top: int = 5) -> list[list[tuple[str, float]]]:
-        """Best `top` (class name, probability) per row of `probs`."""
-        best = np.argsort(-np.asarray(probs), axis=-1, kind="stable")[:, :top]
-        return [[(self.class_names[i], float(row[i])) for i in order] for row, order in zip(probs, best)]
+        """Best `top` (class name, probability) per row of `probs` (the ranking `classify` prints)."""
+        from ..images import top_labels
+
+        return top_labels(probs, top, self.class_names)
 
 
 def _run_error(folder: Path, problem: str) -> InvalidArgumentError:
@@ -105,7 +113,7 @@ def read_run(folder: str | os.PathLike) -> dict:
     return run
 
 
-def load_run(run_dir: str | os.PathLike, *, precision: str = "float32") -> FineTuned:
+def load_run(run_dir: str | os.PathLike, *, precision: str = "float32", input_size: int | None = None) -> FineTuned:
     """The FineTuned of a complete RUN_DIR, rebuilt from the registry and its weights file.
 
     The architecture comes from the registry and run.json; the weights from
@@ -116,6 +124,8 @@ def load_run(run_dir: str | os.PathLike, *, precision: str = "float32") -> FineT
     Args:
         run_dir: A folder that `fine_tune(out=...)` or `resnet-keras finetune` completed.
         precision: "float32" (default) or "bfloat16"/"float16" compute (a float32 head).
+        input_size: Build the model for this input size instead of the run's
+            (convolutions and the pooled head take any size).
     """
     from .model import classifier, load_weights
     from ..architecture.specs import SPECS
@@ -123,11 +133,11 @@ def load_run(run_dir: str | os.PathLike, *, precision: str = "float32") -> FineT
     folder = Path(run_dir)
     run = read_run(folder)
     model = classifier(SPECS[run["model"]], classes=len(run["class_names"]),
-                       input_size=run["input_size"], precision=precision)
+                       input_size=input_size or run["input_size"], precision=precision)
     load_weights(model, folder / rundir.WEIGHTS, run["weights_sha256"])
     metrics = rundir.read_json(folder / rundir.METRICS) if (folder / rundir.METRICS).is_file() else {}
     return FineTuned(
-        model=model, class_names=tuple(run["class_names"]), input_size=run["input_size"],
+        model=model, class_names=tuple(run["class_names"]), input_size=input_size or run["input_size"],
         preprocessing=run["preprocessing"], settings=Settings.from_json(run["settings"]),
         history=tuple(metrics.get("history", ())), metrics=metrics.get("validation", {}),
         best_epoch=metrics.get("best_epoch"), run_dir=folder, skipped=_skipped(folder / rundir.SKIPPED),

@@ -92,6 +92,9 @@ class Settings:
     validation_split: float
     seed: int
     head_init: str = "probe"
+    # The eval transform's shorter side before the center `input_size` crop
+    # (the weights' `resize_size`, scaled to `input_size`); None: a plain resize.
+    resize_size: int | None = None
 
     @property
     def total_epochs(self) -> int:

@@ -1,7 +1,8 @@
 """Pixels for training: every image decoded once before training starts.
 
 `decode` reads each image of a split with the rule `classify` uses
-(`images.read_pixels`: RGB, resized as keras resizes), so an unreadable,
+(`images.read_pixels`: RGB, brought to the size by the weights' eval
+transform, or resized as keras resizes), so an unreadable,
 truncated, grey, CMYK or 16-bit file is either converted or a counted skip
 before the first step. What it decoded stays in memory as uint8 when it
 fits `budget` bytes; otherwise only the file list is kept and each epoch
@@ -38,7 +39,8 @@ def memory_budget() -> int:
 class Pixels:
     """Images of one split at one size: in memory (`cache`) or read from `files` on demand.
 
-    `positions` are the examples' indices (into `Examples`), `labels` theirs.
+    `positions` are the examples' indices (into `Examples`), `labels` theirs;
+    files are read with the eval transform's `resize` (None: a plain resize).
     """
 
     size: int
@@ -46,6 +48,13 @@ class Pixels:
     labels: np.ndarray
     cache: np.ndarray | None = None
     files: tuple[str, ...] | None = None
+    resize: int | None = None
+
+    @property
+    def transform(self):
+        from ..images import Transform
+
+        return Transform((self.size, self.size), self.resize)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -56,7 +65,7 @@ class Pixels:
             return self.cache[rows]
         from ..images import load_batch
 
-        return load_batch([self.files[row] for row in rows], (self.size, self.size)).astype(np.uint8)
+        return load_batch([self.files[row] for row in rows], self.transform).astype(np.uint8)
 
     def part(self, rows: slice) -> Pixels:
         """The images of `rows` (a worker's block), or these very Pixels when that is all of them."""
@@ -64,7 +73,7 @@ class Pixels:
             return self
         return Pixels(self.size, self.positions[rows], self.labels[rows],
                       cache=None if self.cache is None else self.cache[rows],
-                      files=None if self.files is None else self.files[rows])
+                      files=None if self.files is None else self.files[rows], resize=self.resize)
 
 
 def resize_pixels(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -88,15 +97,19 @@ def _progress(total: int, what: str, enabled: bool):
     return tqdm(total=total, unit="img", desc=what, disable=not enabled, file=sys.stderr, leave=False)
 
 
-def decode(examples: Examples, positions: np.ndarray, size: int, *, budget: int,
+def decode(examples: Examples, positions: np.ndarray, size: int, *, resize: int | None = None, budget: int,
            progress: bool, what: str = "decoding") -> tuple[Pixels, list[tuple[str, str]]]:
-    """(Pixels, skipped (path, reason)) of `positions` at `size`; `budget` bytes of memory at most."""
+    """(Pixels, skipped (path, reason)) of `positions` at `size`; `budget` bytes of memory at most.
+
+    Files are read with the eval transform of `resize` (see `Pixels`); arrays are resized bilinearly.
+    """
     positions = np.asarray(positions, np.int64)
     if examples.pixels is not None:
         pixels = resize_pixels(examples.pixels[positions], size)
         return Pixels(size, positions, examples.labels[positions], cache=pixels), []
-    from ..images import read_pixels
+    from ..images import Transform, read_pixels
 
+    transform = Transform((size, size), resize)
     files = [os.fspath(examples.root / examples.paths[p]) for p in positions]
     keep_in_memory = len(files) * size * size * 3 <= budget
     cache = np.empty((len(files), size, size, 3), np.uint8) if keep_in_memory else None
@@ -104,7 +117,7 @@ def decode(examples: Examples, positions: np.ndarray, size: int, *, budget: int,
     skipped = []
     with concurrent.futures.ThreadPoolExecutor(DECODE_THREADS) as pool, \
             _progress(len(files), what, progress) as bar:
-        read = lambda path: read_pixels(path, (size, size))  # noqa: E731
+        read = lambda path: read_pixels(path, transform)  # noqa: E731
         for row, result in enumerate(pool.map(read, files)):
             bar.update()
             if isinstance(result, str):
@@ -117,5 +130,5 @@ def decode(examples: Examples, positions: np.ndarray, size: int, *, budget: int,
     return Pixels(
         size, kept, examples.labels[kept],
         cache=None if cache is None else cache if ok.all() else cache[ok],
-        files=None if cache is not None else tuple(f for f, good in zip(files, ok) if good),
+        files=None if cache is not None else tuple(f for f, good in zip(files, ok) if good), resize=resize,
     ), skipped

@@ -24,6 +24,11 @@ ALL = ("float32", "bfloat16", "float16", "int8")
 
 KERAS = ("float32", "bfloat16", "float16")
 CALIBRATED = ("int8",)
+# A smaller calibration set gives activation ranges that miss the tails of real inputs.
+MIN_CALIBRATION = 32
+# Calibration images read from files (the command line, extract_features): enough for
+# stable ranges, in bounded memory.
+CALIBRATION_LIMIT = 300
 
 # float16 in no runtime: CPUs compute it slower than float32 (export it for GPUs).
 BY_RUNTIME = MappingProxyType({
@@ -81,3 +86,25 @@ def check_format(format, precision) -> str:
             f"format={format!r}."
         )
     return precision
+
+
+def check_calibration(precision: str, given: bool, count: int | None = None) -> None:
+    """A calibration set goes with the precisions that need one (`CALIBRATED`), of at least
+    `MIN_CALIBRATION` images (`count`, when known)."""
+    if precision not in CALIBRATED:
+        if given:
+            raise InvalidArgumentError(
+                "`calibration` is used by precision='int8' only. Received: a calibration set "
+                f"with precision={precision!r}. Drop it, or ask for precision='int8'."
+            )
+        return
+    if not given:
+        raise InvalidArgumentError(
+            f"precision={precision!r} needs `calibration`: a few hundred images like the ones you will "
+            f"run on (at least {MIN_CALIBRATION}), to measure activation ranges. Received: calibration=None"
+        )
+    if count is not None and count < MIN_CALIBRATION:
+        raise InvalidArgumentError(
+            f"`calibration` must hold at least {MIN_CALIBRATION} images (a few hundred is better). "
+            f"Received: {count}"
+        )

@@ -15,11 +15,9 @@ import numpy as np
 
 from . import runtimes
 from .parity import ParityReport, check, compare, tolerance
-from .precision import CALIBRATED
+from .precision import CALIBRATED, check_calibration
 from ..errors import InvalidArgumentError, PredictorParityError
 
-# A smaller set gives activation ranges that miss the tails of real inputs.
-MIN_CALIBRATION = 32
 # Images the parity check runs through both the Keras model and the engine.
 PARITY_SAMPLES = 8
 # What the Predictor is compared with: the Keras model as given.
@@ -68,25 +66,11 @@ def _check_batch(x: Any, shape: tuple, what: str) -> np.ndarray:
 
 
 def _check_calibration(calibration: Any, precision: str, shape: tuple) -> np.ndarray | None:
-    if precision not in CALIBRATED:
-        if calibration is not None:
-            raise InvalidArgumentError(
-                "`calibration` is used by precision='int8' only. Received: a calibration set "
-                f"with precision={precision!r}. Drop it, or ask for precision='int8'."
-            )
+    if calibration is None or precision not in CALIBRATED:
+        check_calibration(precision, calibration is not None)
         return None
-    if calibration is None:
-        raise InvalidArgumentError(
-            "precision='int8' needs `calibration`: a few hundred preprocessed images like the "
-            f"ones you will predict on (at least {MIN_CALIBRATION}), to measure activation ranges. "
-            "Received: calibration=None"
-        )
     array = _check_batch(calibration, shape, "calibration")
-    if len(array) < MIN_CALIBRATION:
-        raise InvalidArgumentError(
-            f"`calibration` must hold at least {MIN_CALIBRATION} images (a few hundred is better). "
-            f"Received: {len(array)}"
-        )
+    check_calibration(precision, True, len(array))
     if not np.isfinite(array).all():
         raise InvalidArgumentError(
             "`calibration` must be finite: NaN or inf would set the int8 ranges. Received: "

@@ -141,13 +141,16 @@ def describe(head: bytes) -> str:
     return f"it is not {', '.join(first)} or {last} (maybe truncated or another format)"
 
 
-def check_local_file(path: Path, received: Any) -> Path:
-    """Refuse by name what can run code, then anything not a regular file of a readable format."""
+def check_local_file(path: Path, received: Any, *, argument: str = "weights") -> Path:
+    """Refuse by name what can run code, then anything not a regular file of a readable format.
+
+    `argument`: the name the caller's user gave the file under (for messages).
+    """
     refused = REFUSED.get(path.suffix.lower())
     if refused and not path.is_dir():
         raise WeightsFormatError(
             f"{path} is {refused}; resnet_keras loads only {readable()}, and never "
-            f"unpickles or runs code from a file. Received: weights={os.fspath(received)!r}. "
+            f"unpickles or runs code from a file. Received: {argument}={os.fspath(received)!r}. "
             "Convert the weights to such a .h5 file with code you trust."
         )
     if not path.exists():

@@ -152,13 +152,12 @@ class Manifest:
 
     def default_tag(self, model: str) -> str:
         """The tag marked `"default": true` (the last one after merges), else 'imagenet'."""
-        self.check_model(model)
-        tags = list(self.entries[model])
+        tags = self.tags(model)  # a model without an entry has no weights here (its name is checked upstream)
         if not tags:
             raise UnknownWeightsError(
-                f"{model} has no pretrained weights in the manifest, so `weights` "
-                f"has no default. Received: model={model!r}. Pass weights=None "
-                "(random initialization) or the path of an .h5 weights file."
+                f"`weights` needs a value for {model}: it has no pretrained weights in the manifest. "
+                f"Received: model={model!r}. Pass the path of a weights file, or weights=None "
+                "(random initialization)."
             )
         defaults = [t for t, e in self.entries[model].items() if e.default]
         if defaults:
