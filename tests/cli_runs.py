@@ -13,7 +13,6 @@ import os
 import shutil
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -92,5 +91,7 @@ def keras_outputs(paths, weights, *, include_top, size=32, pooling=None):
     """What ResNet-20 computes on the files: keras' load_img, RGB, pixels / 255."""
     model = resnet_keras.ResNet20(weights=str(weights), include_top=include_top, pooling=pooling,
                                   input_shape=(size, size, 3))
+    import keras
+
     x = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(size, size))) for p in paths])
     return np.asarray(model.predict_on_batch(x / 255.0))

@@ -26,7 +26,7 @@ def fingerprint(model) -> list:
 
 
 def main() -> None:
-    from conftest import KERAS_BUILDERS
+    from keras_builders import KERAS_BUILDERS
 
     golden = {
         key: fingerprint(builder(weights=None, include_top=True))

@@ -10,7 +10,7 @@ import keras
 import pytest
 
 import resnet_keras
-from conftest import KERAS_BUILDERS
+from keras_builders import KERAS_BUILDERS
 from facts import table
 from make_golden import GOLDEN, fingerprint
 from resnet_keras import resnet, resnet_v2
@@ -57,6 +57,7 @@ def test_top_level_reexports_every_builder():
 
 
 @pytest.mark.parametrize("key", sorted(OURS))
+@pytest.mark.slow
 def test_weighted_layers_match_golden_fingerprint(key):
     model = OURS[key](weights=None)
     assert model.name == key

@@ -49,6 +49,7 @@ def assert_same_predictions(actual, expected):
         np.testing.assert_allclose([s for _, s in actual[path]], [s for _, s in expected[path]], atol=2e-4)
 
 
+@pytest.mark.slow
 def test_classify_subprocess_with_a_local_weights_file_and_through_the_mirror(
     official_file, mirror, tmp_path, isolated_env
 ):
@@ -79,6 +80,7 @@ def test_classify_subprocess_with_a_local_weights_file_and_through_the_mirror(
     assert mirror.count(path.name) == 1 and (isolated_env / path.name).is_file()
 
 
+@pytest.mark.slow
 def test_classify_any_size_grey_and_rgba(resnet20_files, image_dir, capsys):
     status, out, err = run(capsys, "classify", image_dir, "--model", "resnet20",
                            "--weights", resnet20_files["top"], "--top", "4", "--batch-size", "2")
@@ -97,6 +99,7 @@ def test_classify_any_size_grey_and_rgba(resnet20_files, image_dir, capsys):
 # features
 
 
+@pytest.mark.slow
 def test_features_npz_matches_the_keras_model(resnet20_files, image_dir, tmp_path, capsys):
     out_path = tmp_path / "features.npz"
     status, out, err = run(capsys, "features", image_dir / "sub", image_dir, "--out", out_path,
@@ -131,6 +134,7 @@ def test_features_with_random_weights_and_quiet(image_dir, tmp_path, capsys):
 # export
 
 
+@pytest.mark.slow
 def test_export_savedmodel_reloads_with_the_same_outputs(resnet20_files, image_dir, tmp_path, capsys):
     import tensorflow as tf
 
@@ -340,6 +344,7 @@ def test_flag_words_translates_whole_argument_names_only():
     ("evil\u202egpj.png", "evil\\u202egpj.png"),
     ("tab\there.jpg", "tab\\there.jpg"),
 ])
+@pytest.mark.slow
 def test_classify_escapes_control_characters_in_file_names(name, shown, resnet20_files, tmp_path, capsys):
     path = tmp_path / name
     shutil.copy(PHOTOS[0], path)
@@ -376,6 +381,7 @@ def umask():
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+@pytest.mark.slow
 def test_features_output_follows_the_umask(mask, mode, umask, image_dir, tmp_path, capsys):
     umask(mask)
     out_path = tmp_path / "f.npz"
@@ -431,6 +437,7 @@ PROBE = (
     (["weights"], 0),
     (["verify"], 0),
 ])
+@pytest.mark.slow
 def test_commands_without_a_model_do_not_import_keras(argv, status, tmp_path, isolated_env):
     argv = [a.format(photo=PHOTOS[0]) for a in argv]
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
@@ -449,6 +456,7 @@ def test_missing_file_is_exactly_one_line_on_stderr(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_tensorflow_start_up_lines_are_hidden_unless_verbose(image_dir, tmp_path):
     """The model path imports TensorFlow; its absl lines stay off the terminal."""
     env = {k: v for k, v in cli_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}

@@ -37,6 +37,7 @@ def photos(tmp_path):
     return paths
 
 
+@pytest.mark.slow
 def test_writes_one_overlay_per_image_and_class_as_the_api_computes_it(weights, photos, tmp_path, capsys):
     out_dir = tmp_path / "explained"  # new: created by the run
     status, out, err = run(capsys, "classify", *photos, "--model", "resnet20", "--weights", weights,

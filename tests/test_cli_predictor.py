@@ -26,6 +26,7 @@ def calibration_dir(tmp_path):
 
 
 @pytest.mark.parametrize("runtime", ["openvino", "onnxruntime", "tensorflow"])
+@pytest.mark.slow
 def test_classify_float32_predictor_gives_keras_scores(runtime, resnet20_files, image_dir, capsys):
     if runtime != "tensorflow":
         require(runtime)
@@ -43,6 +44,7 @@ def test_classify_float32_predictor_gives_keras_scores(runtime, resnet20_files, 
         np.testing.assert_allclose([s for _, s in result[path]], scores[best], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_features_int8_with_calibration(resnet20_files, image_dir, calibration_dir, tmp_path, capsys):
     require("openvino")
     out_path = tmp_path / "f.npz"
@@ -80,6 +82,7 @@ def test_unknown_runtime_is_a_usage_error(image_dir, capsys):
     assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_int8_on_parquet_records_its_calibration_and_refuses_another(resnet20_files, image_dir, calibration_dir,
                                                                     tmp_path, capsys):
     require("openvino")

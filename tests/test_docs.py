@@ -171,6 +171,7 @@ def features_npz(workdir: Path, official_file) -> None:
 
 
 @pytest.mark.parametrize("block", params("python"))
+@pytest.mark.slow
 def test_python_block_runs(block, workdir, mirrored_weights, official_file, capsys):
     code = block.text
     if "features.npz" in code:
@@ -257,6 +258,7 @@ def normalize(lines: list[str], cache: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("block", params("commands"))
+@pytest.mark.slow
 def test_command_block_runs_and_prints_what_the_page_shows(
     block, workdir, official_file, mirror, isolated_env, tmp_path, monkeypatch, request
 ):

@@ -113,6 +113,7 @@ def test_importing_the_package_and_the_cli_does_not_load_keras():
     assert run_python(code) == "['plain20'] False False"
 
 
+@pytest.mark.slow
 def test_from_import_and_star_import_work_in_a_fresh_process():
     code = ("from resnet_keras import ResNet50, resnet50\n"
             "from resnet_keras import *\n"

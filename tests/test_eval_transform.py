@@ -113,6 +113,7 @@ def test_another_input_size_scales_the_resize(published, photos, tmp_path, capsy
         np.testing.assert_allclose(data["features"], at_48.predict_on_batch(pixels), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fine_tune_validates_and_is_read_back_with_the_eval_transform(tmp_path):
     """Weights with resize_size 20 for a 16x16 input: validation, the run's reading and
     `evaluate` all see torchvision's pixels (training too, without augmentation)."""

@@ -19,6 +19,7 @@ def model():
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+@pytest.mark.slow
 def test_saved_model_parity(model, tmp_path, precision):
     report = export_for_inference(model, tmp_path / "saved", precision=precision)
     print(f"PARITY tf_saved_model {precision}: {report.max_error:.2e}")
@@ -138,6 +139,7 @@ def change_on_export(monkeypatch, layer: str) -> None:
 
 
 @EVERY_FORMAT
+@pytest.mark.slow
 def test_an_artifact_that_computes_something_else_is_a_parity_error(model, tmp_path, monkeypatch, format, module):
     """The file written, read back with its runtime: a classifier changed on its way out is caught."""
     if module:
@@ -154,6 +156,7 @@ def stages():
 
 
 @EVERY_FORMAT
+@pytest.mark.slow
 def test_every_output_of_a_multi_output_model_is_checked(stages, tmp_path, monkeypatch, format, module):
     """Parity holds on each output; a change that reaches only the last one (C5) is caught."""
     if module:

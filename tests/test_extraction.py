@@ -73,6 +73,7 @@ def listed(root: Path) -> list[str]:
     return [str(p) for p in sorted(p for p in root.rglob("*") if p.is_file())]
 
 
+@pytest.mark.slow
 def test_rows_match_the_keras_model_and_errors_are_listed(weights, tmp_path, capsys):
     images = make_images(tmp_path / "images", 9)
     out = tmp_path / "out"
@@ -119,6 +120,7 @@ def test_rows_match_the_keras_model_and_errors_are_listed(weights, tmp_path, cap
         np.testing.assert_allclose(data["features"], embeddings, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_extract_features_function_writes_the_same(weights, tmp_path, capsys):
     images = make_images(tmp_path / "images", 5)
     status, _, err = run(capsys, *features_args(images, tmp_path / "cli", weights, "--shard-size", "3"))
@@ -184,6 +186,7 @@ def test_resume_after_a_stop_gives_the_rows_of_a_clean_run(stop, weights, tmp_pa
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_resume_in_each_crash_window(weights, tmp_path, capsys):
     """Killed after a shard's rename but before the index listed it, with temp files about."""
     images = make_images(tmp_path / "images", 7)
@@ -216,6 +219,7 @@ def one_line_error(status, out, err, *phrases):
         assert phrase in errors[0], errors[0]
 
 
+@pytest.mark.slow
 def test_refuses_to_mix_other_settings_or_another_list(weights, tmp_path, capsys):
     images = make_images(tmp_path / "images", 4)
     out = tmp_path / "out"
@@ -243,6 +247,7 @@ def test_refuses_to_mix_other_settings_or_another_list(weights, tmp_path, capsys
     assert sorted(p.name for p in out.glob("part-*")) == ["part-00000.parquet"]
 
 
+@pytest.mark.slow
 def test_refuses_a_foreign_folder_a_locked_one_and_random_weights_resume(weights, tmp_path, capsys):
     from filelock import FileLock
 

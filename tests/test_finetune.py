@@ -65,6 +65,7 @@ def two_phase(train):
     return train(head_epochs=1, epochs=1)
 
 
+@pytest.mark.slow
 def test_record_holds_model_classes_preprocessing_history_and_metrics(two_phase, six_digits):
     ft, (x, _) = two_phase, six_digits
     # input size and preprocessing come from the weights' record (the spec says 32 and None)
@@ -107,6 +108,7 @@ def test_unfrozen_with_batchnorm_train_updates_moving_statistics(train, publishe
         assert all(c for p, c in diff.items() if p.endswith("/" + kind)), kind
 
 
+@pytest.mark.slow
 def test_unfreeze_by_stages_starts_with_the_deepest(train, published):
     ft = train(head_epochs=0, epochs=1, unfreeze="stages")
     diff = changed(ft.model, published[1])
@@ -183,6 +185,7 @@ def test_loading_a_run_checks_the_weights_hash_and_never_deserializes(two_phase,
         resnet_keras.load_run(copy)
 
 
+@pytest.mark.slow
 def test_the_fine_tuned_model_feeds_predictor_export_and_features(two_phase, six_digits, tmp_path):
     from resnet_keras.images import preprocess
 
@@ -197,6 +200,7 @@ def test_the_fine_tuned_model_feeds_predictor_export_and_features(two_phase, six
         "C2": (16, 16, 16), "C3": (8, 8, 32), "C4": (4, 4, 64)}
 
 
+@pytest.mark.slow
 def test_the_head_starts_as_the_linear_probe_of_the_frozen_features(train, six_digits):
     """LP-FT: with a learning rate too small to move anything, the head is exactly the probe
     (head.linear_probe) fitted on the frozen features of the split's training images."""

@@ -58,6 +58,7 @@ def run(folder, manifest, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_finetune_writes_a_complete_run_and_counts_skips(run, capsys):
     names = {p.name for p in run.iterdir()}
     assert {"weights.h5", "run.json", "metrics.json", "report.html", "settings.json", "class_names.json",
@@ -122,6 +123,7 @@ def test_classify_a_run_dir_as_a_zoo_model_with_explain_and_a_predictor(run, fol
     assert "--top must be at most the number of classes (3)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_features_of_a_run_dir_are_its_pooled_backbone(run, folder, tmp_path, capsys):
     import keras
 
@@ -139,6 +141,7 @@ def test_features_of_a_run_dir_are_its_pooled_backbone(run, folder, tmp_path, ca
             preprocess(load_batch(images, ft.transform), ft.preprocessing)), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_a_run_dir_serves_its_classifier(run, tmp_path, capsys):
     import tensorflow as tf
 

@@ -114,6 +114,7 @@ CASES = {  # what bn1.bias (conv1_bn/beta) holds -> the phrase every reader says
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("kind", ["h5", "pth", "safetensors"])
+@pytest.mark.slow
 def test_one_value_rule_for_every_reader(source, fresh, tmp_path, kind, case):
     model, unchanged = fresh
     value, phrase = CASES[case]

@@ -61,6 +61,7 @@ CASES = [(name, HEADS[0]) for name in REPRESENTATIVES] + [
 @pytest.mark.parametrize(
     "name, head", CASES, ids=[f"{n}-{h.get('include_top')}-{h.get('pooling')}" for n, h in CASES]
 )
+@pytest.mark.slow
 def test_fused_float32_matches_original(name, head):
     model = tiny_model(name, **head)
     x = images()
@@ -226,6 +227,7 @@ def trained_digits():
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+@pytest.mark.slow
 def test_reduced_precision_top1_agreement_on_held_out_digits(trained_digits, precision):
     model, x_test, y_test, _ = trained_digits
     reference = model.predict(x_test, verbose=0)

@@ -12,7 +12,7 @@ import pytest
 
 import resnet_keras
 from cache_checks import entry, md5, user_manifest
-from conftest import KERAS_BUILDERS
+from keras_builders import KERAS_BUILDERS
 from facts import table
 from resnet_keras.weights.manifest import parse
 from resnet_keras.architecture import resolve

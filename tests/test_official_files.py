@@ -22,7 +22,7 @@ import pytest
 
 import official_format
 import resnet_keras
-from conftest import KERAS_BUILDERS, OUR_BUILDERS
+from keras_builders import KERAS_BUILDERS, OUR_BUILDERS
 from keras2_writers import file_name
 from optional import require
 
@@ -100,6 +100,7 @@ def _classifier_names(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("writer, model_key, head", DEFAULT)
+@pytest.mark.slow
 def test_file_from_each_writer_loads_like_keras(world_file, writer, model_key, head):
     path = world_file(writer, model_key, head)
     if head == "top":  # the naming each writer really uses
@@ -116,6 +117,7 @@ def test_every_official_file_layout_loads_like_keras(world_file, writer, model_k
     print(f"PARITY {writer} {model_key} {head}: relative error {error:.3e}")
 
 
+@pytest.mark.slow
 def test_probs_file_through_the_manifest_is_the_readme_main_job(world_file, mirror, tmp_path, monkeypatch):
     """`ResNet50()` (include_top=True, weights='imagenet') on a keras-applications file."""
     from conftest import write_manifest

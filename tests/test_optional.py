@@ -47,6 +47,7 @@ def test_an_installed_package_is_returned(monkeypatch):
 
 
 @pytest.mark.parametrize("ci, outcome", [(None, "1 skipped"), ("true", "1 error")])
+@pytest.mark.slow
 def test_a_module_level_require(tmp_path, ci, outcome):
     """At a module's top: the whole module skips, or (CI) fails to collect."""
     (tmp_path / "test_needs_extra.py").write_text(

@@ -96,6 +96,7 @@ def test_every_runtime_compiles_the_folded_model(predictors, tiny, runtime):
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+@pytest.mark.slow
 def test_openvino_results_survive_tensorflow_reusing_memory(tiny, precision):
     """OpenVINO's converted constants share the folded model's TensorFlow buffers.
 
@@ -121,6 +122,7 @@ def test_openvino_results_survive_tensorflow_reusing_memory(tiny, precision):
     [("tensorflow", "bfloat16", 0.999), ("openvino", "bfloat16", 0.999),
      ("openvino", "int8", 0.99), ("onnxruntime", "int8", 0.99)],
 )
+@pytest.mark.slow
 def test_reduced_precision_stays_close(tiny, runtime, precision, min_cosine, monkeypatch):
     """Close to Keras; int8 graphs quantized as the README's runtime table says."""
     _needs(runtime)
@@ -143,6 +145,7 @@ def trained_digits():
 
 
 @pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+@pytest.mark.slow
 def test_int8_agrees_with_float32_on_held_out_digits(runtime, trained_digits):
     """A trained model, real held-out scans: int8 top-1 equals float32 top-1 on >= 99%."""
     _needs(runtime)
@@ -157,6 +160,7 @@ def test_int8_agrees_with_float32_on_held_out_digits(runtime, trained_digits):
 
 
 @pytest.mark.parametrize("include_top, pooling", [(False, "avg"), (False, None)])
+@pytest.mark.slow
 def test_heads_and_pooling(include_top, pooling):
     require("openvino")
     model = resnet_keras.ResNet20(weights=None, include_top=include_top, pooling=pooling)
@@ -166,6 +170,7 @@ def test_heads_and_pooling(include_top, pooling):
 
 
 @pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+@pytest.mark.slow
 def test_several_outputs_come_back_as_model_predict_gives_them(runtime):
     _needs(runtime)
     model = resnet_keras.feature_model(resnet_keras.ResNet20(weights=None, include_top=False))
@@ -204,6 +209,7 @@ def from_threads(predict, inputs: list) -> list:
     [("openvino", "latency"), ("openvino", "streams x1"), ("openvino", "streams x2"),
      ("onnxruntime", None), ("tensorflow", None)],
 )
+@pytest.mark.slow
 def test_predict_from_several_threads_gives_each_its_own_outputs(predictors, runtime, plan, monkeypatch):
     predictor = predictors(runtime)
     if plan is not None:

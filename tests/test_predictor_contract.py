@@ -223,6 +223,7 @@ def test_predict_refuses_bad_input(tf_predictor, x, batch_size, message):
         tf_predictor.predict(x, batch_size=batch_size)
 
 
+@pytest.mark.slow
 def test_predict_takes_what_model_predict_takes(tf_predictor, tiny):
     images = (RNG.integers(0, 255, (3, 32, 32, 3))).astype("uint8")  # ints are cast, as keras does
     assert rel_error(tf_predictor.predict(images), tiny.predict(images, verbose=0)) <= 1e-5

@@ -194,6 +194,7 @@ def test_a_download_with_the_right_prefix_must_match_the_record(served, tiny_wei
     ],
     ids=["empty", "text", "other name", "no newline", "two lines", "one space", "too long"],
 )
+@pytest.mark.slow
 def test_malformed_record_is_a_corrupt_entry_set_aside_and_fetched_again(served, tiny_weights, mirror, isolated_env, record):
     name, _, manifest = served
     good, _, weights = tiny_weights
@@ -260,6 +261,7 @@ def test_record_is_written_atomically(served, tiny_weights, isolated_env, monkey
 # -- torchvision's own format: a .pth behind the shipped tag ------------------------
 
 
+@pytest.mark.slow
 def test_imagenet_on_resnet18_loads_a_pth_by_its_prefix_and_records_it(mirror, tmp_path, isolated_env):
     """The shipped tag with the file replaced by a generated checkpoint (no network):
     weights="imagenet" -> torchvision_imagenet1k_v1 -> prefix check -> record -> .pth reader."""

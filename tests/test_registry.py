@@ -123,6 +123,7 @@ def run_examples(obj, name):
     return runner.summarize(verbose=False)
 
 
+@pytest.mark.slow
 def test_docstring_examples_run():
     """The examples of the registry and of one builder per module."""
     for obj, name in [

@@ -97,6 +97,7 @@ def check_parity(name, torch_model, path, size, label="pth"):
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
+@pytest.mark.slow
 def test_reference_has_torchvisions_keys_and_parameter_counts(name):
     reference = torch_reference.ResNet(name)
     assert sum(p.numel() for p in reference.parameters()) == torch_reference.TORCHVISION_PARAMS[name]
@@ -129,6 +130,7 @@ def test_v1_5_differs_from_keras_v1_only_where_the_stride_sits():
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+@pytest.mark.slow
 def test_pth_gives_torch_outputs(checkpoints, name):
     check_parity(name, *checkpoints(name), size=64)
 
@@ -163,6 +165,7 @@ def test_a_legacy_pt_pickle_is_refused_by_its_bytes(checkpoints, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_timm_safetensors_resnet50_gives_torch_outputs(checkpoints, tmp_path):
     save_file = require("safetensors.torch").save_file
     torch_model, _ = checkpoints("resnet50")
@@ -251,6 +254,7 @@ def adapted_reference(torch_model, name: str, channels: int):
 
 
 @pytest.mark.parametrize("channels", [1, 2, 4])
+@pytest.mark.slow
 def test_adapted_stem_equals_the_timm_rule(checkpoints, channels):
     torch_model, path = checkpoints("resnet18")
     model = resnet_keras.ResNet18(weights=str(path), classifier_activation=None,

@@ -11,7 +11,8 @@ import pytest
 
 import official_format
 import resnet_keras
-from conftest import KERAS_BUILDERS, OUR_BUILDERS, write_manifest
+from conftest import write_manifest
+from keras_builders import KERAS_BUILDERS, OUR_BUILDERS
 from facts import table
 from resnet_keras.weights.manifest import parse
 from resnet_keras.errors import IntegrityError, OfflineError, WeightsMismatchError
@@ -43,6 +44,7 @@ def keras_parity(official_file, key, include_top):
 
 
 @pytest.mark.parametrize("key", ["resnet50", "resnet50v2"])
+@pytest.mark.slow
 def test_official_format_file_gives_keras_outputs(official_file, key):
     error = keras_parity(official_file, key, include_top=True)
     print(f"PARITY {key} include_top=True relative_error={error:.3e}")
@@ -86,6 +88,7 @@ def _serve(mirror, tmp_path, monkeypatch, path, key="resnet50", kind="top"):
     return path.name
 
 
+@pytest.mark.slow
 def test_imagenet_downloads_through_manifest_into_keras_cache(official_file, mirror, tmp_path, monkeypatch, isolated_env):
     path = official_file("resnet50", include_top=False)
     name = _serve(mirror, tmp_path, monkeypatch, path, kind="notop")
@@ -101,6 +104,7 @@ def test_imagenet_downloads_through_manifest_into_keras_cache(official_file, mir
     assert mirror.count(name) == 1
 
 
+@pytest.mark.slow
 def test_file_keras_already_downloaded_is_used_offline(official_file, mirror, tmp_path, monkeypatch, isolated_env):
     path = official_file("resnet50", include_top=False)
     name = _serve(mirror, tmp_path, monkeypatch, path, kind="notop")
@@ -112,6 +116,7 @@ def test_file_keras_already_downloaded_is_used_offline(official_file, mirror, tm
     assert mirror.requests == []
 
 
+@pytest.mark.slow
 def test_corrupt_cached_file_is_replaced_online_and_named_offline(official_file, mirror, tmp_path, monkeypatch, isolated_env):
     path = official_file("resnet50", include_top=False)
     name = _serve(mirror, tmp_path, monkeypatch, path, kind="notop")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import resnet_keras
-from conftest import KERAS_BUILDERS
+from keras_builders import KERAS_BUILDERS
 from make_backend_golden import relative_error
 
 pytestmark = [
