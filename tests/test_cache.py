@@ -228,7 +228,6 @@ def test_two_processes_fetch_once_with_the_lock(mirror, tmp_path, isolated_env):
     assert_clean_cache(isolated_env, {NAME: DATA})
 
 
-@pytest.mark.slow
 def test_two_processes_without_working_locks_stay_correct(mirror, tmp_path, isolated_env):
     """As on NFS without locks: both download, readers only ever see whole files."""
     # The second answer comes a second later: the reader has time to look at

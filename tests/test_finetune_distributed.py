@@ -133,6 +133,7 @@ def test_the_command_line_refuses_in_one_line_before_anything_starts(flags, phra
     assert not out.exists()
 
 
+@pytest.mark.distributed  # prepare(distributed=2) checks that JAX is installed: the [distributed] extra
 def test_worker_arguments_are_json_and_carry_the_checked_settings(folder, tmp_path):
     from resnet_keras.finetune import Augmentation, prepare
 

@@ -229,7 +229,6 @@ def test_silence_mid_body_is_a_read_timeout_not_cannot_connect(mirror, isolated_
     assert "cannot connect" not in str(info.value)
 
 
-@pytest.mark.slow
 def test_a_host_that_never_answers_reports_the_real_wait(mirror, isolated_env, capfd):
     url = mirror.script(NAME, [Reply(body=DATA, delay=3)])
     with pytest.raises(DownloadError, match=r"no answer within 0.5 s \(timeout\) \(3 tries, \d+ s in all\)"):

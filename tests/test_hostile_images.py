@@ -142,7 +142,6 @@ def test_a_16bit_grey_png_embeds_as_its_picture_not_as_white(extraction, photos)
     assert np.abs(grey16 - white).max() > 100 * np.abs(grey16 - grey8).max() + 1e-3
 
 
-@pytest.mark.slow
 def test_a_rerun_meets_the_same_files_and_resumes(extraction, capsys):
     out = extraction["out"]
     index = json.loads((out / "_index.json").read_text())

@@ -92,7 +92,6 @@ def test_a_chunked_body_with_a_short_trailer_still_downloads(mirror, isolated_en
     assert_clean_cache(isolated_env, {NAME: DATA})
 
 
-@pytest.mark.slow
 def test_a_redirect_chain_that_trickles_is_bounded_as_a_whole(mirror, isolated_env):
     """Each hop answers within the timeout; all of them together take too long."""
     final = mirror.add("data/" + NAME, DATA)

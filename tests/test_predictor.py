@@ -209,7 +209,6 @@ def from_threads(predict, inputs: list) -> list:
     [("openvino", "latency"), ("openvino", "streams x1"), ("openvino", "streams x2"),
      ("onnxruntime", None), ("tensorflow", None)],
 )
-@pytest.mark.slow
 def test_predict_from_several_threads_gives_each_its_own_outputs(predictors, runtime, plan, monkeypatch):
     predictor = predictors(runtime)
     if plan is not None:
