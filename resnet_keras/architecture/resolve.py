@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, Iterator
 
 from .specs import SPECS, ResNetSpec
 from ..errors import InvalidArgumentError
+from ..files import file_sha256
 from ..weights.download import cache, snapshot
 from ..weights.formats import registry
 from ..weights.manifest import parse
@@ -71,6 +72,19 @@ class Resolved:
     path: Path | None = None
     entry: WeightsEntry | None = None
     file: WeightsFile | None = None
+
+    def weights_hash(self) -> str:
+        """The hash of the weights file the model loads ("none" for random weights).
+
+        A manifest tag carries its file's hash (checked when it is loaded); a
+        local file is hashed here, so a rerun with another file of the same
+        name is told apart.
+        """
+        if self.file is not None:
+            return self.file.hash
+        if self.path is None:
+            return "none"
+        return f"sha256:{file_sha256(self.path)}"
 
     @property
     def pretrained(self) -> bool:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .engines import RayOptions
-from .plan import Job, Settings, plan_job
+from .plan import Job, plan_job
+from .records import Settings
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError
-from ..files import file_sha256
 
 if TYPE_CHECKING:
     from ..architecture.resolve import Resolved
@@ -28,20 +27,6 @@ if TYPE_CHECKING:
 # out (the command line), or the API's default (keras' word for "the
 # pretrained weights": a run's are its own).
 _RUN_WEIGHTS = ("imagenet",)
-
-
-def weights_hash(resolved: Resolved) -> str:
-    """The hash of the weights file the model loads ("none" for random weights).
-
-    A manifest tag carries its file's hash (checked when it is loaded); a
-    local file is hashed here, so a rerun with another file of the same
-    name is told apart.
-    """
-    if resolved.file is not None:
-        return resolved.file.hash
-    if resolved.path is None:
-        return "none"
-    return f"sha256:{file_sha256(resolved.path)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +160,7 @@ def open_source(model: Any, weights: Any, *, include_top: bool, manifest: Any = 
     spec = SPECS[catalog.resolve(model)]
     resolved = resolve(spec, weights, include_top=include_top, manifest=manifest, offline=offline)
     return Source(
-        model=spec.name, weights=resolved.weights_label, weights_hash=weights_hash(resolved),
+        model=spec.name, weights=resolved.weights_label, weights_hash=resolved.weights_hash(),
         classes=spec.classes, class_names=None, input_size=resolved.input_size,
         resize_size=resolved.resize_size, preprocessing=resolved.preprocessing, resolved=resolved)
 

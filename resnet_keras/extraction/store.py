@@ -41,7 +41,7 @@ import numpy as np
 from .._text import printable
 from ..files import replaced
 from ..errors import InvalidArgumentError, MissingDependencyError
-from .plan import Plan, Settings
+from .records import Plan, Settings
 
 FORMAT = "resnet-keras features/1"
 INDEX_NAME = "_index.json"

@@ -146,7 +146,6 @@ def prepare(**arguments: Any) -> Prepared:
 
     from ..architecture.catalog import resolve as resolve_model
     from ..architecture.specs import SPECS
-    from ..extraction.source import weights_hash
     from ..images import eval_transform
     from ..architecture.resolve import resolve
     from .model import resolve_precision
@@ -184,7 +183,7 @@ def prepare(**arguments: Any) -> Prepared:
         raise InvalidArgumentError(f"`class_weight` must give one weight per class ({len(examples.class_names)}). "
                                    f"Received: {len(options['class_weight'])} weights")
     resize = eval_transform(size, resize_size=resolved.resize_size, input_size=resolved.input_size).resize
-    settings = Settings(model=spec.name, weights=resolved.weights_label, weights_hash=weights_hash(resolved),
+    settings = Settings(model=spec.name, weights=resolved.weights_label, weights_hash=resolved.weights_hash(),
                         input_size=size, preprocessing=a["preprocessing"] or resolved.preprocessing,
                         resize_size=resize, **options)
     if held_out is None:
