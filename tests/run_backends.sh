@@ -76,7 +76,8 @@ for backend in "${backends[@]}"; do
     echo "== backend tests: $backend"
     t=$SECONDS
     # (keras' variables warn about NumPy 2's copy keyword on JAX and torch)
-    KERAS_BACKEND=$backend "$py" -m pytest -m backend tests/backends -q -p no:cacheprovider \
+    # -n 0: one process per backend, as these suites were measured (two-device tests start their own)
+    KERAS_BACKEND=$backend "$py" -m pytest -m backend tests/backends -q -p no:cacheprovider -n 0 \
         -W "ignore:__array__ implementation:DeprecationWarning"
     echo "-- $backend took $((SECONDS - t)) s"
 done

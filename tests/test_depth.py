@@ -85,6 +85,25 @@ def test_a_build_raises_the_limit_only_for_its_walk(python_default_limit):
     assert model.count_params() == resnet_keras.model_info("plain56").params
 
 
+def test_a_limit_set_by_someone_else_inside_a_walk_is_kept(python_default_limit):
+    with graph_depth(10):
+        sys.setrecursionlimit(3_000)  # as importing TensorFlow does, e.g. during a first build
+    assert sys.getrecursionlimit() == 3_000
+    with graph_depth(2_000):
+        with graph_depth(10):
+            sys.setrecursionlimit(4_500)
+    assert sys.getrecursionlimit() == 4_500
+
+
+def test_optimize_for_inference_raises_the_limit_only_for_its_walk(python_default_limit):
+    model = resnet_keras.PlainNet56()
+    sys.setrecursionlimit(frames() + 120)  # as above: enough for the calls, not for clone_model's walk
+    low = sys.getrecursionlimit()
+    fused = resnet_keras.optimize_for_inference(model)
+    assert sys.getrecursionlimit() == low
+    assert len(fused.layers) < len(model.layers)  # BatchNorm folded
+
+
 @pytest.mark.slow  # 4,214 layers: about 20 s per symbolic build on 2 cores
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 notes inside keras' weight saving
 def test_resnet1202_builds_runs_and_gives_features_at_pythons_default_limit(python_default_limit, tmp_path):
@@ -96,6 +115,7 @@ def test_resnet1202_builds_runs_and_gives_features_at_pythons_default_limit(pyth
     assert [tuple(t.shape) for t in features.output.values()] == [
         (None, 32, 32, 16), (None, 16, 16, 32), (None, 8, 8, 64),
     ]
+    assert len(resnet_keras.optimize_for_inference(model).layers) < len(model.layers)
     path = tmp_path / "resnet1202.weights.h5"
     model.save_weights(path)
     model.load_weights(path)

@@ -42,6 +42,7 @@ _SPARE_FRAMES = 1_000  # keras' own frames and the caller's
 _depth_lock = threading.Lock()
 _depth_needs: list[int] = []  # of the walks running now
 _depth_before = 0  # the limit before the first of them
+_depth_set = 0  # the limit these walks set last
 
 
 @contextlib.contextmanager
@@ -50,21 +51,28 @@ def graph_depth(layers: int) -> Iterator[None]:
 
     Blocks may nest or run in several threads at once: the limit is the
     highest any running block needs, and when the last one ends, what it
-    was before the first began.
+    was before the first began. A limit someone else set meanwhile (importing
+    TensorFlow inside a block sets 3,000) is theirs: it is kept.
     """
-    global _depth_before
+    global _depth_before, _depth_set
     need = _SPARE_FRAMES + _FRAMES_PER_LAYER * layers
     with _depth_lock:
         if not _depth_needs:
             _depth_before = sys.getrecursionlimit()
+        elif sys.getrecursionlimit() != _depth_set:
+            _depth_before = max(_depth_before, sys.getrecursionlimit())
         _depth_needs.append(need)
-        sys.setrecursionlimit(max([_depth_before, *_depth_needs]))
+        _depth_set = max([_depth_before, *_depth_needs])
+        sys.setrecursionlimit(_depth_set)
     try:
         yield
     finally:
         with _depth_lock:
             _depth_needs.remove(need)
-            sys.setrecursionlimit(max([_depth_before, *_depth_needs]))
+            if sys.getrecursionlimit() != _depth_set:  # set by someone else inside the block
+                _depth_before = max(_depth_before, sys.getrecursionlimit())
+            _depth_set = max([_depth_before, *_depth_needs])
+            sys.setrecursionlimit(_depth_set)
 
 
 def spec_layers(spec: ResNetSpec) -> int:

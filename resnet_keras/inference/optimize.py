@@ -27,6 +27,7 @@ import numpy as np
 
 from . import folding
 from .precision import KERAS, check
+from ..architecture.build import graph_depth
 from ..errors import InvalidArgumentError
 
 
@@ -190,9 +191,10 @@ def optimize_for_inference(model: keras.Model, precision: str = "float32") -> ke
         ),
         model.input,
     )
-    fused = keras.models.clone_model(
-        model, input_tensors=inputs, clone_function=clone, call_function=call
-    )
+    with graph_depth(len(model.layers)):  # clone_model walks the graph recursively
+        fused = keras.models.clone_model(
+            model, input_tensors=inputs, clone_function=clone, call_function=call
+        )
     outputs = fused.output
     flat = keras.tree.flatten(outputs)
     if any(keras.backend.standardize_dtype(t.dtype) != "float32" for t in flat):
@@ -204,7 +206,8 @@ def optimize_for_inference(model: keras.Model, precision: str = "float32") -> ke
                 tensor
             )
 
-        fused = keras.Model(
-            fused.input, keras.tree.map_structure(to_float32, outputs), name=model.name
-        )
+        with graph_depth(len(fused.layers)):
+            fused = keras.Model(
+                fused.input, keras.tree.map_structure(to_float32, outputs), name=model.name
+            )
     return fused
