@@ -28,7 +28,7 @@ PRECISIONS = ("auto", *KERAS)
 # "auto": mixed bfloat16 where the hardware computes it natively (CPUs with
 # AVX-512 BF16 or AMX, GPUs of compute capability 8.0 and up), else float32
 # (model.resolve_precision). Measured on this project's CPU: ResNet50 training
-# steps ran 1.38x faster in bfloat16 (benchmarks/finetune_bench.py and
+# ran 1.15x faster in bfloat16 (benchmarks/finetune_bench.py and
 # docs/finetune.md, "Speed", give the full numbers). The head is float32 either way.
 DEFAULT_PRECISION = "auto"
 
