@@ -16,8 +16,11 @@ max. Then every inference path for ResNet50 in one alternating run: keras
 export, OpenVINO int8 by NNCF) and resnet_keras' Predictor on each runtime
 and precision (`paths.py`, `peers.py`). Shares of peak use the machine's
 multiply-add limit measured by an AVX-512 loop on every core (`fma_peak.c`,
-float32, bfloat16 and int8) and the multiply-adds counted from the graph
-(2 FLOP each); TensorFlow's matmul rate is reported beside it.
+float32, bfloat16 and int8; on CPUs with AMX, bfloat16 and int8 by a tile
+loop, `amx_peak.c`) and the multiply-adds counted from the graph (2 FLOP
+each); TensorFlow's matmul rate is reported beside it.
+`--from-json docs/performance.json --measure-peak` measures the limit again
+and re-renders the page from the saved timings.
 
 The parts: `measure.py` times (and picks the contenders), `paths.py` and
 `peers.py` the inference paths, `peak.py` the arithmetic limit,
@@ -50,7 +53,7 @@ import tensorflow as tf  # noqa: E402
 import resnet_keras  # noqa: E402
 from measure import EXTRA, KERAS, bench_model, matmul_peak  # noqa: E402
 from paths import bench_paths  # noqa: E402
-from peak import fma_peak  # noqa: E402
+from peak import machine_peak  # noqa: E402
 from report import plot, targets, write_report  # noqa: E402
 from results import OURS, THEIRS, med, restore  # noqa: E402
 
@@ -70,9 +73,17 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=224, help="input size (default 224; below it, no top)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--from-json", type=Path, help="re-render the report of a saved run")
+    parser.add_argument("--measure-peak", action="store_true",
+                        help="with --from-json: measure the machine's limit again (the timings stay the saved run's)")
     args = parser.parse_args(argv)
     if args.from_json:
         results = restore(json.loads(args.from_json.read_text()))
+        if args.measure_peak:
+            peak, results["peak_source"] = machine_peak(7)
+            results["peak_gflops"] = peak or results["peak_gflops"]
+            results["peak_measured"] = (f"`python benchmarks/bench.py --from-json {args.from_json} --measure-peak` on "
+                                        + datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
+            args.from_json.write_text(json.dumps(results, indent=1, default=str) + "\n")
         results["targets"] = targets(results)
         write_report(results, args.out, plot(results, args.out.with_suffix(".png")))
         log(f"wrote {args.out} from {args.from_json}")
@@ -92,9 +103,9 @@ def main(argv=None) -> int:
     peak_size = 2048
     matmul = {d: matmul_peak(d, peak_size, 4 if args.quick else 12) for d in ("float32", "bfloat16")}
     log(f"TF matmul: float32 {matmul['float32']:.0f} GFLOP/s, bfloat16 {matmul['bfloat16']:.0f} GFLOP/s")
-    fma = fma_peak(3 if args.quick else 7)
+    fma, peak_source = machine_peak(3 if args.quick else 7)
     if fma:
-        log("FMA loop peak: " + ", ".join(f"{k} {v:.0f}" for k, v in fma.items()) + " G(FL)OP/s")
+        log(f"peak ({peak_source}): " + ", ".join(f"{k} {v:.0f}" for k, v in fma.items()) + " G(FL)OP/s")
     # Shares of peak are taken against the FMA loop; int8 falls back to twice bfloat16's matmul.
     peak = fma or {**matmul, "int8": 2 * matmul["bfloat16"]}
 
@@ -145,7 +156,7 @@ def main(argv=None) -> int:
         "path_calls": args.path_calls,
         "peak_size": peak_size,
         "matmul_gflops": matmul,
-        "peak_source": "FMA loop (benchmarks/fma_peak.c)" if fma else "TensorFlow matmul",
+        "peak_source": peak_source,
         "peak_gflops": peak,
         "models": models,
         "paths": paths,

@@ -210,7 +210,9 @@ def write_report(results: dict, out: Path, plotted: bool) -> None:
         + ", ".join(f"{n} at batch {b}" for b, n in results["path_calls"].items()) + ").",
         f"- Physical peak ({results['peak_source']}, all cores): "
         + ", ".join(f"{k} {v:.0f}" for k, v in peak.items())
-        + " G(FL)OP/s. TensorFlow's own matmul "
+        + " G(FL)OP/s"
+        + (f" (measured again by {results['peak_measured']}, after the timings)" if "peak_measured" in results else "")
+        + ". TensorFlow's own matmul "
         f"({results['peak_size']}x{results['peak_size']}) reaches float32 "
         f"{results['matmul_gflops']['float32']:.0f} and bfloat16 "
         f"{results['matmul_gflops']['bfloat16']:.0f} GFLOP/s.",
