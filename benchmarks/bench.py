@@ -17,7 +17,7 @@ export, OpenVINO int8 by NNCF) and resnet_keras' Predictor on each runtime
 and precision (`paths.py`, `peers.py`). Shares of peak use the machine's
 multiply-add limit measured by an AVX-512 loop on every core (`fma_peak.c`,
 float32, bfloat16 and int8; on CPUs with AMX, bfloat16 and int8 by a tile
-loop, `amx_peak.c`) and the multiply-adds counted from the graph (2 FLOP
+loop in the same program) and the multiply-adds counted from the graph (2 FLOP
 each); TensorFlow's matmul rate is reported beside it.
 `--from-json docs/performance.json --measure-peak` measures the limit again
 and re-renders the page from the saved timings.
