@@ -76,11 +76,15 @@ def main(argv=None) -> int:
     parser.add_argument("--measure-peak", action="store_true",
                         help="with --from-json: measure the machine's limit again (the timings stay the saved run's)")
     args = parser.parse_args(argv)
+    if args.measure_peak and not args.from_json:
+        parser.error("--measure-peak measures the limit for a saved run: give --from-json FILE too")
     if args.from_json:
         results = restore(json.loads(args.from_json.read_text()))
         if args.measure_peak:
-            peak, results["peak_source"] = machine_peak(7)
-            results["peak_gflops"] = peak or results["peak_gflops"]
+            peak, source = machine_peak(7)
+            if peak is None:
+                parser.error("--measure-peak needs a C compiler and AVX-512 BF16/VNNI; the saved peak is kept")
+            results["peak_gflops"], results["peak_source"] = peak, source
             results["peak_measured"] = (f"`python benchmarks/bench.py --from-json {args.from_json} --measure-peak` on "
                                         + datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
             args.from_json.write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -44,7 +44,12 @@ def machine_peak(tries: int) -> tuple[dict | None, str]:
     amx = {"amx_tile", "amx_bf16", "amx_int8"} <= flags
     with tempfile.TemporaryDirectory() as tmp:
         binary = Path(tmp) / "fma_peak"
-        subprocess.run([compiler, *FLAGS, *(AMX_FLAGS if amx else []), str(SOURCE), "-o", str(binary)], check=True)
+        build = [compiler, *FLAGS, str(SOURCE), "-o", str(binary)]
+        if amx and subprocess.run([*build, *AMX_FLAGS], capture_output=True).returncode != 0:
+            print("fma_peak: the compiler does not know AMX (gcc 11+); bfloat16 and int8 by AVX-512 only", flush=True)
+            amx = False
+        if not amx:
+            subprocess.run(build, check=True)
         done = subprocess.run([str(binary), str(os.cpu_count() or 1), str(tries)],
                               check=True, capture_output=True, text=True)
     result = json.loads(done.stdout)

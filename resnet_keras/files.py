@@ -1,4 +1,4 @@
-"""The two file rules of the package: how a file appears, and its SHA-256.
+"""The file rules of the package: how a file appears, its SHA-256, a page rewritten.
 
 - `replaced(path)`: write to a temp file beside `path`, then rename it over
   `path` in one step, so a reader (or a crash) sees the old file or the new
@@ -6,6 +6,8 @@
   kernel applies the umask, as `open()` would: no `os.umask` flip, which
   would change the mask of every thread of the process for a moment.
 - `file_sha256(path)`: the hex SHA-256 of a file, read in bounded chunks.
+- `rewrite_text(path, render)`: a generated text file (docs tables, the CLI
+  reference) rendered again and replaced only if it changed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 CHUNK_BYTES = 1 << 20
 
@@ -60,3 +62,15 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def rewrite_text(path: str | os.PathLike, render: Callable[[str], str]) -> bool:
+    """Replace the UTF-8 text at `path` by `render(text)` if that differs; whether it did."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    new = render(text)
+    if new == text:
+        return False
+    with atomic_write(path) as f:
+        f.write(new.encode("utf-8"))
+    return True

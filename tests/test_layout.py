@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +183,12 @@ def test_the_import_scan_sees_relative_imports():
     path = PACKAGE / "architecture" / "resolve.py"
     assert "resnet_keras.weights.formats.registry" in _imports(path)
     assert "resnet_keras.architecture.specs.SPECS" in _imports(path)
+
+
+def test_the_test_fixtures_load_without_keras():
+    """conftest.py (and the helpers it imports) never import Keras: a test that builds no model runs without it."""
+    tests = Path(__file__).parent
+    probe = "import sys, conftest; assert 'keras' not in sys.modules, 'keras was imported'"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tests, capture_output=True, text=True,
+                          env={"PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])})
+    assert done.returncode == 0, done.stderr

@@ -50,3 +50,13 @@ def test_render_fills_only_marked_tables_and_names_an_unknown_kind():
     assert rendered.endswith("<!-- end of generated table -->\n| kept |\n")
     with pytest.raises(ValueError, match="must be one of \\['models', 'weights'\\]. Received: 'zoo'"):
         tables.render("<!-- generated table: zoo -->\n<!-- end of generated table -->")
+
+
+def test_the_command_rewrites_a_stale_page_once(tmp_path, capsys):
+    page = tmp_path / "page.md"
+    page.write_text("intro\n<!-- generated table: weights -->\nold\n<!-- end of generated table -->\n")
+    assert tables.main([str(page)]) == 0
+    assert page.read_text() == tables.render(page.read_text()) and "old" not in page.read_text()
+    assert capsys.readouterr().out == f"rewrote weights in {page}\n"
+    tables.main([str(page)])  # up to date: not written again, nothing said
+    assert capsys.readouterr().out == "" and list(tmp_path.iterdir()) == [page]

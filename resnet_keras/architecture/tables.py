@@ -20,6 +20,7 @@ from pathlib import Path
 from . import counts
 from .catalog import ENTRIES
 from .specs import SPECS
+from ..files import rewrite_text
 from ..weights.manifest.records import IMAGENET_TAG
 
 _TABLE = re.compile(
@@ -118,12 +119,8 @@ def marked(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     for name in sys.argv[1:] if argv is None else argv:
-        path = Path(name)
-        text = path.read_text(encoding="utf-8")
-        new = render(text)
-        if new != text:
-            path.write_text(new, encoding="utf-8")
-            print(f"rewrote {', '.join(marked(text))} in {path}")
+        if rewrite_text(name, render):
+            print(f"rewrote {', '.join(marked(Path(name).read_text(encoding='utf-8')))} in {name}")
     return 0
 
 
