@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_keras.weights.download import download
-from resnet_keras.weights.download import housekeeping
+from resnet_keras.weights.download import download, cache
 from resnet_keras.weights.manifest.records import WeightsFile
 
 # A tiny V1 net under the "resnet50" key, so that manifest entries for
@@ -66,7 +65,7 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(
         p.name
         for p in folder.iterdir()
-        if p.name.endswith((housekeeping.TEMP_SUFFIX, ".lock")) or p.name.startswith(".")
+        if p.name.endswith((cache.TEMP_SUFFIX, ".lock")) or p.name.startswith(".")
     )
 
 

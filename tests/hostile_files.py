@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from resnet_keras.architecture.specs import ResNetSpec
-from resnet_keras.architecture import resolve
+from resnet_keras.architecture import build
 from resnet_keras.weights.formats.torch_names import torchvision_key
 
 # Keras 2 splits an attribute above HDF5's 64 KiB header limit into name0, name1, ...
@@ -59,7 +59,7 @@ def torch_state(model, dtype=None) -> dict:
 
 def load_in_memory(model, spec, path: Path) -> None:
     """Load `path` into `model` from bytes in memory: the readers take any binary file object."""
-    resolve.load_file(model, spec, io.BytesIO(Path(path).read_bytes()), path)
+    build.load_file(model, spec, io.BytesIO(Path(path).read_bytes()), path)
 
 
 def snapshot(model):

@@ -186,12 +186,12 @@ _WORKER = textwrap.dedent(
     package = types.ModuleType("resnet_keras")
     package.__path__, package.__version__ = [str(Path.cwd() / "resnet_keras")], "test"
     sys.modules["resnet_keras"] = package
-    from resnet_keras.weights.download import cache, housekeeping
+    from resnet_keras.weights.download import cache
     from resnet_keras.weights.manifest.records import WeightsFile
 
     name, url, digest, lock, barrier, me = sys.argv[1:]
     if lock == "nolock":  # as where file locks do not work; "shipped": the module's own setting
-        housekeeping.USE_FILE_LOCK = False
+        cache.USE_FILE_LOCK = False
     Path(barrier, me).touch()
     while len(list(Path(barrier).iterdir())) < 2:  # start both fetches together
         time.sleep(0.01)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import resnet_keras
-from resnet_keras.architecture.build import graph_depth
+from resnet_keras.architecture.blocks import graph_depth
 
 
 @pytest.fixture

@@ -306,7 +306,7 @@ def mirror_of_the_shipped_manifest(mirror, tmp_path) -> Path:
 @pytest.mark.parametrize("block", params("manifest"))
 def test_manifest_example_keeps_the_quick_start_working(block, tmp_path, isolated_env):
     from resnet_keras.architecture.specs import SPECS
-    from resnet_keras.architecture.resolve import active_manifest, resolve
+    from resnet_keras.architecture.build import active_manifest, resolve
 
     example = json.loads(block.text)
     path = tmp_path / "mirror.json"

@@ -23,9 +23,7 @@ from cache_checks import (
     weights_file,
 )
 from http_mirror import Reply
-from resnet_keras.weights.download import cache
-from resnet_keras.weights.download import download
-from resnet_keras.weights.download import housekeeping
+from resnet_keras.weights.download import cache, download
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import CacheError, DownloadError, IntegrityError, OfflineError
 
@@ -193,9 +191,9 @@ def test_file_url_mirror(tmp_path, isolated_env):
 def test_uppercase_manifest_hash_downloads_fine(mirror, tmp_path, isolated_env):
     url = mirror.add(NAME, DATA)
     manifest = user_manifest(tmp_path / "m.json", {"resnet50": {"imagenet": entry({"notop": (NAME, [url], md5(DATA).upper())})}})
-    from resnet_keras.architecture import resolve
+    from resnet_keras.architecture import build
 
-    resolved = resolve.resolve(SPECS["resnet50"], "imagenet", include_top=False, manifest=manifest)
+    resolved = build.resolve(SPECS["resnet50"], "imagenet", include_top=False, manifest=manifest)
     assert cache.fetch(resolved.file, progressbar=False) == isolated_env / NAME
 
 
@@ -293,14 +291,14 @@ def _temp_name(host, pid, token="dead"):
 def test_stale_temp_files_from_crashed_runs_are_removed(mirror, isolated_env):
     isolated_env.mkdir(parents=True)
     dead_pid = 2**22 + 12345  # above Linux' pid_max: no such process
-    ours_dead = isolated_env / _temp_name(housekeeping._HOST_TAG, dead_pid)
+    ours_dead = isolated_env / _temp_name(cache._HOST_TAG, dead_pid)
     old_foreign = isolated_env / _temp_name("0badc0de", 1)
     fresh_foreign = isolated_env / _temp_name("0badc0de", 2)  # maybe a live download on NFS
-    alive = isolated_env / _temp_name(housekeeping._HOST_TAG, os.getpid(), "live")
-    other_file = isolated_env / f".other.h5.{housekeeping._HOST_TAG}-{dead_pid}-x.part"
+    alive = isolated_env / _temp_name(cache._HOST_TAG, os.getpid(), "live")
+    other_file = isolated_env / f".other.h5.{cache._HOST_TAG}-{dead_pid}-x.part"
     for path in (ours_dead, old_foreign, fresh_foreign, alive, other_file):
         path.write_bytes(b"partial")
-    old = time.time() - housekeeping.STALE_TEMP_SECONDS - 60
+    old = time.time() - cache.STALE_TEMP_SECONDS - 60
     os.utime(old_foreign, (old, old))
     keras_file = isolated_env / "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
     keras_file.write_bytes(b"not ours")

@@ -102,8 +102,7 @@ def test_another_input_size_scales_the_resize(published, photos, tmp_path, capsy
                          "--quiet", "--runtime", "tensorflow", "--size", "48", "--out", tmp_path / "f.npz")
     assert status == 0, err
     model = tiny_model(published.files["notop"], include_top=False, pooling="avg")
-    from resnet_keras.architecture.build import build_pooled
-    from resnet_keras.architecture.resolve import resolve
+    from resnet_keras.architecture.build import build_pooled, resolve
     from tiny_zoo import TINY
 
     at_48 = build_pooled(resolve(TINY, str(published.files["notop"]), include_top=False), pooling="avg", size=48)

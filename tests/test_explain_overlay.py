@@ -10,8 +10,7 @@ from PIL import Image
 
 from optional import require
 from resnet_keras import errors
-from resnet_keras.explain import encode_overlay, overlay, save_overlay
-from resnet_keras.explain import overlays as overlay_module
+from resnet_keras.explain import encode_overlay, overlay, save_overlay, overlays as overlay_module
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8)

@@ -31,14 +31,11 @@ from cache_checks import (
     weights_file,
 )
 from http_mirror import Mirror, Reply, self_signed_certificate
-from resnet_keras.weights.download import cache
-from resnet_keras.weights.download import download
+from resnet_keras.weights.download import cache, download
 from resnet_keras.weights.formats import hdf5
-from resnet_keras.weights.manifest import parse
-from resnet_keras.weights.download import housekeeping
-from resnet_keras.weights.manifest import records, urls
+from resnet_keras.weights.manifest import records
 from resnet_keras.architecture.specs import SPECS
-from resnet_keras.architecture import resolve
+from resnet_keras.architecture import build
 from resnet_keras.errors import (
     CacheError,
     DownloadError,
@@ -81,18 +78,18 @@ def two_tiny_files(tmp_path):
 
 def test_a_file_swapped_between_hash_and_load_is_not_loaded(two_tiny_files, mirror, tmp_path, isolated_env, monkeypatch):
     """Another process replaces the cached file after it was hashed: the verified bytes load."""
-    from resnet_keras.architecture import build as _builder
+    from resnet_keras.architecture import blocks
 
     (good, good_values), (other, _) = two_tiny_files
     url = mirror.add(NAME, good.read_bytes())
     manifest = user_manifest(tmp_path / "m.json", {"resnet50": {"imagenet": entry({"notop": (NAME, [url], md5(good.read_bytes()))})}})
-    real = _builder._graph
+    real = blocks.graph
 
     def swap_then_build(*args):  # the graph is built after the weights file was opened and hashed
         os.replace(shutil.copy(other, isolated_env / "swap.tmp"), isolated_env / NAME)
         return real(*args)
 
-    monkeypatch.setattr(_builder, "_graph", swap_then_build)
+    monkeypatch.setattr(blocks, "graph", swap_then_build)
     model = build_tiny(weights="imagenet", manifest=manifest)
     for got, want in zip(model.weights, good_values):
         np.testing.assert_array_equal(got.numpy(), want)
@@ -100,18 +97,18 @@ def test_a_file_swapped_between_hash_and_load_is_not_loaded(two_tiny_files, mirr
 
 def test_a_local_file_is_opened_once(two_tiny_files, monkeypatch):
     """A path given by the user: its signature check and its load read one descriptor."""
-    from resnet_keras.architecture import build as _builder
+    from resnet_keras.architecture import blocks
 
     (good, good_values), (other, _) = two_tiny_files
     target = good.with_name("mine.h5")
     shutil.copy(good, target)
-    real = _builder._graph
+    real = blocks.graph
 
     def swap_then_build(*args):
         os.replace(shutil.copy(other, target.with_name("x.tmp")), target)
         return real(*args)
 
-    monkeypatch.setattr(_builder, "_graph", swap_then_build)
+    monkeypatch.setattr(blocks, "graph", swap_then_build)
     model = build_tiny(weights=str(target))
     for got, want in zip(model.weights, good_values):
         np.testing.assert_array_equal(got.numpy(), want)
@@ -278,11 +275,11 @@ def test_https_mirror_serves_and_redirects_within_https(certificate, isolated_en
 def test_plain_http_mirrors_need_the_opt_in(monkeypatch):
     url = "http://mirror.corp.example/r50.h5"
     with pytest.raises(ManifestError, match="RESNET_KERAS_ALLOW_HTTP=1"):
-        urls.check_url(url)
+        records.check_url(url)
     monkeypatch.setenv("RESNET_KERAS_ALLOW_HTTP", "1")
-    assert urls.check_url(url) == url
+    assert records.check_url(url) == url
     with pytest.raises(ManifestError, match="from https to plain http"):  # never a downgrade
-        urls.check_redirect("https://a.example/x.h5", url)
+        records.check_redirect("https://a.example/x.h5", url)
 
 
 # -- 5. typed one-line errors for malformed input -----------------------------------------
@@ -337,7 +334,7 @@ def test_manifest_bytes_that_are_not_a_manifest(tmp_path, text, phrase):
     path = tmp_path / "m.json"
     path.write_bytes(text)
     with pytest.raises(ManifestError, match=phrase) as info:
-        parse.read_manifest(path)
+        records.read_manifest(path)
     assert len(one_line(info.value)) < 400
 
 
@@ -352,7 +349,7 @@ def test_manifest_bytes_that_are_not_a_manifest(tmp_path, text, phrase):
 ])
 def test_manifest_fields_that_are_refused(tmp_path, fields, phrase):
     with pytest.raises(ManifestError, match=phrase) as info:
-        parse.parse_manifest(_manifest_with_file(tmp_path, **fields))
+        records.parse_manifest(_manifest_with_file(tmp_path, **fields))
     one_line(info.value)
 
 
@@ -391,9 +388,9 @@ def test_imagenet_is_the_tag_even_with_a_stray_path_of_that_name(tmp_path, monke
         (tmp_path / "imagenet").mkdir()
     else:
         (tmp_path / "imagenet").write_bytes(b"\x89HDF\r\n\x1a\n")
-    source = resolve.resolve(SPECS["resnet50"], "imagenet", include_top=True)
+    source = build.resolve(SPECS["resnet50"], "imagenet", include_top=True)
     assert source.entry is not None and source.entry.tag == "imagenet" and source.path is None
-    as_path = resolve.resolve(SPECS["resnet50"], Path("imagenet"), include_top=True) if stray == "file" else None
+    as_path = build.resolve(SPECS["resnet50"], Path("imagenet"), include_top=True) if stray == "file" else None
     if as_path is not None:  # a pathlib.Path is a path
         assert as_path.path == Path("imagenet")
 
@@ -415,7 +412,7 @@ def test_html_with_a_bom_or_an_html_content_type_is_named(mirror, isolated_env):
 def test_a_model_key_in_the_wrong_case_is_an_error_with_a_suggestion(tmp_path):
     path = user_manifest(tmp_path / "m.json", {"ResNet50": {"imagenet": entry({"top": ("w.h5", ["https://a.example/w.h5"], "md5:" + "1" * 32)})}})
     with pytest.raises(ManifestError, match=r"model 'ResNet50', which is not a model of resnet_keras.*Did you mean 'resnet50'\?"):
-        resolve.resolve(SPECS["resnet50"], "imagenet", include_top=True, manifest=path)
+        build.resolve(SPECS["resnet50"], "imagenet", include_top=True, manifest=path)
 
 
 def test_a_corrupt_file_in_a_read_only_cache_is_named_as_corrupt(mirror, isolated_env, monkeypatch):
@@ -426,8 +423,8 @@ def test_a_corrupt_file_in_a_read_only_cache_is_named_as_corrupt(mirror, isolate
     def no_writes(*args, **kwargs):
         raise PermissionError(13, "Permission denied (read-only)")
 
-    monkeypatch.setattr(housekeeping, "open_temp", no_writes)
-    monkeypatch.setattr(housekeeping, "USE_FILE_LOCK", False)
+    monkeypatch.setattr(cache, "open_temp", no_writes)
+    monkeypatch.setattr(cache, "USE_FILE_LOCK", False)
     monkeypatch.setattr(os, "replace", no_writes)  # setting it aside fails too
     with pytest.raises(CacheError, match=f"cannot be written .*The cached {NAME} is corrupt"):
         fetch(weights_file(NAME, DATA, [url]))

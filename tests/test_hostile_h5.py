@@ -24,8 +24,8 @@ from cache_checks import build_tiny, tiny_spec
 from hostile_files import repeat_names, share_one_heap_string, snapshot
 import resnet_keras
 from resnet_keras.errors import WeightsFormatError
-from resnet_keras.architecture import resolve
-from resnet_keras.weights.formats import hdf5_bounds
+from resnet_keras.architecture import build
+from resnet_keras.weights.formats import hdf5
 
 FAST_SECONDS = 1.0  # measured ~0.1-0.3 s on a busy 2-core machine; before the fix: > 60 s
 SMALL_BYTES = 16 << 20
@@ -133,7 +133,7 @@ def test_variable_length_name_lists_load_from_bytes_in_memory(tiny_file, tmp_pat
             for name in names:
                 dst[layer].create_dataset(name, data=src[layer][name][()])
     model, _ = fresh
-    resolve.load_file(model, tiny_spec(), io.BytesIO(path.read_bytes()), path)
+    build.load_file(model, tiny_spec(), io.BytesIO(path.read_bytes()), path)
     for got, want in zip(model.weights, expected):
         np.testing.assert_array_equal(got.numpy(), want)
 
@@ -160,14 +160,14 @@ def test_damaged_object_headers_give_only_the_typed_refusal(tmp_path):
     rng = np.random.default_rng(0)
     with h5py.File(path) as root:  # HDF5 reads the honest file; the parser a damaged copy
         header = h5py.h5o.get_info(root.id).addr
-        assert hdf5_bounds.string_lengths(io.BytesIO(data), root, {"layer_names": 3}) == {"layer_names": [5, 2, 5]}
+        assert hdf5.string_lengths(io.BytesIO(data), root, {"layer_names": 3}) == {"layer_names": [5, 2, 5]}
         for _ in range(500):
             damaged = bytearray(data)
             for at in rng.integers(0, header + 300, size=rng.integers(1, 4)):
                 damaged[at] = rng.integers(256)
             try:
-                hdf5_bounds.string_lengths(io.BytesIO(bytes(damaged)), root, {"layer_names": 3})
-            except hdf5_bounds.Unbounded:
+                hdf5.string_lengths(io.BytesIO(bytes(damaged)), root, {"layer_names": 3})
+            except hdf5.Unbounded:
                 pass
 
 
@@ -237,6 +237,6 @@ def test_groups_nested_more_than_8_deep_are_refused(copy, fresh, no_data_read):
 
 def test_more_objects_than_the_bound_are_refused(copy, fresh, no_data_read, monkeypatch):
     model, unchanged = fresh
-    monkeypatch.setattr(hdf5_bounds, "MAX_OBJECTS", 50)  # the tiny file has more
+    monkeypatch.setattr(hdf5, "MAX_OBJECTS", 50)  # the tiny file has more
     refused(model, copy(), "more than 50 objects")
     assert no_data_read == [] and unchanged()

@@ -39,22 +39,17 @@ from resnet_keras.weights.formats import hdf5  # noqa: F401 (imported now: the t
 PACKAGE = Path(resnet_keras.__file__).parent
 # The weights path, from `weights=` to loaded weights, in the order first entered.
 WEIGHTS_PATH = [
-    "resnet_keras.architecture.resolve",  # what weights= means
+    "resnet_keras.architecture.build",  # every argument checked, what weights= means
     "resnet_keras.weights.download.cache",  # offline= checked with the other arguments
-    "resnet_keras.weights.manifest.parse",
-    "resnet_keras.weights.manifest.urls",
-    "resnet_keras.weights.manifest.records",
-    "resnet_keras.weights.download.housekeeping",
-    "resnet_keras.weights.download.download",
-    "resnet_keras.weights.formats.registry",
-    "resnet_keras.weights.formats.hdf5",
-    "resnet_keras.weights.formats.hdf5_bounds",
-    "resnet_keras.weights.formats.values",
+    "resnet_keras.weights.manifest.records",  # the manifest read, its URLs checked
+    "resnet_keras.weights.download.download",  # bytes from the mirror, hashed in memory
+    "resnet_keras.weights.formats.registry",  # the format sniffed; the one value rule
+    "resnet_keras.weights.formats.hdf5",  # names bounded, then read and assigned
 ]
 # The whole call, measured (tests/module_trace.py): the weights path above plus
 # the builder, its spec's derived facts (specs), build, validation, data_format
 # and the graph (blocks). Issue 20's target is 10.
-RESNET50_BUDGET = 17
+RESNET50_BUDGET = 10
 # What the commands add to the builder's path (weights, build, validation, specs,
 # data_format, blocks) and, for features, to the Predictor's (inference/).
 CLASSIFY_OWN = {
@@ -71,33 +66,34 @@ FEATURES_OWN = {
 # ended the import cycle between plan.py and store.py.
 CLASSIFY_BUDGET, FEATURES_BUDGET = 25, 39  # issue 20: 15 and 18
 # The builder's path beyond the weights (RESNET50_BUDGET counts these too).
-BUILD = {f"resnet_keras.architecture.{m}" for m in ("build", "validation", "specs", "blocks")} | {
-    "resnet_keras.data_format"}
+BUILD = {"resnet_keras.architecture.specs", "resnet_keras.architecture.blocks", "resnet_keras.data_format"}
 
 
 def _weights_path(entered: list[str]) -> list[str]:
-    return [m for m in entered if m.startswith("resnet_keras.weights") or m.endswith(".resolve")]
+    return [m for m in entered if m.startswith("resnet_keras.weights") or m == "resnet_keras.architecture.build"]
 
 
-def _cold_call(tmp_path, model_key, file, builder, **kwargs):
-    """modules_entered of builder(weights="imagenet", **kwargs), its file served from file://."""
+def _cold_call(tmp_path, mirror, model_key, file, builder, **kwargs):
+    """modules_entered of builder(weights="imagenet", **kwargs), its file served over HTTP on 127.0.0.1."""
+    url = mirror.add(f"/{file.name}", file.read_bytes())
     write_manifest(
         tmp_path / "m.json", model_key,
-        {"top" if kwargs.get("include_top", True) else "notop": (file.name, [file.as_uri()], f"md5:{official_format.md5(file)}")},
+        {"top" if kwargs.get("include_top", True) else "notop": (file.name, [url], f"md5:{official_format.md5(file)}")},
     )
     return modules_entered(lambda: builder(weights="imagenet", manifest=tmp_path / "m.json", **kwargs))
 
 
-def test_the_weights_path_crosses_these_modules(tmp_path, isolated_env):
+def test_the_weights_path_crosses_these_modules(tmp_path, isolated_env, mirror):
     file = official_format.seeded_resnet20(tmp_path / "resnet20_weights.h5")
-    entered = _cold_call(tmp_path, "resnet20", file, resnet_keras.ResNet20, include_top=False)
+    entered = _cold_call(tmp_path, mirror, "resnet20", file, resnet_keras.ResNet20, include_top=False)
     assert (isolated_env / file.name).read_bytes() == file.read_bytes()  # fetched, verified, cached
+    assert mirror.count(f"/{file.name}") == 1
     assert _weights_path(entered) == WEIGHTS_PATH
 
 
 @pytest.mark.slow
-def test_resnet50_imagenet_to_loaded_weights_stays_within_budget(tmp_path, isolated_env, official_file):
-    entered = _cold_call(tmp_path, "resnet50", official_file("resnet50", True), resnet_keras.ResNet50)
+def test_resnet50_imagenet_to_loaded_weights_stays_within_budget(tmp_path, isolated_env, mirror, official_file):
+    entered = _cold_call(tmp_path, mirror, "resnet50", official_file("resnet50", True), resnet_keras.ResNet50)
     print(f"MODULES {len(entered)}: {entered}")
     assert _weights_path(entered) == WEIGHTS_PATH
     assert len(entered) <= RESNET50_BUDGET
@@ -127,8 +123,8 @@ def _photos(folder: Path) -> Path:
     return folder
 
 
-def test_classify_crosses_its_own_modules_and_the_builders(tiny_zoo, tmp_path, isolated_env, capsys):
-    published = publish(tmp_path / "weights")
+def test_classify_crosses_its_own_modules_and_the_builders(tiny_zoo, tmp_path, isolated_env, mirror, capsys):
+    published = publish(tmp_path / "weights", mirror=mirror)
     entered = _command_modules(["classify", _photos(tmp_path / "photos"), "--model", "tinynet",
                                 "--manifest", published.manifest])
     print(f"MODULES {len(entered)}: {entered}")
@@ -139,9 +135,9 @@ def test_classify_crosses_its_own_modules_and_the_builders(tiny_zoo, tmp_path, i
 
 
 def test_features_to_parquet_crosses_its_own_modules_the_builders_and_the_predictors(tiny_zoo, tmp_path,
-                                                                                     isolated_env, capsys):
+                                                                                     isolated_env, mirror, capsys):
     require("pyarrow")
-    published = publish(tmp_path / "weights")
+    published = publish(tmp_path / "weights", mirror=mirror)
     entered = _command_modules(["features", _photos(tmp_path / "photos"), "--out", tmp_path / "out", "--model",
                                 "tinynet", "--manifest", published.manifest, "--runtime", "tensorflow", "--quiet"])
     print(f"MODULES {len(entered)}: {entered}")

@@ -16,8 +16,7 @@ import pytest
 import official_format
 from cache_checks import build_tiny, entry, md5, user_manifest
 from resnet_keras.weights.formats import hdf5
-from resnet_keras.weights.formats import hdf5_bounds
-from resnet_keras.architecture import resolve
+from resnet_keras.architecture import build
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import UnknownWeightsError, WeightsFormatError, WeightsMismatchError
 
@@ -237,7 +236,7 @@ def test_a_big_but_honest_dataset_is_not_a_bomb(tmp_path, no_data_read):
     with h5py.File(path, "w") as root:
         root.attrs["layer_names"] = np.array([], dtype="S1")
         root.create_dataset("big", data=np.random.default_rng(0).normal(size=(5_000_000,)).astype("float32"))
-        hdf5_bounds.check_structure(root, path)  # 20 MB stored as 20 MB: fine
+        hdf5.check_structure(root, path)  # 20 MB stored as 20 MB: fine
 
 
 # -- local paths that are not weights files ------------------------------------------------
@@ -379,5 +378,5 @@ def test_manifest_entry_without_a_file_for_that_head(tmp_path, isolated_env, mir
     url = mirror.add("n.h5", b"x")
     manifest = user_manifest(tmp_path / "m.json", {"resnet50": {"notoponly": entry({"notop": ("n.h5", [url], md5(b"x"))})}})
     with pytest.raises(UnknownWeightsError, match=r"'notoponly' of resnet50 have no file for include_top=True.*Available: \['notop'\]"):
-        resolve.resolve(SPECS["resnet50"], "notoponly", include_top=True, manifest=manifest)
+        build.resolve(SPECS["resnet50"], "notoponly", include_top=True, manifest=manifest)
     assert mirror.requests == [] and not isolated_env.exists()

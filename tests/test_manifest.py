@@ -14,8 +14,8 @@ import resnet_keras
 from cache_checks import entry, md5, user_manifest
 from keras_builders import KERAS_BUILDERS
 from facts import table
-from resnet_keras.weights.manifest import parse
-from resnet_keras.architecture import resolve
+from resnet_keras.weights.manifest import records
+from resnet_keras.architecture import build
 from resnet_keras.architecture.specs import SPECS
 from resnet_keras.errors import ManifestError, UnknownWeightsError
 
@@ -38,7 +38,7 @@ def document(file=None, entry_extra=None, top_extra=None, model="resnet50", tag=
 def refused(data_or_text, match):
     text = data_or_text if isinstance(data_or_text, str) else json.dumps(data_or_text)
     with pytest.raises(ManifestError, match=match) as info:
-        parse.parse_manifest(text, source="user.json")
+        records.parse_manifest(text, source="user.json")
     return str(info.value)
 
 
@@ -64,7 +64,7 @@ def test_unknown_tag_lists_valid_ones_with_suggestion_and_touches_nothing(isolat
 
 
 def test_unknown_model_lists_models_with_suggestion():
-    manifest = resolve.active_manifest()
+    manifest = build.active_manifest()
     with pytest.raises(UnknownWeightsError, match=r"Did you mean 'resnet50'\?") as info:
         manifest.check_model("resnet5")
     assert "resnet101" in str(info.value) and "Received: model='resnet5'" in str(info.value)
@@ -158,7 +158,7 @@ def test_urls_other_than_https_or_with_credentials_are_refused(url):
      "http://[::1]:9/x.h5", "file:///srv/mirror/x.h5"],
 )
 def test_https_loopback_http_and_file_urls_are_accepted(url):
-    manifest = parse.parse_manifest(json.dumps(document({"urls": [url]})))
+    manifest = records.parse_manifest(json.dumps(document({"urls": [url]})))
     assert manifest.entry("resnet50", "imagenet").file(True).urls == (url,)
 
 
@@ -180,7 +180,7 @@ def test_bad_hashes_are_refused(digest):
 
 @pytest.mark.parametrize("digits", ["f37072fd", "F37072FD", "f37072fd" * 7 + "0123456"])
 def test_sha256_prefix_is_a_kind_of_its_own(digits):
-    manifest = parse.parse_manifest(json.dumps(document({"hash": "sha256-prefix:" + digits})))
+    manifest = records.parse_manifest(json.dumps(document({"hash": "sha256-prefix:" + digits})))
     wfile = manifest.entry("resnet50", "imagenet").file(True)
     assert (wfile.hash_kind, wfile.hash_algorithm, wfile.hash_hex) == ("sha256-prefix", "sha256", digits.lower())
     assert wfile.weak_hash and "a weaker check" in wfile.hash_text
@@ -189,13 +189,13 @@ def test_sha256_prefix_is_a_kind_of_its_own(digits):
 
 
 def test_full_hashes_are_not_weak():
-    wfile = parse.parse_manifest(json.dumps(document())).entry("resnet50", "imagenet").file(True)
+    wfile = records.parse_manifest(json.dumps(document())).entry("resnet50", "imagenet").file(True)
     assert not wfile.weak_hash and wfile.hash_text == GOOD_HASH
     assert wfile.matches("0" * 32) and not wfile.matches("0" * 31) and not wfile.matches("0" * 33)
 
 
 def test_uppercase_hash_is_normalised_not_blamed_on_the_file():
-    manifest = parse.parse_manifest(json.dumps(document({"hash": "MD5:" + "ABCDEF0123456789" * 2})))
+    manifest = records.parse_manifest(json.dumps(document({"hash": "MD5:" + "ABCDEF0123456789" * 2})))
     wfile = manifest.entry("resnet50", "imagenet").file(True)
     assert wfile.hash == "md5:" + "abcdef0123456789" * 2
     assert (wfile.hash_algorithm, wfile.hash_hex) == ("md5", "abcdef0123456789" * 2)
@@ -310,11 +310,11 @@ def test_two_entries_sharing_a_file_name_with_different_hashes():
     }
     refused(data, "two entries name the file 'file.h5' with different hashes")
     data["models"]["resnet50"]["other"]["files"]["top"]["hash"] = GOOD_HASH
-    parse.parse_manifest(json.dumps(data))  # the same file under two tags is fine
+    records.parse_manifest(json.dumps(data))  # the same file under two tags is fine
 
 
 def test_user_entry_may_not_give_a_shipped_file_name_another_hash(tmp_path, no_fetch, isolated_env):
-    shipped = parse.shipped_manifest().entry("resnet50", "imagenet").file(True)
+    shipped = records.shipped_manifest().entry("resnet50", "imagenet").file(True)
     path = user_manifest(tmp_path / "m.json", {"resnet50": {"mine": entry({"top": (shipped.file_name, [URL], GOOD_HASH)})}})
     with pytest.raises(ManifestError, match=f"m.json.*{shipped.file_name}.*different hashes"):
         resnet_keras.ResNet50(manifest=path)
@@ -339,13 +339,13 @@ def test_env_paths_merge_in_order_and_manifest_argument_wins(tmp_path, monkeypat
     second = _write(tmp_path, "b.json", "resnet50", "imagenet", "mirror.h5", "https://b.example/x.h5")
     extra = _write(tmp_path, "c.json", "resnet20", "custom", "tiny.h5", "https://c.example/x.h5", default=True)
     monkeypatch.setenv("RESNET_KERAS_MANIFEST", os.pathsep.join([str(first), "", str(second)]))
-    merged = resolve.active_manifest()
+    merged = build.active_manifest()
     assert merged.entry("resnet50", "imagenet").file(True).urls == ("https://b.example/x.h5",)
     assert merged.entry("resnet101", "imagenet").source == "keras-applications"  # shipped entries stay
-    merged = resolve.active_manifest(extra)
+    merged = build.active_manifest(extra)
     assert merged.default_tag("resnet20") == "custom"
     assert merged.entry("resnet20", "custom").file(True).file_name == "tiny.h5"
-    merged = resolve.active_manifest(first)
+    merged = build.active_manifest(first)
     assert merged.entry("resnet50", "imagenet").file(True).urls == ("https://a.example/x.h5",)
 
 
@@ -356,29 +356,29 @@ def test_user_manifest_updates_a_shipped_entry_per_file_and_adds_tags(tmp_path):
             "extra": entry({"notop": ("extra.h5", [URL], "md5:" + "2" * 32)}, default=True),
         }
     })
-    merged = resolve.active_manifest(path)
+    merged = build.active_manifest(path)
     assert merged.tags("resnet50") == ["extra", "imagenet"]
     imagenet = merged.entry("resnet50", "imagenet")
     assert imagenet.file(True).urls == ("https://mirror.internal/r50.h5",)  # the user's file
-    shipped = resolve.active_manifest().entry("resnet50", "imagenet")
+    shipped = build.active_manifest().entry("resnet50", "imagenet")
     assert imagenet.file(False) == shipped.file(False)  # the shipped notop file stays
     assert (imagenet.preprocessing, imagenet.input_size) == ("caffe", 224)  # fields not given stay
     assert merged.default_tag("resnet50") == "extra"
-    assert resolve.active_manifest().default_tag("resnet50") == "imagenet"
+    assert build.active_manifest().default_tag("resnet50") == "imagenet"
 
 
 def test_manifest_argument_of_the_wrong_type():
     from resnet_keras.errors import InvalidArgumentError
 
     with pytest.raises(InvalidArgumentError, match="`manifest` must be a path"):
-        resolve.active_manifest({"schema_version": 1})
+        build.active_manifest({"schema_version": 1})
 
 
 def test_classify_is_pure(tmp_path, isolated_env, mirror, monkeypatch):
     """Resolution of a tag reads manifests only: no network, no cache folder."""
     url = mirror.add("w.h5", b"x")
     path = _write(tmp_path, "m.json", "resnet50", "imagenet", "w.h5", url, md5(b"x"))
-    source = resolve.resolve(SPECS["resnet50"], "imagenet", include_top=True, manifest=path)
+    source = build.resolve(SPECS["resnet50"], "imagenet", include_top=True, manifest=path)
     assert source.pretrained and source.file.file_name == "w.h5" and source.label == "resnet50 weights 'imagenet' (top)"
     assert mirror.requests == [] and not isolated_env.exists()
 
@@ -405,7 +405,7 @@ def test_num_params_of_shipped_entries_match_the_golden_layer_shapes():
     golden = json.loads(GOLDEN.read_text())
     for key in KERAS_BUILDERS:
         sizes = {name: sum(math.prod(s) for s in shapes) for name, shapes in golden[key]}
-        files = parse.shipped_manifest().entry(key, "imagenet").files
+        files = records.shipped_manifest().entry(key, "imagenet").files
         assert files["top"].num_params == sum(sizes.values()), key
         assert files["notop"].num_params == sum(sizes.values()) - sizes["predictions"], key
 
@@ -419,13 +419,13 @@ def test_num_params_of_shipped_entries_match_the_built_model(key):
         pooling=None, classes=1000, classifier_activation="softmax", name=key,
     )
     head = model.get_layer("predictions").count_params()
-    files = parse.shipped_manifest().entry(key, "imagenet").files
+    files = records.shipped_manifest().entry(key, "imagenet").files
     assert files["top"].num_params == model.count_params()
     assert files["notop"].num_params == model.count_params() - head
 
 
 def test_every_shipped_file_declares_num_params():
-    for entry_, kind, wfile in parse.shipped_manifest().files():
+    for entry_, kind, wfile in records.shipped_manifest().files():
         assert wfile.num_params, f"{entry_.model} {entry_.tag} {kind} lacks num_params"
 
 
@@ -442,7 +442,7 @@ OUR_KEY = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50
 def torchvision_entries():
     """{facts key ('resnet50/IMAGENET1K_V2'): shipped entry}, read from each entry's source."""
     found = {}
-    for tags in parse.shipped_manifest().entries.values():
+    for tags in records.shipped_manifest().entries.values():
         for entry_ in tags.values():
             if entry_.source.startswith("torchvision "):
                 weights_class, _, version = entry_.source.split()[1].partition(".")
@@ -496,17 +496,17 @@ def test_resize_size_is_checked(extra, match):
 
 
 def test_resize_size_is_kept():
-    manifest = parse.parse_manifest(json.dumps(document(entry_extra={"input_size": 224, "resize_size": 232})))
+    manifest = records.parse_manifest(json.dumps(document(entry_extra={"input_size": 224, "resize_size": 232})))
     assert manifest.entry("resnet50", "imagenet").resize_size == 232
 
 
 def test_imagenet_selects_the_default_tag_where_no_tag_has_that_name(tmp_path):
-    shipped = resolve.active_manifest()
+    shipped = build.active_manifest()
     assert shipped.entry("resnet18", "imagenet").tag == "torchvision_imagenet1k_v1"
     assert shipped.is_tag("resnet18", "imagenet") and not shipped.is_tag("resnet20", "imagenet")
     assert shipped.entry("resnet50", "imagenet").source == "keras-applications"  # a tag of that name wins
     files = {"top": ("r18_mine.h5", ["https://example.org/r18_mine.h5"], md5(b"x"))}
     literal = user_manifest(tmp_path / "a.json", {"resnet18": {"imagenet": entry(files)}})
-    assert resolve.active_manifest(literal).entry("resnet18", "imagenet").tag == "imagenet"
+    assert build.active_manifest(literal).entry("resnet18", "imagenet").tag == "imagenet"
     default = user_manifest(tmp_path / "b.json", {"resnet18": {"mine": entry(files, default=True)}})
-    assert resolve.active_manifest(default).entry("resnet18", "imagenet").tag == "mine"
+    assert build.active_manifest(default).entry("resnet18", "imagenet").tag == "mine"

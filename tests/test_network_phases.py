@@ -17,7 +17,7 @@ import pytest
 from cache_checks import assert_clean_cache, fast_network, payload, weights_file  # noqa: F401
 from http_mirror import Listener, Mirror, Raw, Reply, self_signed_certificate
 from resnet_keras.errors import DownloadError
-from resnet_keras.weights.download import cache, download, guard, http
+from resnet_keras.weights.download import cache, download
 
 pytestmark = pytest.mark.usefixtures("fast_network")
 
@@ -109,16 +109,16 @@ def test_a_redirect_chain_that_trickles_is_bounded_as_a_whole(mirror, isolated_e
 def test_phases_are_entered_in_order_on_a_good_download(mirror, isolated_env, monkeypatch):
     """The guard sees connect, head and body (and nothing is left over for the trailer)."""
     seen = []
-    real_enter = guard.Guard.enter
+    real_enter = download.Guard.enter
 
     def enter(self, phase):
         seen.append(phase)
         return real_enter(self, phase)
 
-    monkeypatch.setattr(guard.Guard, "enter", enter)
+    monkeypatch.setattr(download.Guard, "enter", enter)
     url = mirror.add(NAME, DATA)
     cache.fetch(weights_file(NAME, DATA, [url]), progressbar=False)
-    assert seen[:3] == [guard.CONNECT, guard.CONNECT, guard.HEAD] and seen[-1] == guard.BODY
+    assert seen[:3] == [download.CONNECT, download.CONNECT, download.HEAD] and seen[-1] == download.BODY
 
 
 # -- 7. a TLS failure behind a long mirror path keeps the words that name it ----------------
@@ -141,7 +141,7 @@ def test_a_long_cause_keeps_its_end_where_the_reason_names_it():
     import requests
 
     cause = OSError(f"<connection to https://mirror/{'m' * 3000}>: [Errno 111] Connection refused")
-    reason, retryable = http.describe(requests.ConnectionError(cause), TIMEOUT)
+    reason, retryable = download.describe(requests.ConnectionError(cause), TIMEOUT)
     assert reason.startswith("cannot connect (<connection to https://mirror/")
     assert reason.endswith("[Errno 111] Connection refused)") and len(reason) < 250 and retryable
 
@@ -152,6 +152,6 @@ def test_the_weights_page_states_the_rules_the_code_has():
     from resnet_keras.weights.download import snapshot
 
     page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "weights.md").read_text().split())
-    assert f"less than {guard.MIN_BYTES_PER_SECOND:,} bytes/s over a whole timeout period" in page
-    assert f"within {guard.HEAD_TIMEOUTS} T" in page
+    assert f"less than {download.MIN_BYTES_PER_SECOND:,} bytes/s over a whole timeout period" in page
+    assert f"within {download.HEAD_TIMEOUTS} T" in page
     assert f"above {snapshot.MAX_LOCAL_BYTES >> 30} GiB" in page

@@ -23,7 +23,7 @@ from cache_checks import (
     fast_network,  # noqa: F401 (fixture)
     user_manifest,
 )
-from resnet_keras.weights.download import cache, housekeeping
+from resnet_keras.weights.download import cache
 from resnet_keras.weights.manifest.records import WeightsFile
 from resnet_keras.errors import CacheError, IntegrityError, OfflineError
 
@@ -201,7 +201,7 @@ def test_malformed_record_is_a_corrupt_entry_set_aside_and_fetched_again(served,
     build_tiny(weights="imagenet", manifest=manifest)
     bad = record.replace(b"%s", sha256_hex(good).encode()).replace(b"{name}", name.encode())
     (isolated_env / (name + ".sha256")).write_bytes(bad)
-    assert housekeeping.read_record(isolated_env / name) == housekeeping.MALFORMED
+    assert cache.read_record(isolated_env / name) == cache.MALFORMED
     assert_loaded(build_tiny(weights="imagenet", manifest=manifest), weights)
     assert mirror.count(name) == 2  # the file could not be vouched for: fetched again
     assert_clean_cache(isolated_env, {name: good, name + ".sha256": record_line(name, good)},
@@ -235,9 +235,9 @@ def test_cache_state_and_is_verified_follow_the_record(served, tiny_weights, iso
     assert cache.cache_state(wfile) == "cached"
     path.write_bytes(twin)
     assert cache.cache_state(wfile) == "corrupt"
-    os.unlink(housekeeping.record_path(path))  # without a record only the prefix is known
+    os.unlink(cache.record_path(path))  # without a record only the prefix is known
     assert cache.cache_state(wfile) == "cached"
-    assert not housekeeping.record_path(path).exists()  # checking writes nothing
+    assert not cache.record_path(path).exists()  # checking writes nothing
 
 
 def test_record_is_written_atomically(served, tiny_weights, isolated_env, monkeypatch):

@@ -30,7 +30,7 @@ from cache_checks import (
 from http_mirror import Reply
 from optional import require
 from resnet_keras.errors import OfflineError, ResNetKerasError, WeightsFormatError
-from resnet_keras.architecture import resolve
+from resnet_keras.architecture import build
 from resnet_keras.weights.download import snapshot
 
 pytestmark = pytest.mark.usefixtures("fast_network")
@@ -61,13 +61,13 @@ def served(two_files, mirror, tmp_path):
 
 
 def _resolved(manifest, offline=False):
-    return resolve.resolve(tiny_spec(), "imagenet", include_top=False, manifest=manifest, offline=offline)
+    return build.resolve(tiny_spec(), "imagenet", include_top=False, manifest=manifest, offline=offline)
 
 
 def _load(model, resolved) -> None:
     """What the builders do: open (fetch, verify) then load into the built model."""
-    with resolve.open_weights(resolved, progressbar=False) as opened:
-        resolve.load_opened(model, resolved, *opened)
+    with build.open_weights(resolved, progressbar=False) as opened:
+        build.load_opened(model, resolved, *opened)
 
 
 def _values(model):

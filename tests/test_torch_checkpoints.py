@@ -27,15 +27,13 @@ from cache_checks import build_tiny, sha256  # noqa: E402
 from conftest import write_manifest  # noqa: E402
 
 import resnet_keras  # noqa: E402
-from resnet_keras.architecture import build as _build  # noqa: E402
-from resnet_keras.architecture import validation  # noqa: E402
+from resnet_keras.architecture import build  # noqa: E402
 from resnet_keras.architecture.specs import SPECS  # noqa: E402
 from resnet_keras.errors import (  # noqa: E402
     InvalidArgumentError,
     WeightsFormatError,
     WeightsMismatchError,
 )
-from resnet_keras.architecture import resolve  # noqa: E402
 from resnet_keras.weights.formats import registry  # noqa: E402
 from resnet_keras.weights.formats.torch_names import torchvision_key  # noqa: E402
 
@@ -202,7 +200,7 @@ def test_keras_conv_biases_the_checkpoint_lacks_are_zero(checkpoints):
     import dataclasses
 
     spec = dataclasses.replace(SPECS["resnet18"], conv_bias=True)
-    model = _build.create_model(
+    model = build.create_model(
         spec, include_top=True, weights=str(path), input_tensor=None, input_shape=(64, 64, 3),
         pooling=None, classes=1000, classifier_activation=None, name="biased",
     )
@@ -294,7 +292,7 @@ def test_adaptation_of_a_keras_v1_file(tmp_path):
 def test_without_the_opt_in_other_channels_are_refused_and_the_option_named(checkpoints):
     _, path = checkpoints("resnet18")
     with pytest.raises(InvalidArgumentError, match="adapt_input_channels=True"):
-        validation.normalize_input_shape(
+        build.normalize_input_shape(
             (224, 224, 4), default_size=224, min_size=32, include_top=False, pretrained=True,
             data_format="channels_last",
         )
@@ -325,7 +323,7 @@ def _unchanged(model):
 
 def _load(model, path, spec_name="resnet18"):
     with open(path, "rb") as file:
-        resolve.load_file(model, SPECS[spec_name], file, path)
+        build.load_file(model, SPECS[spec_name], file, path)
 
 
 def test_pickle_with_code_in_a_pth_never_runs(checkpoints, tmp_path):

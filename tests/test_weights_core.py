@@ -14,7 +14,7 @@ import resnet_keras
 from conftest import write_manifest
 from keras_builders import KERAS_BUILDERS, OUR_BUILDERS
 from facts import table
-from resnet_keras.weights.manifest import parse
+from resnet_keras.weights.manifest import records
 from resnet_keras.errors import IntegrityError, OfflineError, WeightsMismatchError
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -61,7 +61,7 @@ def test_all_official_format_files_give_keras_outputs(official_file, key, includ
 
 
 def test_shipped_manifest_has_the_official_files():
-    manifest = parse.shipped_manifest()
+    manifest = records.shipped_manifest()
     for key, (top, notop) in OFFICIAL_MD5.items():
         entry = manifest.entry(key, "imagenet")
         assert entry.default and entry.preprocessing == ("tf" if key.endswith("v2") else "caffe")
@@ -75,7 +75,7 @@ def test_shipped_manifest_has_the_official_files():
 
 def test_package_manifest_is_the_top_level_file():
     top_level = Path(__file__).parents[1] / "weights_manifest.json"
-    assert parse.SHIPPED_MANIFEST.read_bytes() == top_level.read_bytes()
+    assert records.SHIPPED_MANIFEST.read_bytes() == top_level.read_bytes()
 
 
 def _serve(mirror, tmp_path, monkeypatch, path, key="resnet50", kind="top"):

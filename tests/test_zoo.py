@@ -68,7 +68,7 @@ def test_signature_is_keras_then_keyword_only_extras(key):
     spec = SPECS[key]
     assert defaults["name"] == key == spec.name
     assert defaults["classes"] == spec.classes
-    manifest = resnet_keras.architecture.resolve.active_manifest()
+    manifest = resnet_keras.architecture.build.active_manifest()
     # A model defaults to pretrained weights exactly when Keras (HDF5) weights
     # exist. torchvision's .pth files need torch, an optional extra: a plain
     # ResNet18() stays weights=None, and weights="imagenet" opts in.
@@ -118,9 +118,9 @@ def test_misspelled_keyword_is_a_type_error(key):
 @pytest.mark.parametrize("include_top", [True, False])
 def test_imagenet_on_18_34_selects_torchvision_v1(key, include_top):
     """Resolution only (no network): the one file of torchvision's V1 weights serves both heads."""
-    manifest = resnet_keras.architecture.resolve.active_manifest()
+    manifest = resnet_keras.architecture.build.active_manifest()
     assert manifest.tags(key) == ["torchvision_imagenet1k_v1"]
-    resolved = resnet_keras.architecture.resolve.resolve(SPECS[key], "imagenet", include_top=include_top)
+    resolved = resnet_keras.architecture.build.resolve(SPECS[key], "imagenet", include_top=include_top)
     assert resolved.tag == "torchvision_imagenet1k_v1"
     assert resolved.file.file_name.startswith(f"{key}-") and resolved.file.file_name.endswith(".pth")
     assert resolved.file.weak_hash

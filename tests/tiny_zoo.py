@@ -36,10 +36,12 @@ class Published:
     files: dict  # "top"/"notop" -> the weights file
 
 
-def publish(folder: Path, *, seed: int = 1, tag: str = "imagenet", **entry) -> Published:
-    """Seeded tinynet weights (top and notop) and a manifest entry for them; `entry`: more fields."""
-    from resnet_keras.architecture.build import build
-    from resnet_keras.architecture.resolve import resolve
+def publish(folder: Path, *, seed: int = 1, tag: str = "imagenet", mirror=None, **entry) -> Published:
+    """Seeded tinynet weights (top and notop) and a manifest entry for them; `entry`: more fields.
+
+    The manifest's URLs are file:// URLs, or served by `mirror` (an http_mirror.Mirror) if given.
+    """
+    from resnet_keras.architecture.build import build, resolve
 
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -49,14 +51,14 @@ def publish(folder: Path, *, seed: int = 1, tag: str = "imagenet", **entry) -> P
         files[kind] = official_format.write_keras2_weights(model, folder / f"tinynet_{kind}.h5")
     manifest = write_manifest(
         folder / "manifest.json", TINY.name,
-        {kind: (path.name, [path.as_uri()], "md5:" + official_format.md5(path)) for kind, path in files.items()},
+        {kind: (path.name, [mirror.add(f"/{path.name}", path.read_bytes()) if mirror else path.as_uri()],
+                "md5:" + official_format.md5(path)) for kind, path in files.items()},
         tag=tag, input_size=32, preprocessing="torch", **entry)
     return Published(manifest, files)
 
 
 def tiny_model(weights: Path, *, include_top: bool, pooling: str | None = None):
     """tinynet with the weights of a published file, built as the package builds it."""
-    from resnet_keras.architecture.build import build
-    from resnet_keras.architecture.resolve import resolve
+    from resnet_keras.architecture.build import build, resolve
 
     return build(resolve(TINY, str(weights), include_top=include_top), pooling=pooling, input_shape=(32, 32, 3))

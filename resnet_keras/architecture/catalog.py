@@ -245,7 +245,7 @@ def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]
         )
     names = fnmatch.filter(SPECS, pattern.lower())
     if pretrained is not None:
-        from .resolve import active_manifest  # shipped + RESNET_KERAS_MANIFEST
+        from .build import active_manifest  # shipped + RESNET_KERAS_MANIFEST
 
         manifest = active_manifest()
         names = [n for n in names if bool(manifest.tags(n)) is pretrained]

@@ -29,8 +29,7 @@ from typing import Sequence
 
 import keras
 
-from .blocks import FEATURE_STAGES, FeatureStage
-from .build import graph_depth
+from .blocks import FEATURE_STAGES, FeatureStage, graph_depth
 from ..data_format import channel_axis
 from .._text import did_you_mean
 from ..errors import InvalidArgumentError

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def _weight_tags(key: str) -> tuple[str, ...]:
-    from .resolve import active_manifest  # shipped + RESNET_KERAS_MANIFEST
+    from .build import active_manifest  # shipped + RESNET_KERAS_MANIFEST
 
     return tuple(active_manifest().tags(key))
 

@@ -67,7 +67,7 @@ def _import_keras(args: argparse.Namespace):
 
 def cli_weights(args: argparse.Namespace):
     """`--weights` as the library takes it: left out, the manifest's default tag; "none", None."""
-    from ..architecture.resolve import DEFAULT_TAG
+    from ..architecture.build import DEFAULT_TAG
 
     if args.weights is None:
         return DEFAULT_TAG

@@ -15,7 +15,7 @@ def add_manifest_option(parser: argparse.ArgumentParser) -> None:
 
 def active_manifest(args: argparse.Namespace):
     """The manifest that `--manifest` selects: shipped, RESNET_KERAS_MANIFEST, then --manifest."""
-    from ..architecture.resolve import active_manifest  # NumPy: not for --help
+    from ..architecture.build import active_manifest  # NumPy: not for --help
 
     return active_manifest(getattr(args, "manifest", None))
 

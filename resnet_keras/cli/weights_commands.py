@@ -106,7 +106,7 @@ def _cache_states(args: argparse.Namespace):
     configure=add_manifest_option,
 )
 def run_verify(args: argparse.Namespace) -> int:
-    from ..weights.download import housekeeping
+    from ..weights.download import cache
 
     folder, rows = _cache_states(args)
     counts = {"cached": 0, "corrupt": 0, "not a file": 0}
@@ -118,7 +118,7 @@ def run_verify(args: argparse.Namespace) -> int:
         counts[state] += 1
         word = {"cached": "ok", "corrupt": "CORRUPT", "not a file": "NOT A FILE"}[state]
         print(f"{word:10} {folder / wfile.file_name} ({entry.model} {entry.tag} {kind}, {wfile.hash})")
-    stale = housekeeping.stale_temp_files(folder)
+    stale = cache.stale_temp_files(folder)
     for path in stale:
         print(f"{'STALE':10} {path} (left by an interrupted download; the next fetch removes it)")
     bad = counts["corrupt"] + counts["not a file"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from ..architecture.resolve import Resolved
+    from ..architecture.build import Resolved
     from ..images import Transform
 
 # `weights=` values that leave a fine-tuned run's own weights in place: left
@@ -107,8 +107,7 @@ class Source:
             from ..finetune.model import classifier
 
             return _pooled(classifier(SPECS[self.model], classes=self.classes, input_size=size), pooling)
-        from ..architecture.build import build_pooled
-        from ..architecture.resolve import resolve
+        from ..architecture.build import build_pooled, resolve
 
         return build_pooled(resolve(SPECS[self.model], None, include_top=False), pooling=pooling, size=size)
 
@@ -144,7 +143,7 @@ def open_source(model: Any, weights: Any, *, include_top: bool, manifest: Any = 
     model; `weights` as for the builders (`architecture.resolve.DEFAULT_TAG`:
     the manifest's default tag).
     """
-    from ..architecture.resolve import DEFAULT_TAG
+    from ..architecture.build import DEFAULT_TAG
 
     run_dir = run_dir_of(model)
     if run_dir is not None:
@@ -154,7 +153,7 @@ def open_source(model: Any, weights: Any, *, include_top: bool, manifest: Any = 
                 f"weights. Received: model={os.fspath(model)!r}, weights={weights!r}. Leave them out.")
         return _run_source(run_dir)
     from ..architecture import catalog
-    from ..architecture.resolve import resolve
+    from ..architecture.build import resolve
     from ..architecture.specs import SPECS
 
     spec = SPECS[catalog.resolve(model)]

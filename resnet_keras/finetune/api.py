@@ -147,7 +147,7 @@ def prepare(**arguments: Any) -> Prepared:
     from ..architecture.catalog import resolve as resolve_model
     from ..architecture.specs import SPECS
     from ..images import eval_transform
-    from ..architecture.resolve import resolve
+    from ..architecture.build import resolve
     from .model import resolve_precision
 
     parameters = inspect.signature(fine_tune).parameters

@@ -79,7 +79,7 @@ def classifier(spec, *, classes: int, input_size: int, precision: str = "float32
     """The zoo model `spec` with a new softmax head of `classes`, random weights."""
     from ..architecture.build import build
     from ..data_format import image_shape
-    from ..architecture.resolve import resolve
+    from ..architecture.build import resolve
 
     with building(precision):
         return build(resolve(spec, None, include_top=True, offline=offline), classes=classes,

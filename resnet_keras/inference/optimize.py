@@ -27,7 +27,7 @@ import numpy as np
 
 from . import folding
 from .precision import KERAS, check
-from ..architecture.build import graph_depth
+from ..architecture.blocks import graph_depth
 from ..errors import InvalidArgumentError
 
 

@@ -31,15 +31,22 @@ RESNET_KERAS_TIMEOUT.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
+import secrets
+import socket
 import stat
+import time
+import warnings
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from . import download, housekeeping, snapshot
-from ..manifest.records import WeightsFile
 from ...errors import CacheError, InvalidArgumentError, OfflineError
+from ..manifest.records import CORRUPT_SUFFIX, LOCK_SUFFIX, RECORD_SUFFIX, TEMP_SUFFIX, WeightsFile
+from . import download, snapshot
+
 
 # Seconds to wait for a connection and between two bytes of an answer, on
 # every request. `RESNET_KERAS_TIMEOUT` overrides it; tests set it low.
@@ -123,7 +130,7 @@ def _read_if_verified(path: Path, wfile: WeightsFile) -> tuple[bytes, str] | Non
     if wfile.size is not None and len(data) != wfile.size:
         return None
     digest = hashlib.new(wfile.hash_algorithm, data).hexdigest()
-    recorded = housekeeping.read_record(path) if wfile.weak_hash else None
+    recorded = read_record(path) if wfile.weak_hash else None
     if wfile.matches(digest) and recorded in (None, digest):
         return data, digest
     return None
@@ -151,9 +158,9 @@ def _look(path: Path, wfile: WeightsFile, wait: float) -> tuple[tuple[bytes, str
 
 def _failed_check(path: Path, wfile: WeightsFile) -> str:
     """Which check a cached file failed, for error messages (reads no weights)."""
-    recorded = housekeeping.read_record(path) if wfile.weak_hash else None
-    record = housekeeping.record_path(path).name
-    if recorded == housekeeping.MALFORMED:
+    recorded = read_record(path) if wfile.weak_hash else None
+    record = record_path(path).name
+    if recorded == MALFORMED:
         return f"its full-hash record {record} is malformed"
     if recorded is not None:
         return (
@@ -166,7 +173,7 @@ def _failed_check(path: Path, wfile: WeightsFile) -> str:
 def cache_state(wfile: WeightsFile, folder: Path | None = None) -> str:
     """'cached' (verified), 'missing', 'corrupt' or 'not a file' for the CLI."""
     path = (folder or cache_dir()) / wfile.file_name
-    if housekeeping.not_a_file(path):
+    if not_a_file(path):
         return "not a file"
     if not path.exists():
         return "missing"
@@ -179,12 +186,12 @@ def _set_aside_if_corrupt(path: Path, wfile: WeightsFile) -> bool:
     A malformed full-hash record cannot vouch for any file: it goes to
     NAME.sha256.corrupt. A well-formed one stays, to hold the next download.
     """
-    if wfile.weak_hash and housekeeping.read_record(path) == housekeeping.MALFORMED:
-        housekeeping.set_aside(housekeeping.record_path(path))
+    if wfile.weak_hash and read_record(path) == MALFORMED:
+        set_aside(record_path(path))
         corrupt = path.exists()  # whatever it holds, no record vouches for it
     else:
         corrupt = path.exists() and not is_verified(path, wfile)
-    return corrupt and housekeeping.set_aside(path)  # read-only cache: left, the error names it
+    return corrupt and set_aside(path)  # read-only cache: left, the error names it
 
 
 # --------------------------------------------------------------------------
@@ -231,7 +238,7 @@ def _obtain(wfile: WeightsFile, *, offline, progressbar, force, label) -> bytes:
     what = f"{label}: {wfile.file_name}" if label else wfile.file_name
     _check_not_blocked(path, f"not a weights file ({what})")
     if wfile.weak_hash:
-        _check_not_blocked(housekeeping.record_path(path), f"not the full-hash record of {what}")
+        _check_not_blocked(record_path(path), f"not the full-hash record of {what}")
     state = "not checked"  # force: the cached copy is not looked at
     if not force:
         verified, state = _look(path, wfile, timeout)
@@ -241,10 +248,10 @@ def _obtain(wfile: WeightsFile, *, offline, progressbar, force, label) -> bytes:
     if check_offline(offline):
         raise _offline_error(wfile, path, what, state, failed, timeout)
     why = f" The cached {wfile.file_name} is corrupt ({failed}) and must be replaced." if failed else ""
-    housekeeping.make_folder(folder)
+    make_folder(folder)
     try:
-        with housekeeping.locked(folder, wfile.file_name):
-            housekeeping.remove_stale_temps(folder, wfile.file_name)
+        with locked(folder, wfile.file_name):
+            remove_stale_temps(folder, wfile.file_name)
             if not force:
                 verified = _read_if_verified(path, wfile)
                 if verified is not None:  # another process fetched it while we waited
@@ -254,7 +261,7 @@ def _obtain(wfile: WeightsFile, *, offline, progressbar, force, label) -> bytes:
             failures: list[tuple[str, download.Failure]] = []
             for url in wfile.urls:
                 try:
-                    return download.download_verified(url, wfile, path, progressbar, timeout)
+                    return store_download(url, wfile, path, progressbar, timeout)
                 except download.Failure as failure:
                     failures.append((url, failure))
     except CacheError as error:
@@ -264,11 +271,56 @@ def _obtain(wfile: WeightsFile, *, offline, progressbar, force, label) -> bytes:
     raise download.all_failed(wfile, path, what, failures, force)
 
 
+def store_download(url: str, wfile: WeightsFile, path: Path, progressbar: bool, timeout: float) -> bytes:
+    """Download `url` (verified in memory), store it at `path`; return the bytes, or raise download.Failure.
+
+    The temp file is made first, so a cache that cannot be written fails
+    before the network is used. A prefix-hash file must also match the
+    full-hash record of the first verified download, and without a record
+    gets one before the file gets its name.
+    """
+    folder = path.parent
+    try:
+        temp_path, temp = open_temp(folder, wfile.file_name)
+    except OSError as error:
+        raise not_writable(folder, error) from error
+    keep = False
+    try:
+        data, digest = download.download_verified(url, wfile, path, progressbar, timeout)
+        recorded = read_record(path) if wfile.weak_hash else None
+        if recorded is not None and recorded != digest:
+            record = record_path(path)
+            raise download.Failure(
+                f"sent a file that passes the weaker {wfile.hash} check but whose "
+                f"SHA-256 {digest} is not the one recorded in {record} at "
+                f"the first verified download ({recorded}); if you trust the new "
+                f"file, remove {record} and try again",
+                integrity=True,
+            )
+        try:
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())  # durable before it gets the trusted name
+            temp.close()
+            if wfile.weak_hash:
+                write_record_if_missing(path, digest)
+            os.replace(temp_path, path)
+        except OSError as error:
+            raise not_writable(folder, error) from error
+        keep = True
+        return data
+    finally:
+        temp.close()
+        if not keep:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp_path)
+
+
 def _offline_error(wfile, path: Path, what: str, state: str, failed: str, timeout: float) -> OfflineError:
     folder = path.parent
     moved = False
     if state == "corrupt" and folder.is_dir():
-        with contextlib.suppress(CacheError), housekeeping.locked(folder, wfile.file_name):
+        with contextlib.suppress(CacheError), locked(folder, wfile.file_name):
             moved = _set_aside_if_corrupt(path, wfile)
     described = {
         "corrupt": f"is corrupt ({failed})",
@@ -279,7 +331,7 @@ def _offline_error(wfile, path: Path, what: str, state: str, failed: str, timeou
         ),
     }
     state_text = described.get(state, "is not in the cache")
-    aside = f" (moved to {path.name}{housekeeping.CORRUPT_SUFFIX})" if moved else ""
+    aside = f" (moved to {path.name}{CORRUPT_SUFFIX})" if moved else ""
     return OfflineError(
         f"Offline mode is on and {what} {state_text}{aside} ({folder}). "
         f"Download {wfile.urls[0]} and put it at {path} (expected "
@@ -289,7 +341,7 @@ def _offline_error(wfile, path: Path, what: str, state: str, failed: str, timeou
 
 
 def _check_not_blocked(path: Path, role: str) -> None:
-    blocker = housekeeping.not_a_file(path)
+    blocker = not_a_file(path)
     if blocker:
         raise CacheError(
             f"{path} is {blocker}, {role}. Remove it and try again; "
@@ -305,5 +357,243 @@ def _recorded_hit(path: Path, wfile: WeightsFile, data: bytes, digest: str) -> b
     """
     if wfile.weak_hash:
         with contextlib.suppress(OSError):
-            housekeeping.write_record_if_missing(path, digest)
+            write_record_if_missing(path, digest)
     return data
+
+
+# --------------------------------------------------------------------------
+# The cache's own files: temp downloads, locks, full-hash records, and what crashed runs left.
+#
+# For a file `NAME` of the manifest (the suffixes are `manifest.parse`'s, so
+# that no manifest can name one of these files):
+#     .NAME.<host>-<pid>-<rand>.part   a download in progress (removed when it
+#                                      ends, or by a later run once its
+#                                      process is gone)
+#     .NAME.lock                       held while one process fetches NAME
+#     NAME.corrupt                     a cached NAME that failed its hash
+#     NAME.sha256                      the full SHA-256 of NAME, when the
+#                                      manifest declares only a prefix
+#     NAME.sha256.corrupt              a malformed record, set aside
+#
+# The cache writes with its own temp files, not `files.replaced`: their
+# names carry the host and process id, which is how a later run tells the
+# leftovers of a crashed process from a download in progress.
+#
+# Full-hash records: torchvision publishes the first 8 hex digits of a file's
+# SHA-256 (32 bits: a matching file can be made on purpose). So the first
+# time such a file is verified, its full SHA-256 is written beside it, one
+# line in `sha256sum` format (`<64 hex>  NAME`; `sha256sum -c NAME.sha256`
+# checks it), and from then on the cache holds the file to that full hash.
+# A record is trusted only if it is exactly that line for exactly that name;
+# anything else is `MALFORMED`, and the cache treats file and record as a
+# corrupt entry.
+
+# How long to wait for another process fetching the same file; after that we
+# fetch anyway (the atomic rename keeps the cache correct without the lock).
+LOCK_TIMEOUT_SECONDS = 900.0
+USE_FILE_LOCK = True
+# A temp file whose process is gone (same host), or this old, is from a
+# crashed run and is removed by the next fetch of the same file.
+STALE_TEMP_SECONDS = 24 * 3600.0
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+# A record is one line: 64 hex digits, two spaces, a name of at most 200
+# UTF-8 bytes (manifest.parse.MAX_FILE_NAME), a newline.
+MAX_RECORD_BYTES = 1024
+MALFORMED = "malformed"
+_RECORD_LINE = re.compile(rb"([0-9a-f]{64})  ([^\n]+)\n")
+
+
+def not_a_file(path: Path) -> str | None:
+    """What sits at `path` if it is neither missing nor a regular file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISLNK(mode):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return "a dangling symbolic link"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device or other special file"
+
+
+def temp_path(folder: Path, file_name: str) -> Path:
+    token = f"{_HOST_TAG}-{os.getpid()}-{secrets.token_hex(4)}"
+    return folder / f".{file_name}.{token}{TEMP_SUFFIX}"
+
+
+def open_temp(folder: Path, file_name: str) -> tuple[Path, BinaryIO]:
+    """Create a new temp file for reading and writing; mode 0o666 & ~umask."""
+    path = temp_path(folder, file_name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    return path, os.fdopen(fd, "w+b")
+
+
+def not_writable(folder: Path, error: OSError, why: str = "") -> CacheError:
+    return CacheError(
+        f"The weights cache {folder} cannot be written ({error.strerror or error}).{why} "
+        "Make it writable, or set RESNET_KERAS_HOME to a writable folder "
+        "(resnet_keras never falls back to another folder by itself)."
+    )
+
+
+def make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CacheError(
+            f"Cannot create the weights cache {folder} ({error.strerror or error}). "
+            "Create it, or set RESNET_KERAS_HOME (or KERAS_HOME) to a writable "
+            "folder; resnet_keras never falls back to another folder by itself."
+        ) from error
+    if not folder.is_dir():
+        raise CacheError(
+            f"The weights cache {folder} is not a folder. Set RESNET_KERAS_HOME "
+            "to a folder."
+        )
+
+
+def set_aside(path: Path) -> bool:
+    """Move `path` to `NAME.corrupt`; True if moved (False: a read-only cache, or gone)."""
+    try:
+        os.replace(path, path.with_name(path.name + CORRUPT_SUFFIX))
+    except OSError:
+        return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def stale_temp_files(folder: Path, file_name: str | None = None) -> list[Path]:
+    """Temp files left by crashed runs (of `file_name`, or of any file)."""
+    stale = []
+    now = time.time()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    for name in names:
+        if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+            continue
+        stem, _, token = name[: -len(TEMP_SUFFIX)].rpartition(".")
+        if file_name is not None and stem != f".{file_name}":
+            continue
+        host, _, rest = token.partition("-")
+        pid_text = rest.partition("-")[0]
+        try:
+            age = now - os.lstat(folder / name).st_mtime
+        except OSError:
+            continue
+        dead = host == _HOST_TAG and pid_text.isdigit() and not _pid_alive(int(pid_text))
+        if dead or age > STALE_TEMP_SECONDS:
+            stale.append(folder / name)
+    return stale
+
+
+def remove_stale_temps(folder: Path, file_name: str) -> None:
+    """Remove what crashed fetches of `file_name` (and of its hash record) left."""
+    for name in (file_name, file_name + RECORD_SUFFIX):
+        for path in stale_temp_files(folder, name):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+@contextlib.contextmanager
+def locked(folder: Path, file_name: str):
+    """Hold `.NAME.lock` while fetching NAME, if file locks work here."""
+    if not USE_FILE_LOCK:
+        yield
+        return
+    import filelock
+
+    lock_path = folder / f".{file_name}{LOCK_SUFFIX}"
+    lock = filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT_SECONDS)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        warnings.warn(
+            f"Waited {LOCK_TIMEOUT_SECONDS:g} s for another process fetching "
+            f"{file_name}; fetching it here too.",
+            stacklevel=4,
+        )
+        yield
+        return
+    except PermissionError as error:
+        raise not_writable(folder, error) from error
+    except OSError as error:  # e.g. ENOLCK: no locks here; still correct
+        if error.errno in (errno.EROFS, errno.EACCES):
+            raise not_writable(folder, error) from error
+        yield
+        return
+    try:
+        yield
+    finally:
+        # Unlinked while held so the cache keeps no lock files; filelock
+        # (and any waiter on the old inode) retries on a fresh one.
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        lock.release()
+
+
+# --------------------------------------------------------------------------
+# Full-hash records of files whose manifest hash is only a prefix
+
+
+def record_path(path: Path) -> Path:
+    """Where the record of the cached file `path` lives."""
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
+def read_record(path: Path) -> str | None:
+    """The recorded full SHA-256 of `path`, None if there is no record, or MALFORMED."""
+    record = record_path(path)
+    if not os.path.lexists(record):
+        return None
+    if not_a_file(record) is not None:
+        return MALFORMED
+    try:
+        with open(record, "rb") as f:
+            data = f.read(MAX_RECORD_BYTES + 1)
+    except OSError:
+        return MALFORMED
+    match = _RECORD_LINE.fullmatch(data)
+    if match is None or match.group(2) != path.name.encode("utf-8"):
+        return MALFORMED
+    return match.group(1).decode("ascii")
+
+
+def write_record_if_missing(path: Path, digest: str) -> None:
+    """Record `digest` for the verified `path` (temp file, fsync, rename) unless a record exists.
+
+    A malformed record counts as one: it is set aside, never overwritten here.
+    OSError if the cache cannot take it.
+    """
+    if read_record(path) is not None:
+        return
+    written, temp = open_temp(path.parent, path.name + RECORD_SUFFIX)
+    try:
+        with temp:
+            temp.write(f"{digest}  {path.name}\n".encode("utf-8"))
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(written, record_path(path))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(written)
+        raise

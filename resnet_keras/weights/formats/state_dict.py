@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
 
-from . import torch_files, values
+from . import torch_files, registry
 from .hdf5 import weighted_layers
 from .torch_names import HEAD_PREFIX, IGNORED_SUFFIX, torchvision_key
 from ...errors import WeightsMismatchError
@@ -109,18 +109,18 @@ def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool =
             value = state[key]
             got = tuple(value.shape)
             wanted = torch_shape(shape)
-            adaptable = layer.name == stem and values.can_adapt(keras_shape(got), shape)
+            adaptable = layer.name == stem and registry.can_adapt(keras_shape(got), shape)
             adapting = adapt_input_channels and adaptable
             if got != wanted and not adapting:
-                hint = values.ADAPT_HINT if adaptable else ""
+                hint = registry.ADAPT_HINT if adaptable else ""
                 mismatched.append(f"{key}: shape {got} in the file, {wanted} in the model ({layer.name}){hint}")
                 continue
             try:
-                array = to_keras_layout(values.as_float32(value))
+                array = to_keras_layout(registry.as_float32(value))
                 if adapting:
-                    array = values.adapt_stem_kernel(array, shape[values.INPUT_AXIS])
-                pairs.append((variable, values.as_variable_dtype(array, variable.dtype)))
-            except values.UnusableValue as problem:
+                    array = registry.adapt_stem_kernel(array, shape[registry.INPUT_AXIS])
+                pairs.append((variable, registry.as_variable_dtype(array, variable.dtype)))
+            except registry.UnusableValue as problem:
                 unusable.append(f"{key}: {problem}")
     unused = [
         key for key in state
@@ -131,10 +131,10 @@ def plan(model, state: Mapping[str, Any], where, *, adapt_input_channels: bool =
     if unused:
         mismatched.append(
             f"{len(unused)} keys of the file have no place in the model: "
-            f"{[key[:100] for key in unused[:values.MAX_REPORTED]]}"
+            f"{[key[:100] for key in unused[:registry.MAX_REPORTED]]}"
             " (another architecture or depth? a 'module.' prefix from DataParallel?)"
         )
-    values.refuse(where, model.name, unusable, mismatched)
+    registry.refuse(where, model.name, unusable, mismatched)
     return pairs
 
 

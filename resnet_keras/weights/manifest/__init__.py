@@ -6,7 +6,7 @@
 - `urls.py`: the URL policy (which URLs a manifest and a redirect may name).
 """
 
-from .parse import active_manifest, parse_manifest, read_manifest, shipped_manifest
+from .records import active_manifest, parse_manifest, read_manifest, shipped_manifest
 from .records import Manifest, WeightsEntry, WeightsFile
 
 __all__ = [
