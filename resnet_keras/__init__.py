@@ -20,7 +20,7 @@ _LAZY = {
     "list_models": ".architecture.catalog",
     "optimize_for_inference": ".inference.optimize",
     **dict.fromkeys(("ExportReport", "export_for_inference"), ".inference.export"),
-    "ParityReport": ".inference.parity",
+    "ParityReport": ".inference.precision",
     "Predictor": ".inference.predictor",
     **dict.fromkeys(("ConvertedWeights", "convert_checkpoint"), ".architecture.convert"),
     **dict.fromkeys(("grad_cam", "overlay", "save_overlay"), ".explain"),

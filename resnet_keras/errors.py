@@ -6,6 +6,9 @@ written against keras.applications, which catches those, keeps working.
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class ResNetKerasError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -73,3 +76,28 @@ class PredictorParityError(ParityError):
 
 class WorkerError(ResNetKerasError, RuntimeError):
     """A worker process of a data-parallel fine-tuning run failed, was killed, or lost its peers."""
+
+
+# The words of a message, one rule each.
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of `error`'s message (its type name if empty), at most `limit` characters.
+
+    A longer line loses its middle, not its end: the end often names the
+    cause (a refused connection after a long URL).
+    """
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    if len(line) <= limit:
+        return line
+    keep = (limit - 5) // 2
+    return f"{line[:keep]} ... {line[-keep:]}"
+
+
+def did_you_mean(name: object, choices: Iterable[str], n: int = 1) -> str:
+    """" Did you mean 'x'?" (or "'x', 'y'") for the closest choices, else ""."""
+    close = difflib.get_close_matches(str(name), list(choices), n=n)
+    if not close:
+        return ""
+    return f" Did you mean {', '.join(repr(c) for c in close)}?"

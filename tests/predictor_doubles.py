@@ -13,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from resnet_keras.inference import runtimes
-from resnet_keras.inference.engines import Engine
+from resnet_keras.inference import precision
+from resnet_keras.inference.predictor import Engine
 
 
 @dataclasses.dataclass
@@ -46,5 +46,5 @@ def keras_engines(monkeypatch, change: Callable[[list], list] | None = None) -> 
 
         return Engine(runtime.name, precision, run, {"engine": "keras double"})
 
-    monkeypatch.setattr(runtimes.Runtime, "build", build)
+    monkeypatch.setattr(precision.Runtime, "build", build)
     return record

@@ -17,7 +17,7 @@ from PIL import Image
 from resnet_keras.cli import build_parser
 from resnet_keras.cli.output import FLAGS
 from resnet_keras.cli.run_commands import EXPORT_FORMATS
-from resnet_keras.extraction.sinks import ENGINE_OPTIONS, SINKS
+from resnet_keras.extraction.store import ENGINE_OPTIONS, SINKS
 from resnet_keras.inference.precision import BY_RUNTIME, CALIBRATED, EXPORT, PREDICTOR
 
 

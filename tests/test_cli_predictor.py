@@ -11,7 +11,7 @@ from PIL import Image
 from cli_runs import assert_one_line_error, keras_outputs, parse_classify, run
 from optional import require
 from predictor_doubles import keras_engines
-from resnet_keras.inference import runtimes
+from resnet_keras.inference import precision
 from tiny_models import cosine
 
 
@@ -106,7 +106,7 @@ def test_int8_on_parquet_records_its_calibration_and_refuses_another(resnet20_fi
 
 
 def test_classify_without_precision_or_runtime_runs_keras_itself(resnet20_files, image_dir, capsys, monkeypatch):
-    monkeypatch.setattr(runtimes.Runtime, "build", lambda *a: pytest.fail("a Predictor was built"))
+    monkeypatch.setattr(precision.Runtime, "build", lambda *a: pytest.fail("a Predictor was built"))
     status, out, err = run(capsys, "classify", image_dir, "--model", "resnet20", "--weights", resnet20_files["top"])
     assert status == 0 and len(parse_classify(out)) == 3 and "Predictor(" not in err
 
@@ -116,7 +116,7 @@ def test_features_runs_a_quiet_float32_predictor_by_default(resnet20_files, imag
     status, out, err = run(capsys, "features", image_dir, "--out", tmp_path / "f.npz", "--model", "resnet20",
                            "--weights", resnet20_files["notop"])
     assert status == 0 and "Predictor(" not in err
-    assert record.builds == [(runtimes.choose("auto", "float32").name, "float32", None)]
+    assert record.builds == [(precision.choose("auto", "float32").name, "float32", None)]
 
 
 def test_int8_calibrates_on_the_first_300_images(resnet20_files, image_dir, tmp_path, capsys, monkeypatch):
@@ -138,7 +138,7 @@ def test_int8_with_too_few_calibration_images_is_one_line(resnet20_files, image_
                                                           monkeypatch):
     for path in sorted(calibration_dir.iterdir())[31:]:
         path.unlink()
-    monkeypatch.setattr(runtimes.Runtime, "build", lambda *a: pytest.fail("built before the check"))
+    monkeypatch.setattr(precision.Runtime, "build", lambda *a: pytest.fail("built before the check"))
     status, out, err = run(capsys, "classify", image_dir, "--model", "resnet20", "--weights", resnet20_files["top"],
                            "--precision", "int8", "--calibration", calibration_dir)
     assert_one_line_error(status, out, err, "must hold at least 32 images (a few hundred is better). Received: 31")

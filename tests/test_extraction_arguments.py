@@ -169,7 +169,7 @@ def test_the_docs_table_of_outputs_is_the_capability_table():
 
     from resnet_keras.cli.output import FLAGS
     from resnet_keras.extraction import PRECISIONS
-    from resnet_keras.extraction.sinks import SINKS
+    from resnet_keras.extraction.store import SINKS
     from resnet_keras.inference.precision import PREDICTOR
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "features.md").read_text(encoding="utf-8")

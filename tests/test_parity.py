@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from resnet_keras.errors import ExportParityError, ParityError, PredictorParityError
-from resnet_keras.inference.parity import TOLERANCE, check, compare, tolerance
+from resnet_keras.inference.precision import TOLERANCE, check_parity, compare, tolerance
 
 RNG = np.random.default_rng(3)
 BIG = RNG.standard_normal((4, 6, 6, 8)).astype(np.float32) * 1000  # a feature map
@@ -39,11 +39,11 @@ def test_a_broken_output_fails_every_gate(actual):
     error = compare([BIG, SMALL], actual).max_relative_error
     assert math.isinf(error) or math.isnan(error)
     with pytest.raises(PredictorParityError, match=r"within 0.0001 .*Received: max_relative_error=(inf|nan)\. Do"):
-        check(error, TOLERANCE["float32"], PredictorParityError, "the engine", "Do this.")
+        check_parity(error, TOLERANCE["float32"], PredictorParityError, "the engine", "Do this.")
 
 
 def test_tolerance_gates_models_computing_alike_and_reports_the_rest():
     assert tolerance("float16", "float16") == TOLERANCE["float16"] == 5e-3
     assert tolerance("bfloat16", "float32") is None and tolerance("int8", "float32") is None
-    check(float("nan"), None, ExportParityError, "ungated", "")  # None gates nothing
+    check_parity(float("nan"), None, ExportParityError, "ungated", "")  # None gates nothing
     assert issubclass(ExportParityError, ParityError) and issubclass(PredictorParityError, RuntimeError)

@@ -22,8 +22,8 @@ from refusals import refused_command_lines
 from resnet_keras import cli, extraction
 from resnet_keras.cli import run_commands
 from resnet_keras.errors import InvalidArgumentError
-from resnet_keras.extraction import plan
-from resnet_keras.inference import export, optimize, parity, runtimes
+from resnet_keras.extraction import api
+from resnet_keras.inference import export, optimize, precision
 from resnet_keras.inference.precision import ALL, BY_FORMAT, BY_RUNTIME, CALIBRATED, EXPORT, KERAS, PREDICTOR
 
 UNKNOWN = ("half", "INT8", None)
@@ -53,13 +53,13 @@ def small():
 
 
 def test_the_tables_cover_each_other():
-    assert set(BY_RUNTIME) == set(runtimes.RUNTIMES) and set(BY_FORMAT) == set(export.FORMATS)
+    assert set(BY_RUNTIME) == set(precision.RUNTIMES) and set(BY_FORMAT) == set(export.FORMATS)
     assert all(set(row) <= set(ALL) for row in [*BY_RUNTIME.values(), *BY_FORMAT.values()])
     # An export optimizes in its precision, and is checked with that precision's tolerance.
-    assert set(EXPORT) <= set(KERAS) == set(parity.TOLERANCE)
+    assert set(EXPORT) <= set(KERAS) == set(precision.TOLERANCE)
     assert PREDICTOR == ("float32", "bfloat16", "int8") and EXPORT == KERAS
-    assert {p: list(order) for p, order in runtimes.AUTO_ORDER.items()} == {
-        p: [r for r in runtimes.FASTEST_FIRST if p in BY_RUNTIME[r]] for p in PREDICTOR
+    assert {p: list(order) for p, order in precision.AUTO_ORDER.items()} == {
+        p: [r for r in precision.FASTEST_FIRST if p in BY_RUNTIME[r]] for p in PREDICTOR
     }
 
 
@@ -87,7 +87,7 @@ def test_every_sink_and_engine_runs_the_predictors_precisions():
     assert extraction.PRECISIONS == PREDICTOR  # int8 too, with a calibration set
     for p in (*ALL, *UNKNOWN):
         def check(p=p):
-            plan._check_values(pooling="avg", precision=p, runtime="auto", engine=None, batch_size=1,
+            api._check_values(pooling="avg", precision=p, runtime="auto", engine=None, batch_size=1,
                                shard_size=None, size=None, ray_options=None, overwrite=False)
             raise Accepted
 
@@ -119,7 +119,7 @@ def test_the_predictor_refuses_exactly_what_the_table_refuses(small, monkeypatch
     def reached_the_work(runtime, model, precision, calibration):
         raise Accepted
 
-    monkeypatch.setattr(runtimes.Runtime, "build", reached_the_work)
+    monkeypatch.setattr(precision.Runtime, "build", reached_the_work)
     images = np.zeros((32, 8, 8, 3), np.float32)
     for runtime in (*BY_RUNTIME, "auto"):
         for p in (*ALL, *UNKNOWN):

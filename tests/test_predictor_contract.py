@@ -18,7 +18,7 @@ import resnet_keras
 from optional import require
 from predictor_doubles import keras_engines
 from resnet_keras.errors import InvalidArgumentError, MissingDependencyError, PredictorParityError
-from resnet_keras.inference import runtimes
+from resnet_keras.inference import precision
 from tiny_models import rel_error
 
 RNG = np.random.default_rng(7)
@@ -120,7 +120,7 @@ def test_predict_runs_batches_of_32_by_default_and_joins_them(tiny, monkeypatch)
 def test_defaults_are_float32_on_the_runtime_auto_picks(tiny, monkeypatch):
     record = keras_engines(monkeypatch)
     predictor = resnet_keras.Predictor(tiny)
-    assert (predictor.precision, predictor.runtime) == ("float32", runtimes.choose("auto", "float32").name)
+    assert (predictor.precision, predictor.runtime) == ("float32", precision.choose("auto", "float32").name)
     assert record.builds == [(predictor.runtime, "float32", None)]
 
 
@@ -128,7 +128,7 @@ def only_installed(monkeypatch, *present: str) -> None:
     """The runtimes not in `present` look uninstalled (TensorFlow always is)."""
     for name in present:
         require(name)
-    missing = {m for r in runtimes.RUNTIMES.values() if r.name not in present for m in r.modules}
+    missing = {m for r in precision.RUNTIMES.values() if r.name not in present for m in r.modules}
     missing.discard("tensorflow")
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
@@ -144,13 +144,13 @@ def only_installed(monkeypatch, *present: str) -> None:
 )
 def test_auto_takes_the_first_installed_runtime_in_the_readme_order(monkeypatch, present, float32, bfloat16, int8):
     only_installed(monkeypatch, *present)
-    assert runtimes.choose("auto", "float32").name == float32
-    assert runtimes.choose("auto", "bfloat16").name == bfloat16
+    assert precision.choose("auto", "float32").name == float32
+    assert precision.choose("auto", "bfloat16").name == bfloat16
     if int8 is None:
         with pytest.raises(MissingDependencyError, match=r"int8.*resnet-keras\[openvino\].*resnet-keras\[onnxruntime\]"):
-            runtimes.choose("auto", "int8")
+            precision.choose("auto", "int8")
     else:
-        assert runtimes.choose("auto", "int8").name == int8
+        assert precision.choose("auto", "int8").name == int8
 
 
 def test_a_runtime_not_installed_names_its_extra(monkeypatch, tiny):
@@ -178,7 +178,7 @@ BAD = [
 
 @pytest.mark.parametrize("kwargs, message", BAD)
 def test_bad_arguments_fail_before_any_conversion(tiny, kwargs, message, monkeypatch):
-    monkeypatch.setattr(runtimes.Runtime, "build", lambda *a: pytest.fail("built before validation"))
+    monkeypatch.setattr(precision.Runtime, "build", lambda *a: pytest.fail("built before validation"))
     with pytest.raises(InvalidArgumentError, match=message):
         resnet_keras.Predictor(tiny, **kwargs)
 
@@ -187,7 +187,7 @@ def test_another_keras_backend_is_refused_before_any_conversion(tiny, monkeypatc
     import keras
 
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    monkeypatch.setattr(runtimes.Runtime, "build", lambda *a: pytest.fail("built before validation"))
+    monkeypatch.setattr(precision.Runtime, "build", lambda *a: pytest.fail("built before validation"))
     with pytest.raises(InvalidArgumentError, match="needs the TensorFlow backend.*Received: KERAS_BACKEND='jax'"):
         resnet_keras.Predictor(tiny, runtime="tensorflow")
 

@@ -11,7 +11,7 @@ signature is the contract) under `@register_model`, which holds that `def`
 to the same `builder_signature`. The public modules' `__all__`, the
 package's names, `get_model`, `model_info` and `resnet-keras list`/`info`
 read `ENTRIES`. `ENTRIES` imports the public modules on first use, so that
-their registrations have run; `list_models` and `resolve` read only `SPECS`
+their registrations have run; `list_models` and `specs.model_key` read only `SPECS`
 (tests/test_declaration.py holds the two equal).
 """
 
@@ -29,7 +29,6 @@ from . import docs
 from .build import create_model
 from .signatures import Builder, builder_signature
 from .specs import SPECS, ResNetSpec
-from .._text import did_you_mean
 from ..errors import InvalidArgumentError
 
 # The modules whose decorators register the zoo, in the order of its table.
@@ -201,21 +200,6 @@ PREPROCESSING_TEXT = {
 
 def natural_key(name: str):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def unknown_model(name: Any) -> InvalidArgumentError:
-    suggestion = did_you_mean(str(name).lower(), SPECS, n=3)
-    return InvalidArgumentError(
-        "`name` must be a registered model (see resnet_keras.list_models())."
-        f"{suggestion} Received: name={name!r}"
-    )
-
-
-def resolve(name: Any) -> str:
-    """The registry key of `name` (case-insensitive); unknown names raise with close matches."""
-    if not isinstance(name, str) or name.lower() not in SPECS:
-        raise unknown_model(name)
-    return name.lower()
 
 
 def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .catalog import resolve as registry_key
+from .specs import model_key as registry_key
 from .specs import SPECS
 from ..errors import InvalidArgumentError
 from ..weights.formats.hdf5_write import ConvertedWeights, check_destination, write_weights_file

@@ -132,11 +132,11 @@ def refresh(keys=None, path: Path = COUNTS_FILE) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .catalog import resolve
+    from .specs import model_key
     from ..errors import ResNetKerasError
 
     try:
-        keys = [resolve(name) for name in (sys.argv[1:] if argv is None else argv)]
+        keys = [model_key(name) for name in (sys.argv[1:] if argv is None else argv)]
     except ResNetKerasError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -31,7 +31,7 @@ import keras
 
 from .blocks import FEATURE_STAGES, FeatureStage, graph_depth
 from ..data_format import channel_axis
-from .._text import did_you_mean
+from ..errors import did_you_mean
 from ..errors import InvalidArgumentError
 
 _BLOCK_OUT = re.compile(r"conv(\d+)_block(\d+)_out$")

@@ -14,9 +14,10 @@ import inspect
 from typing import TYPE_CHECKING, Callable
 
 from . import counts
-from .catalog import ENTRIES, resolve as _resolve
+from .catalog import ENTRIES
+from .specs import model_key
 from .specs import ResNetSpec
-from .._text import did_you_mean
+from ..errors import did_you_mean
 
 if TYPE_CHECKING:
     import keras
@@ -40,7 +41,7 @@ def get_model(name: str, /, **kwargs) -> keras.Model:
         >>> model.output_shape
         (None, 10)
     """
-    builder = ENTRIES[_resolve(name)].function
+    builder = ENTRIES[model_key(name)].function
     parameters = inspect.signature(builder).parameters
     unknown = sorted(set(kwargs) - set(parameters))
     if unknown:
@@ -100,7 +101,7 @@ def model_info(name: str) -> ModelInfo:
         >>> info.trainable_params, round(info.macs / 1e6, 1)
         (269722, 40.6)
     """
-    key = _resolve(name)
+    key = model_key(name)
     entry = ENTRIES[key]
     spec = entry.spec
     counted = counts.of(key)

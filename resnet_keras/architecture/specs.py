@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Any, Literal
+
+from ..errors import did_you_mean
+from ..errors import InvalidArgumentError
 
 BlockKind = Literal["bottleneck", "preact_bottleneck", "basic", "plain"]
 StemKind = Literal["imagenet", "cifar"]
@@ -202,3 +205,18 @@ SPECS: dict[str, ResNetSpec] = {
         ),
     )
 }
+
+
+def unknown_model(name: Any) -> InvalidArgumentError:
+    suggestion = did_you_mean(str(name).lower(), SPECS, n=3)
+    return InvalidArgumentError(
+        "`name` must be a registered model (see resnet_keras.list_models())."
+        f"{suggestion} Received: name={name!r}"
+    )
+
+
+def model_key(name: Any) -> str:
+    """The registry key of `name` (case-insensitive); unknown names raise with close matches."""
+    if not isinstance(name, str) or name.lower() not in SPECS:
+        raise unknown_model(name)
+    return name.lower()

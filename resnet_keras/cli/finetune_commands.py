@@ -19,8 +19,7 @@ import argparse
 import inspect
 import json
 
-from .loading import _import_keras, cli_weights
-from .options import add_model_options, non_negative_float, positive_int
+from .options import add_model_options, cli_weights, import_keras, non_negative_float, positive_int
 from .output import print_table, printable
 from .registry import EXIT_OK, command
 from ..errors import InvalidArgumentError
@@ -139,7 +138,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         class_weight=None if args.class_weight == "none" else "balanced", overwrite=args.overwrite,
         progress=not args.quiet, manifest=args.manifest, offline=True if args.offline else None,
         distributed=_distributed(args))
-    _import_keras(args)
+    import_keras(args)
     result = prepared.run()
     if result is None:  # a host other than 0 of a data-parallel run
         print(f"host {args.host_index}: its workers finished; host 0 wrote the run to its {printable(args.out)}")
@@ -182,7 +181,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"DATA_DIR's class folders must be classes of the run ({len(names)}: {', '.join(names[:8])}"
             f"{' ...' if len(names) > 8 else ''}). Received: {unknown[:3]!r}. Rename or remove those folders.")
     labels = np.array([names.index(examples.class_names[i]) for i in examples.labels], np.int32)
-    _import_keras(args)
+    import_keras(args)
     from ..finetune.record import load_run
     from ..finetune.train import predict
 

@@ -8,7 +8,8 @@ from .options import active_manifest, add_manifest_option
 from .output import print_table
 from .registry import EXIT_OK, command
 from ..architecture import counts
-from ..architecture.catalog import ENTRIES, PREPROCESSING_TEXT, list_models, resolve
+from ..architecture.catalog import ENTRIES, PREPROCESSING_TEXT, list_models
+from ..architecture.specs import model_key
 from ..architecture.specs import SPECS
 from ..errors import InvalidArgumentError
 
@@ -85,7 +86,7 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
     configure=_configure_info,
 )
 def run_info(args: argparse.Namespace) -> int:
-    key = resolve(args.model)
+    key = model_key(args.model)
     spec, listed, counted = SPECS[key], ENTRIES[key], counts.of(key)
     size = f"{spec.default_size}x{spec.default_size}"
     shortcut = {"A": "A (zero-padded identity)", "B": "B (1x1 projection)"}[spec.shortcut]

@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Sequence
 
-from .._text import printable  # the one rule for names, shared with the library
+from ..images import printable  # the one rule for names, shared with the library
 
 
 def print_table(rows: Sequence[Sequence[str]]) -> None:

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .loading import _import_keras, build_model, check_inference_options, cli_weights, open_model, predict_function
 from .options import (
-    add_batch_size, add_inference_options, add_model_options, non_negative_float, positive_float, positive_int,
+    add_batch_size, add_inference_options, add_model_options, build_model, check_inference_options, cli_weights,
+    import_keras, non_negative_float, open_model, positive_float, positive_int, predict_function,
 )
 from .output import printable
 from .registry import EXIT_OK, command
@@ -152,7 +152,7 @@ def run_features(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, shard_size=args.shard_size, engine=args.engine, ray_options=_ray_options(args),
         overwrite=args.overwrite, progress=not args.quiet, manifest=args.manifest,
         offline=True if args.offline else None)
-    _import_keras(args)
+    import_keras(args)
     summary = prepared.run()
     settings = summary.settings
     if (args.precision or args.runtime) and summary.predictor and not args.quiet:

@@ -170,13 +170,13 @@ def run_weights(args: argparse.Namespace) -> int:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from .loading import _import_keras
+    from .options import import_keras
     from .output import printable
     from ..architecture.convert import check_conversion, convert_checkpoint
 
     include_top = not args.notop
     check_conversion(args.src, args.dst, args.model, include_top=include_top, overwrite=args.overwrite)
-    _import_keras(args)
+    import_keras(args)
     done = convert_checkpoint(args.src, args.dst, args.model, include_top=include_top, overwrite=args.overwrite)
     print(f"{printable(done.path)}: sha256:{done.sha256}, {done.size:,} bytes ({done.model}, "
           f"{'top' if done.include_top else 'notop'})")

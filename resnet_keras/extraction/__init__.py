@@ -2,9 +2,9 @@
 
 `extract_features(images, out, ...)` (and `resnet-keras features IMAGES --out
 FOLDER|FILE.npz`, which calls it) is the one orchestration: every argument
-checked first (`plan.py`), then the images read with a parallel input
+checked first (`api.plan_job`), then the images read with a parallel input
 pipeline, a pooled backbone run over them through the Predictor, and the
-embeddings written to the sink `out` names (`sinks.py`: the capability
+embeddings written to the sink `out` names (`store.SINKS`: the capability
 table of what each sink and engine takes). A folder gets
 `OUT/part-NNNNN.parquet` shards (columns path, embedding, model, weights,
 pooling, image_size) with `OUT/_index.json` and `OUT/_errors.csv` (see
@@ -29,7 +29,7 @@ one array file.
   the driver writes the shards, so the output is the same.
 - Paths in the output are as given: a folder `photos` gives
   `photos/a/1.jpg`; an absolute folder, absolute paths; names are written
-  by the rule of printed names (`resnet_keras._text.printable`).
+  by the rule of printed names (`resnet_keras.images.printable`).
 - `images` may be one file or folder (str or PathLike, searched as the
   CLI searches), a list of them, or a Ray Dataset.
 """
@@ -55,8 +55,7 @@ MAX_BATCH_SIZE = 4096
 _LAZY = {
     **dict.fromkeys(("ExtractionSummary", "Prepared", "extract_features", "prepare"), ".api"),
     "RayOptions": ".engines",
-    **dict.fromkeys(("SINKS", "ENGINE_OPTIONS"), ".sinks"),
-    **dict.fromkeys(("ERRORS_NAME", "INDEX_NAME"), ".store"),
+    **dict.fromkeys(("SINKS", "ENGINE_OPTIONS", "ERRORS_NAME", "INDEX_NAME"), ".store"),
 }
 __all__ = ["ExtractionSummary", "RayOptions", "extract_features"]
 

@@ -152,11 +152,10 @@ def open_source(model: Any, weights: Any, *, include_top: bool, manifest: Any = 
                 "`weights` and `manifest` do not apply to a fine-tuned model: its RUN_DIR holds its own "
                 f"weights. Received: model={os.fspath(model)!r}, weights={weights!r}. Leave them out.")
         return _run_source(run_dir)
-    from ..architecture import catalog
     from ..architecture.build import resolve
-    from ..architecture.specs import SPECS
+    from ..architecture.specs import SPECS, model_key
 
-    spec = SPECS[catalog.resolve(model)]
+    spec = SPECS[model_key(model)]
     resolved = resolve(spec, weights, include_top=include_top, manifest=manifest, offline=offline)
     return Source(
         model=spec.name, weights=resolved.weights_label, weights_hash=resolved.weights_hash(),

@@ -10,7 +10,7 @@ Layout (every engine writes the same):
     OUT/_lock                   held while a run writes (a second run stops)
 
 Paths (the `path` column, `_errors.csv`) are the names as given, written by
-the one rule of printed names (`resnet_keras._text.printable`): invisible
+the one rule of printed names (`resnet_keras.images.printable`): invisible
 characters and bytes that are not UTF-8 escaped (`bad\\xff.jpg`).
 
 Names starting with `_` or `.` are skipped by pyarrow.dataset, pandas and
@@ -29,19 +29,21 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import os
 import re
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Sequence
 
 import numpy as np
 
-from .._text import printable
-from ..files import replaced
 from ..errors import InvalidArgumentError, MissingDependencyError
-from .records import Plan, Settings
+from ..files import replaced
+from ..images import printable
+
 
 FORMAT = "resnet-keras features/1"
 INDEX_NAME = "_index.json"
@@ -355,3 +357,202 @@ def _refusal(folder: Path, settings: Settings, plan: Plan, *, overwrite: bool) -
             f"cannot reproduce, so it is not resumed. {where} {remedy}"
         )
     return None
+
+
+# --------------------------------------------------------------------------
+# The records of an extraction: the settings that decide its numbers and the
+# ordered image list cut into shards. `plan` makes them, `store` keeps them in a
+# Parquet folder's index and holds a rerun to them.
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What decides the numbers in an output; a rerun must match to add to it."""
+
+    model: str
+    weights: str  # the tag, the path as given, or "none" (or a fine-tuned model's RUN_DIR)
+    weights_hash: str  # of the file the model loaded; "none" for random weights
+    pooling: str
+    image_size: tuple[int, int]  # (height, width)
+    preprocessing: str | None
+    precision: str
+    # The eval transform's shorter side before the center crop (None: a plain
+    # resize). Folders written before it was recorded were read with a plain resize.
+    resize_size: int | None = None
+    calibration: str = "none"  # int8: a digest of the calibration files, in order
+
+    def as_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "image_size": list(self.image_size)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Settings:
+        return cls(**{**data, "image_size": tuple(data["image_size"])})
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The ordered image list, cut into shards by position."""
+
+    paths: tuple[str, ...]  # as given; the output shows them through `printable`
+    shard_size: int
+
+    @property
+    def shard_count(self) -> int:
+        return -(-len(self.paths) // self.shard_size)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the ordered list: a rerun must list the same images."""
+        digest = hashlib.sha256()
+        for path in self.paths:
+            digest.update(path.encode("utf-8", "surrogateescape") + b"\0")
+        return f"sha256:{digest.hexdigest()}"
+
+    def shard_of(self, position: int) -> int:
+        return position // self.shard_size
+
+    def positions(self, shard: int) -> range:
+        start = shard * self.shard_size
+        return range(start, min(start + self.shard_size, len(self.paths)))
+
+
+# --------------------------------------------------------------------------
+# Where embeddings go: the sink `out` chooses, and the one table of what each takes.
+#
+# - `parquet` (`out` a folder): shards streamed as they fill, resumable,
+#   unreadable images listed in `_errors.csv` (`store.py`); local or on Ray.
+# - `npz` (`out` ending in .npz): one file, written when every image is
+#   embedded, for small runs; every image must be readable (headers checked
+#   before the model is built), so there is no errors file to read.
+#
+# `SINKS` and `ENGINE_OPTIONS` are the capability table: an option of
+# `extract_features` that a sink (or engine) does not take is refused by
+# `check_options` before any work, in the API's words (the command line says
+# them as flags). What they have in common: every Predictor precision, int8
+# with a calibration set (read once on the driver, shipped to Ray's actors).
+#
+# Plain data at the top (no NumPy): the command line reads it for `--help`.
+
+@dataclasses.dataclass(frozen=True)
+class Sink:
+    """One kind of output.
+
+    Attributes:
+        name: "parquet" or "npz".
+        what: The output in words, for messages and help.
+        options: Options of `extract_features` that only this sink takes.
+        engines: The engines that can feed it.
+    """
+
+    name: str
+    what: str
+    options: tuple[str, ...]
+    engines: tuple[str, ...]
+
+
+SINKS = MappingProxyType({
+    "parquet": Sink("parquet", "Parquet output (`out` a folder)", ("shard_size", "overwrite"), ("local", "ray")),
+    "npz": Sink("npz", "an .npz file (`out` ending in .npz)", (), ("local",)),
+})
+# Options only an engine takes: Ray's placement (RayOptions' fields, as the CLI's flags name them).
+ENGINE_OPTIONS = MappingProxyType({"local": (), "ray": ("address", "actors", "cpus_per_actor", "gpus_per_actor")})
+
+
+def sink_for(out: str | os.PathLike) -> Sink:
+    """The sink `out` names: an .npz file (any case), else a folder of Parquet shards."""
+    return SINKS["npz"] if Path(out).suffix.lower() == ".npz" else SINKS["parquet"]
+
+
+def check_options(sink: Sink, engine: str, given: dict[str, Any], out: str | os.PathLike) -> None:
+    """Refuse what `sink` and `engine` do not take; `given` holds the options set (not left at their default)."""
+    where = f"out={os.fspath(out)!r}"
+    for name, value in given.items():
+        takers = [s.what for s in SINKS.values() if name in s.options]
+        if takers and name not in sink.options:
+            raise InvalidArgumentError(
+                f"`{name}` applies only to {' or '.join(takers)}. Received: {name}={value!r}, {where}. "
+                "Leave it out, or change `out`.")
+    if engine not in sink.engines:
+        able = [s.what for s in SINKS.values() if engine in s.engines]
+        raise InvalidArgumentError(
+            f"`engine` must be one of {sink.engines} for {sink.what}. Received: engine={engine!r}, {where}. "
+            f"Write {' or '.join(able)} for engine={engine!r}.")
+    for other, names in ENGINE_OPTIONS.items():
+        misplaced = [n for n in names if n in given and other != engine]
+        if misplaced:
+            received = ", ".join(f"{n}={given[n]!r}" for n in misplaced)
+            raise InvalidArgumentError(
+                f"{', '.join(f'`{n}`' for n in misplaced)} appl{'ies' if len(misplaced) == 1 else 'y'} to "
+                f"engine={other!r} only. "
+                f"Received: engine={engine!r}, {received}. Pass engine={other!r}, or leave them out.")
+
+
+class NpzFile:
+    """The .npz sink as the engines' writer sees a store: one shard of every image, written at commit.
+
+    An unreadable image stops the run (`ImageError`): an .npz has no errors file.
+    """
+
+    def __init__(self, out: Path, settings, plan):
+        self.out, self.settings, self.plan = out, settings, plan
+        self.shards: dict[int, Any] = {}
+        self.rows = 0
+
+    @staticmethod
+    def check(out: Path) -> None:
+        """`out` can be written: a file path in an existing folder."""
+        if not out.parent.is_dir() or out.is_dir():
+            raise InvalidArgumentError(
+                f"`out` must be a file path in an existing folder. Received: out={os.fspath(out)!r}. "
+                "Create the folder first.")
+
+    def pending(self) -> list[int]:
+        return [0]
+
+    def writer(self, shard: int) -> _Rows:
+        return _Rows()
+
+    def commit(self, shard: int, rows: _Rows) -> None:
+        import numpy as np
+
+        from ..files import atomic_write
+        from ..images import printable
+
+        features = np.concatenate(rows.embeddings) if rows.embeddings else np.zeros((0, 0), np.float32)
+        # Unicode arrays only: np.load(path, allow_pickle=False) reads every key.
+        arrays = dict(
+            features=features, paths=np.array([printable(p) for p in rows.paths], dtype=str),
+            model=np.array(self.settings.model), weights=np.array(self.settings.weights),
+            pooling=np.array(self.settings.pooling), image_size=np.array(self.settings.image_size),
+        )
+        with atomic_write(self.out) as f:
+            np.savez(f, **arrays)
+        self.shards[shard] = rows
+        self.rows = len(rows.paths)
+
+    def totals(self) -> tuple[int, int]:
+        return self.rows, 0
+
+    def close(self) -> None:
+        pass
+
+
+class _Rows:
+    """The rows of an .npz, gathered in memory."""
+
+    path = None
+
+    def __init__(self):
+        self.paths: list[str] = []
+        self.embeddings: list = []
+
+    def add(self, paths, embeddings) -> None:
+        self.paths.extend(paths)
+        self.embeddings.append(embeddings)
+
+    def add_error(self, path: str, reason: str) -> None:
+        from ..images import image_error
+
+        raise image_error(path, reason)
+
+    def abandon(self) -> None:
+        pass

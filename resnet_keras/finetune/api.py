@@ -144,7 +144,7 @@ def prepare(**arguments: Any) -> Prepared:
     """Check the arguments of `fine_tune` (the same names) and its data; see `Prepared`."""
     import inspect
 
-    from ..architecture.catalog import resolve as resolve_model
+    from ..architecture.specs import model_key
     from ..architecture.specs import SPECS
     from ..images import eval_transform
     from ..architecture.build import resolve
@@ -164,7 +164,7 @@ def prepare(**arguments: Any) -> Prepared:
     if distributed is not None:
         check_combination(distributed, a, options["precision"])
     try:
-        spec = SPECS[resolve_model(a["model"])]
+        spec = SPECS[model_key(a["model"])]
     except InvalidArgumentError as error:
         raise InvalidArgumentError(str(error).replace("`name`", "`model`").replace("name=", "model=")) from None
     resolved = resolve(spec, a["weights"], include_top=False, manifest=a["manifest"], offline=a["offline"])

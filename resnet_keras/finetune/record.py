@@ -89,7 +89,7 @@ def _run_error(folder: Path, problem: str) -> InvalidArgumentError:
 
 def read_run(folder: str | os.PathLike) -> dict:
     """run.json of a complete run, every field checked (nothing in it is ever executed)."""
-    from ..architecture.catalog import resolve as resolve_model
+    from ..architecture.specs import model_key
 
     folder = Path(folder)
     if not (folder / rundir.RUN).is_file():
@@ -104,7 +104,7 @@ def read_run(folder: str | os.PathLike) -> dict:
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 16384:
             raise ValueError(f"input_size {size!r}")
         check_preprocessing(run["preprocessing"])
-        run["model"] = resolve_model(run["model"])
+        run["model"] = model_key(run["model"])
         if not isinstance(run["weights_sha256"], str) or len(run["weights_sha256"]) != 64:
             raise ValueError("weights_sha256 is not a sha256")
         Settings.from_json(run["settings"])

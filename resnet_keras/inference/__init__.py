@@ -1,19 +1,19 @@
 """Running models: one package folds, exports, compares and predicts.
 
-- `folding.py`: where each BatchNormalization goes (the folding plan).
-- `optimize.py`: `optimize_for_inference`, the folded model in a precision.
-- `precision.py`: the one precision definition and the capability tables
-  (per runtime, per export format); plain data, read by the command line.
-- `parity.py`: `compare`, the tolerance table and the gate that export and
-  the Predictor share; `ParityReport`.
+- `precision.py`: the one precision definition, the capability tables (per
+  runtime, per export format), the runtime records and the choice "auto"
+  makes, and parity (`compare`, the tolerance table and the gate that export
+  and the Predictor share; `ParityReport`); plain data, read by the command line.
+- `optimize.py`: `optimize_for_inference`, the folded model in a precision,
+  and the folding plan (where each BatchNormalization goes).
 - `onnx.py`: the one ONNX path (write, run), for export and onnxruntime.
 - `export.py`: `export_for_inference` and the `FORMATS` records.
-- `predictor.py`: `Predictor`, a model compiled for the fastest CPU runtime.
-- `runtimes.py`: the runtime records and the choice "auto" makes.
-- `engines/`: one module per runtime that builds its compiled engine.
+- `predictor.py`: `Predictor`, a model compiled for the fastest CPU runtime;
+  the `Engine` record and the TensorFlow engine.
+- `engines/`: the peer runtimes' engines (OpenVINO, onnxruntime).
 
-Names load on first use (PEP 562): importing `inference.precision` or
-`inference.runtimes` loads neither NumPy nor Keras.
+Names load on first use (PEP 562): importing `inference.precision` loads
+neither NumPy nor Keras.
 """
 
 import importlib
@@ -21,7 +21,7 @@ import importlib
 _LAZY = {
     "optimize_for_inference": ".optimize",
     **dict.fromkeys(("ExportReport", "export_for_inference"), ".export"),
-    "ParityReport": ".parity",
+    "ParityReport": ".precision",
     "Predictor": ".predictor",
 }
 __all__ = list(_LAZY)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from . import onnx
-from .parity import check, compare, tolerance as tolerance_of
+from .precision import check_parity, compare, tolerance as tolerance_of
 from .precision import BY_FORMAT, check_format
 from ..errors import ExportParityError, InvalidArgumentError
 
@@ -211,6 +211,6 @@ def export_for_inference(
     expected = target.write(fused, path, x)
     error = compare(expected, target.run(path, x, fused)).max_relative_error
     limit = tolerance_of(precision, precision) if tolerance is None else tolerance
-    check(error, limit, ExportParityError, f"The exported {format} model",
+    check_parity(error, limit, ExportParityError, f"The exported {format} model",
           f"It is left at {path} to inspect; please report the model.")
     return ExportReport(path=path, format=format, precision=precision, max_error=error, model=fused)

@@ -2,20 +2,20 @@
 
 The arguments are checked first (`runtimes.choose`: precision and runtime
 from `precision.BY_RUNTIME`; the calibration set here), then the engine is
-built (`engines/`) and its outputs compared with the Keras model's
+built (`precision.RUNTIMES`: the TensorFlow engine here, the others in
+`engines/`) and its outputs compared with the Keras model's
 (`parity.compare`; float32 gated by `parity.TOLERANCE`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from . import runtimes
-from .parity import ParityReport, check, compare, tolerance
-from .precision import CALIBRATED, check_calibration
+from .precision import CALIBRATED, ParityReport, check_calibration, check_parity, choose, compare, tolerance
 from ..errors import InvalidArgumentError, PredictorParityError
 
 # Images the parity check runs through both the Keras model and the engine.
@@ -132,7 +132,7 @@ class Predictor:
     """
 
     def __init__(self, model, precision: str = "float32", runtime: str = "auto", calibration=None):
-        chosen = runtimes.choose(runtime, precision)
+        chosen = choose(runtime, precision)
         model, self.input_shape = _model_input(model)
         calibration = _check_calibration(calibration, precision, self.input_shape)
         started = time.perf_counter()
@@ -153,7 +153,7 @@ class Predictor:
 
         reference = keras.tree.flatten(model.predict_on_batch(probe))
         measured = compare(reference, self._engine.run(probe))
-        check(measured.max_relative_error, tolerance(self.precision, REFERENCE_PRECISION),
+        check_parity(measured.max_relative_error, tolerance(self.precision, REFERENCE_PRECISION),
               PredictorParityError, f"runtime={self.runtime!r} in {self.precision}",
               "Use runtime='tensorflow', and report the model.")
         return ParityReport(len(probe), source, measured.max_relative_error, measured.min_cosine,
@@ -193,3 +193,65 @@ class Predictor:
             f"parity: max relative error {self.parity.max_relative_error:.2g}, "
             f"min cosine {self.parity.min_cosine:.6f})"
         )
+
+
+# --------------------------------------------------------------------------
+# The engines: what every runtime builds, and TensorFlow's own.
+
+
+@dataclasses.dataclass
+class Engine:
+    """A compiled model: `run(batch) -> [outputs]`, float32 NumPy in and out.
+
+    Attributes:
+        runtime: The runtime's name.
+        precision: The compute precision.
+        run: Runs one batch; returns one array per model output.
+        settings: What was chosen (streams, threads, graph rewrites), for repr and reports.
+        keep: Objects the compiled model reads from and must outlive it.
+    """
+
+    runtime: str
+    precision: str
+    run: Callable[[np.ndarray], list]
+    settings: dict
+    keep: object = None
+
+
+def input_spec(model):
+    """The model's one input as a `tf.TensorSpec`, batch left open."""
+    import tensorflow as tf
+
+    return tf.TensorSpec((None,) + tuple(model.inputs[0].shape)[1:], tf.float32)
+
+
+def float32_function(model):
+    """The model with BatchNorm folded, as a traced TensorFlow function.
+
+    What the converters read: folding first spares them the BatchNorm ops and
+    gives every runtime the same graph.
+    """
+    import tensorflow as tf
+
+    from . import optimize
+
+    fused = optimize.optimize_for_inference(model, "float32")
+    call = tf.function(lambda x: fused(x, training=False), input_signature=[input_spec(model)])
+    return fused, call.get_concrete_function()
+
+
+def tensorflow_engine(model, precision: str, calibration) -> Engine:
+    """The TensorFlow engine: `optimize_for_inference`, then one traced function."""
+    import tensorflow as tf
+
+    from . import optimize
+
+    fused = optimize.optimize_for_inference(model, precision)
+    call = tf.function(lambda x: fused(x, training=False), input_signature=[input_spec(model)])
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        outputs = call(x)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return [np.asarray(o, dtype=np.float32) for o in outputs]
+
+    return Engine("tensorflow", precision, run, {"graph": "BatchNorm folded, tf.function"})

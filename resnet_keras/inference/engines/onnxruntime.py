@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Engine
 from .. import onnx, optimize
+from ..predictor import Engine
 
 
 def _export(model, folder: Path) -> Path:

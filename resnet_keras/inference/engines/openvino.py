@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from . import Engine, float32_function
+from ..predictor import Engine, float32_function
 
 _PRECISION_HINT = {"float32": "f32", "bfloat16": "bf16", "int8": "bf16"}
 # Parts per stream in a batch: two keep each stream busy while the other part's

@@ -1,8 +1,8 @@
 """Downloads and the verified cache.
 
-- `cache.py`: the verified cache (where it is, offline mode, timeouts; look, fetch, set aside);
-- `download.py`: one URL's bytes into memory, verified, stored under their name;
-- `http.py` + `guard.py`: bounded HTTP, every phase of a request;
-- `snapshot.py`: the read-once rule (the bytes hashed are the bytes parsed);
-- `housekeeping.py`: the cache's own files (temps, locks, full-hash records).
+- `cache.py`: the verified cache (where it is, offline mode, timeouts; look,
+  fetch, store, set aside) and its own files (temps, locks, full-hash records);
+- `download.py`: one URL's bytes into memory, bounded in every phase of the
+  request and checked against the manifest's hash;
+- `snapshot.py`: the read-once rule (the bytes hashed are the bytes parsed).
 """

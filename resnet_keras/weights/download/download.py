@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from ..._text import first_line
+from ...errors import first_line
 from ...errors import DownloadError, IntegrityError, ManifestError
 from ..formats.registry import looks_like_html
 from ..manifest.records import WeightsFile, check_redirect

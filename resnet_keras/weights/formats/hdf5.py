@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..._text import first_line
+from ...errors import first_line
 from ...errors import WeightsFormatError, WeightsMismatchError
 from ..download import snapshot
 from . import registry

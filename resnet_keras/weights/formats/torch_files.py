@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .registry import FORMATS
-from ..._text import first_line
+from ...errors import first_line
 from ...errors import MissingDependencyError, WeightsFormatError
 
 

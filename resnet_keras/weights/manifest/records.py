@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Collection, Mapping
 
-from ..._text import did_you_mean, first_line
+from ...errors import did_you_mean, first_line
 from ...errors import InvalidArgumentError, ManifestError, UnknownWeightsError
 from . import hashes
 from .hashes import KINDS, HashKind
