@@ -1,4 +1,4 @@
-"""Typed errors raised by resnet_keras.
+"""Typed errors raised by resnet_keras, and the words of their messages (`first_line`, `did_you_mean`).
 
 Every error is also a built-in type (ValueError, OSError, ...) so that code
 written against keras.applications, which catches those, keeps working.

@@ -1,6 +1,6 @@
 """Checkpoint formats (issue 19, part 5) and the one value rule every reader shares.
 
-`resnet_keras/weights/values.py` decides for HDF5, `.pth` and `.safetensors`
+`resnet_keras/weights/formats/registry.py` decides for HDF5, `.pth` and `.safetensors`
 alike: float16, bfloat16 and float64 are converted to float32 and
 range-checked; NaN, Inf, overflow, sparse and quantized tensors, and
 integer or bool data are refused with a WeightsFormatError naming the file

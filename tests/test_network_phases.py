@@ -1,6 +1,6 @@
 """Servers that stall before the body (issue 19, part 2) and TLS behind a long path (part 7).
 
-Every phase of a request is read by one bounded reader (weights/download/guard.py):
+Every phase of a request is read by one bounded reader (weights/download/download.py):
 connect, the TLS handshake, a status line and headers trickled a byte at a
 time, `100 Continue` sent forever, a chunked trailer that never ends, a
 redirect chain that trickles. Each ends in a typed DownloadError whose one

@@ -1,4 +1,4 @@
-"""parity.py: the one measure, tolerance table and gate that export and the Predictor share."""
+"""Parity (inference/precision.py): the one measure, tolerance table and gate that export and the Predictor share."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Residual blocks and stages; every layer is named explicitly.
+"""The graph: residual blocks and stages (every layer named explicitly), the model around them, and the recursion limit its walks need.
 
 Layer names, the order in which weighted layers are created and their
 shapes are the contract with the official Keras weight files: legacy HDF5

@@ -1,12 +1,17 @@
-"""The one build path behind every builder.
+"""The one build path behind every builder: every argument checked, `weights=` resolved, then the model.
 
     create_model(spec, **builder arguments)
-        check the arguments -> resolve weights= once (architecture.resolve) -> _model
+        check the arguments -> resolve weights= once (`resolve`, below) -> _model
     build(resolved, ...)                      (the CLI and extraction start here)
         check name and pooling -> _model
     _model: check the rules that depend on the weights (classes, activation,
         input shape) -> open (and, for a tag, fetch and verify) the weights
-        -> stem -> stages -> head -> load
+        -> the graph (`blocks.graph`) -> load
+
+Three parts, in the order a call meets them: the build (here), every
+argument rule of the builders and its message, and what `weights=` means
+for a spec and where its file comes from (the meeting point of the
+architecture and `weights/`, which never imports `architecture/`).
 
 Nothing touches the network or the disk before every argument is checked.
 Keras is imported when a graph is built, not when a builder module is
@@ -83,7 +88,7 @@ def build(
 
     `classes` and `name` default to the spec's (as its builder's defaults do).
     `adapt_input_channels`: load 3-channel weights into a stem of any
-    number of input channels (`weights.formats.values`).
+    number of input channels (`weights.formats.registry.adapt_stem_kernel`).
     """
     name = resolved.spec.name if name is None else name
     check_name(name)

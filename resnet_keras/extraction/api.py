@@ -1,4 +1,4 @@
-"""`extract_features`: the one orchestration of an extraction (see the package docstring).
+"""`extract_features`: the one orchestration of an extraction, and every check before it (see the package docstring).
 
 `prepare(...)` checks everything (`plan_job`, below) and returns a `Prepared`
 whose `run()` does the work (`run_job`); `extract_features` is the two in

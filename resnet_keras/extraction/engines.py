@@ -249,7 +249,7 @@ def write_batches(store: Any, batches: Iterable[Batch],
                   on_rows: Callable[[int], None] = lambda n: None) -> None:
     """Write the engine's rows into the store's pending shards, committing each when full.
 
-    `store`: a `store.FeatureStore`, or the .npz sink (`sinks.NpzFile`).
+    `store`: a `store.FeatureStore`, or the .npz sink (`store.NpzFile`).
 
     Checks that rows arrive exactly in the order of the pending positions,
     so no engine can drop, repeat or reorder an image unnoticed.

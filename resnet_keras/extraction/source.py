@@ -140,7 +140,7 @@ def open_source(model: Any, weights: Any, *, include_top: bool, manifest: Any = 
     """What `model` and `weights` name, every argument checked; no Keras, no network, no writes.
 
     `model` is a registered model name or the RUN_DIR of a fine-tuned
-    model; `weights` as for the builders (`architecture.resolve.DEFAULT_TAG`:
+    model; `weights` as for the builders (`architecture.build.DEFAULT_TAG`:
     the manifest's default tag).
     """
     from ..architecture.build import DEFAULT_TAG

@@ -1,4 +1,7 @@
-"""The output folder of a feature extraction: Parquet shards and their index.
+"""Where embeddings go: the Parquet folder (shards and their index), the .npz file, and the table of what each takes.
+
+The Parquet folder first; then the records of a run it keeps in its index;
+then the sinks (`SINKS`: the capability table, `sink_for`, `NpzFile`).
 
 Layout (every engine writes the same):
 

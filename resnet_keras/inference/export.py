@@ -2,8 +2,8 @@
 
 Keras 3 writes all three formats (`model.export`); this module adds the
 BatchNorm folding and the check that the exported artifact computes what the
-folded Keras model computes (every output, `parity.compare`, within
-`parity.TOLERANCE`), with the runtime users deploy it with. Each format is
+folded Keras model computes (every output, `precision.compare`, within
+`precision.TOLERANCE`), with the runtime users deploy it with. Each format is
 one `ExportFormat` record in `FORMATS` (its suffix, the modules it needs,
 how it is written and read back); the precisions each loads are its row of
 `precision.BY_FORMAT`. The command line reads the same records.
@@ -181,7 +181,7 @@ def export_for_inference(
             lists the precisions each format's runtime loads.
         check_inputs: A batch of model inputs for the parity check; default
             two random images of the model's input shape.
-        tolerance: Largest allowed `max_error`; default `parity.TOLERANCE`:
+        tolerance: Largest allowed `max_error`; default `precision.TOLERANCE`:
             1e-4 for float32, 2e-2 for bfloat16, 5e-3 for float16.
 
     Returns:

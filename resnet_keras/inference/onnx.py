@@ -6,7 +6,7 @@ writes with `write`, quantizes for int8, and compiles with `session`.
 
 Several outputs come back as several arrays, in `keras.tree.flatten` order
 (Keras hands tf2onnx the flattened outputs: dict keys sorted, lists in
-order), the order `parity.compare` and `Predictor.predict` expect.
+order), the order `precision.compare` and `Predictor.predict` expect.
 """
 
 from __future__ import annotations

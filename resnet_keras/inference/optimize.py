@@ -1,4 +1,4 @@
-"""optimize_for_inference: fold BatchNorm away and pick the compute dtype.
+"""optimize_for_inference: fold BatchNorm away and pick the compute dtype; the folding plan.
 
 The rewrite is generic: it reads the functional graph of the model (which
 layer consumes which tensor), decides for every BatchNormalization layer how
@@ -7,7 +7,7 @@ re-calling freshly cloned layers on new inputs. Nothing is matched by layer
 name and no Lambda layer is created.
 
 How each BatchNormalization is folded (into the layer before it, into the
-layers after it, or into a `ChannelAffine`) is decided in `folding.py`.
+layers after it, or into a `ChannelAffine`) is decided by the folding plan (`plan_folds`, below).
 
 Dropout layers (identity at inference) are dropped too. All other layers are
 cloned with their weights, so the returned model shares nothing with the
@@ -104,7 +104,7 @@ def optimize_for_inference(model: keras.Model, precision: str = "float32") -> ke
     with it. Layer names stay readable: `conv2_block1_1_conv` keeps its name
     (now with a bias that holds the folded BN), folded `*_bn` layers are gone,
     and a BN that no convolution can absorb (V2 pre-activation) becomes a
-    `ChannelAffine` layer named `*_affine`. See inference/folding.py for the
+    `ChannelAffine` layer named `*_affine`. See the folding plan below for the
     rules. Inference only: the result has no BatchNorm statistics to train.
 
     Args:

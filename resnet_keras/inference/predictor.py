@@ -1,10 +1,10 @@
 """Predictor: one Keras model, compiled for the fastest CPU runtime installed.
 
-The arguments are checked first (`runtimes.choose`: precision and runtime
+The arguments are checked first (`precision.choose`: precision and runtime
 from `precision.BY_RUNTIME`; the calibration set here), then the engine is
 built (`precision.RUNTIMES`: the TensorFlow engine here, the others in
 `engines/`) and its outputs compared with the Keras model's
-(`parity.compare`; float32 gated by `parity.TOLERANCE`).
+(`precision.compare`; float32 gated by `precision.TOLERANCE`).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Predictor:
 
     The model is folded (BatchNorm into convolutions), handed to a runtime
     and compiled for the CPU; its outputs are compared with the Keras
-    model's right away (`parity`). `predict` takes the same preprocessed
+    model's right away (`precision.compare`). `predict` takes the same preprocessed
     batch `model.predict` takes and returns the same NumPy arrays.
 
     `predict` is safe to call from several threads at once, on every
@@ -108,7 +108,7 @@ class Predictor:
             digits) or "int8" (post-training static quantization; needs
             `calibration`).
         runtime: "auto" (the fastest installed for `precision`, see
-            `runtimes.AUTO_ORDER`), "openvino", "onnxruntime" or "tensorflow".
+            `precision.AUTO_ORDER`), "openvino", "onnxruntime" or "tensorflow".
         calibration: For int8: a few hundred preprocessed images like the ones
             you will predict on, shape (n, *input_shape), at least 32.
 

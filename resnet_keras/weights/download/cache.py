@@ -1,4 +1,4 @@
-"""The verified cache: where weights files live, how they get there, and its settings.
+"""The verified cache: where weights files live, how they get there, its settings, and its own files.
 
 The shared-cache rule (snapshot.py): what loads is bytes in our own memory,
 read once within the manifest's byte limit and hashed there; no parser
@@ -7,11 +7,12 @@ place and deletes them when a download fails; whatever it does, what loads
 is what was verified.
 
 A weights file reaches its final name in the cache only once its hash is
-verified (`download.download_verified`: into memory, checked, then a temp
-file and one `os.replace`). Readers therefore never see a partial file of
-ours, whether or not file locks work (NFS); the lock only saves a second
-process from fetching the same 100 MB again. The cache's files are listed
-in housekeeping.py.
+verified (`store_download`: into memory and checked by
+`download.download_verified`, then a temp file and one `os.replace`).
+Readers therefore never see a partial file of ours, whether or not file
+locks work (NFS); the lock only saves a second process from fetching the
+same 100 MB again. The cache's own files (temps, locks, full-hash records)
+are described in the second half of this module.
 
 A cached file that fails its check is looked at again while it keeps
 changing (keras may be rewriting it: we looked in the middle), for at most
@@ -364,7 +365,7 @@ def _recorded_hit(path: Path, wfile: WeightsFile, data: bytes, digest: str) -> b
 # --------------------------------------------------------------------------
 # The cache's own files: temp downloads, locks, full-hash records, and what crashed runs left.
 #
-# For a file `NAME` of the manifest (the suffixes are `manifest.parse`'s, so
+# For a file `NAME` of the manifest (the suffixes are `manifest.records`', so
 # that no manifest can name one of these files):
 #     .NAME.<host>-<pid>-<rand>.part   a download in progress (removed when it
 #                                      ends, or by a later run once its
@@ -397,7 +398,7 @@ USE_FILE_LOCK = True
 STALE_TEMP_SECONDS = 24 * 3600.0
 _HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 # A record is one line: 64 hex digits, two spaces, a name of at most 200
-# UTF-8 bytes (manifest.parse.MAX_FILE_NAME), a newline.
+# UTF-8 bytes (manifest.records.MAX_FILE_NAME), a newline.
 MAX_RECORD_BYTES = 1024
 MALFORMED = "malformed"
 _RECORD_LINE = re.compile(rb"([0-9a-f]{64})  ([^\n]+)\n")

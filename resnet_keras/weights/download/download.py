@@ -1,12 +1,14 @@
-"""Downloads: one URL's bytes into memory, verified, then stored under their name.
+"""Downloads: one URL's bytes into memory, bounded in every phase and checked against the manifest.
 
 `_transfer` brings the bytes (bounded, hashed on the way) into a buffer of
-our own: `http.transfer` for http(s), a bounded copy for a file:// mirror.
-The hash (and a prefix hash's full-hash record) is checked on those bytes;
-then they go to a temp file in the cache folder, fsync'd, and `os.replace`
-gives them their name in one atomic step. The caller loads the same bytes
-from memory (the shared-cache rule, snapshot.py): a program that rewrites
-the cached file afterwards (keras) cannot change what loads.
+our own: `transfer` for http(s) (below: one bounded HTTP transfer, and the
+one bounded reader for every phase of a request), a bounded copy for a
+file:// mirror. `download_verified` checks the manifest's hash on those
+bytes and returns them; the cache (cache.store_download) checks a prefix
+hash's full-hash record, writes them to a temp file, fsync'd, and
+`os.replace` gives them their name in one atomic step. The caller loads the
+same bytes from memory (the shared-cache rule, snapshot.py): a program that
+rewrites the cached file afterwards (keras) cannot change what loads.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ are hashed (when a hash is known), checked and parsed are those bytes,
 whatever happens to the file on disk meanwhile. Everything is read and
 checked (bounds on structure, names, chunk and declared sizes first; then
 counts, shapes, and each value by the rule every checkpoint reader shares,
-`values`) before the first assignment; all problems are reported at once
-and the model is left
-unchanged when there is any.
+`registry.as_variable_dtype`) before the first assignment; all problems are
+reported at once and the model is left unchanged when there is any. The
+bounds come second in this module: what a file's structure may hold, checked
+before any data is read.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def load(model, file: BinaryIO, where, *, adapt_input_channels: bool = False) ->
 
     The caller has sniffed the file (formats.registry). `adapt_input_channels`:
     a 3-channel stem kernel in the file is adapted to the model's input
-    channels (`values.adapt_stem_kernel`).
+    channels (`registry.adapt_stem_kernel`).
     """
     import h5py
 

@@ -1,4 +1,4 @@
-"""The file formats resnet_keras reads: one table, and the rules that derive from it.
+"""The file formats resnet_keras reads: one table, the rules that derive from it, and what a value must be.
 
 Each `FileFormat` names its suffixes, how its first bytes are recognized,
 the module that reads it and the pip extra that reader needs. A file's

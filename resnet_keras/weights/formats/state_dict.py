@@ -4,11 +4,11 @@
 names: bounded reading (`torch_files`), then this module's mapping. Keys
 map to Keras weights by rule (`torch_names.torchvision_key`). Every
 weight of the model is looked up, checked (shape, then the value rule every
-reader shares: `values`) and transposed to Keras' layout before the first
+reader shares: `registry.as_variable_dtype`) and transposed to Keras' layout before the first
 assignment; every key of the file must be used (`num_batches_tracked`
 aside, and `fc.*` when the model has no head). A Keras conv bias the
 checkpoint lacks (torch convs have none) is zero. Any problem: an error
-naming the keys (`values.refuse`), and the model is unchanged.
+naming the keys (`registry.refuse`), and the model is unchanged.
 """
 
 from __future__ import annotations

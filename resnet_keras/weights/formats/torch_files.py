@@ -21,7 +21,7 @@ the model's float32 weights), and
 
 Each returns {key: array-like} in the file's shape and dtype (torch
 tensors, NumPy arrays; bfloat16 widened to float32, exactly; `UnreadTensor`
-for other dtypes), for `state_dict` and the shared `values` rule to check
+for other dtypes), for `state_dict` and the shared value rule (`registry`) to check
 before anything is assigned.
 """
 
@@ -232,7 +232,7 @@ class UnreadTensor:
     """A safetensors entry of a dtype that never loads (I64, BOOL, ...): its bytes are not read.
 
     BatchNorm step counters (int64) are such entries and are ignored; any
-    other is refused by `values` with its dtype and key.
+    other is refused by the value rule (`registry`) with its dtype and key.
     """
 
     dtype: str

@@ -9,7 +9,7 @@ The prefix kind is the weak one: torchvision publishes only the first 8 hex
 digits of a file's SHA-256 (in its name; torch.hub checks that prefix), 32
 bits that a made-up file can match. The cache therefore records the full
 SHA-256 at the first verified download and holds the file to it on every
-later hit (`download/housekeeping.py`, hash records).
+later hit (`download/cache.py`, hash records).
 """
 
 from __future__ import annotations

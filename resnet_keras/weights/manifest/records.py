@@ -1,7 +1,10 @@
-"""The manifest's records: frozen, typed, validated by `parse.py` when read.
+"""The manifest: its frozen, typed records, the URL policy, and the JSON read into them.
 
 A `Manifest` maps model -> tag -> `WeightsEntry`; an entry holds the
 `WeightsFile` of each head (`top`, `notop`) with its URLs, hash and limits.
+The records come first, then which URLs a manifest may name (and a server
+redirect to), then the JSON read, validated and merged (`read_manifest`,
+`parse_manifest`, `shipped_manifest`, `active_manifest`).
 """
 
 from __future__ import annotations
