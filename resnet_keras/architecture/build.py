@@ -27,7 +27,6 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from .. import data_format
 from ..data_format import channel_axis, current, image_shape, layout, spatial_dims
 from ..errors import InvalidArgumentError
 from ..files import file_sha256
@@ -144,7 +143,7 @@ def build_pooled(resolved: Resolved, *, pooling: str | None, size: int | None = 
     trained at unless `size` says otherwise. What the CLI's `features` and
     `export --pooling` and `resnet_keras.extraction` build.
     """
-    shape = data_format.image_shape(size or resolved.input_size, data_format.current())
+    shape = image_shape(size or resolved.input_size, current())
     return build(resolved, pooling=pooling, input_shape=shape)
 
 
