@@ -31,7 +31,8 @@ def require(module_name: str) -> types.ModuleType:
         if in_ci():
             pytest.fail(
                 f"{message}. CI is set ({os.environ['CI']!r}), so the test extras must all "
-                'be installed and importable: pip install -e ".[test]"',
+                'be installed and importable: pip install -e ".[test]" (the fast tier), '
+                'pip install -e ".[test,test-slow]" (every tier)',
                 pytrace=False,
             )
         pytest.skip(message, allow_module_level=True)  # also at a module's top

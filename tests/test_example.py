@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import official_format
 from conftest import write_manifest
 
 ROOT = Path(__file__).parents[1]
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow (24 s)
 def test_classify_example_fetches_weights_and_prints_top5(official_file, mirror, tmp_path, isolated_env):
     path = official_file("resnet50", include_top=True)
     url = mirror.add(path.name, path.read_bytes())

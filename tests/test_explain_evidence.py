@@ -4,7 +4,8 @@ The task (examples/explain.py): a square, a plus or no shape at a random
 place over clutter of strokes in the same colors; only the shape decides the
 class, and its box is known. A heatmap "finds the evidence" when its peak
 lies in the shape's box grown by MARGIN pixels on each side. `-rP` prints
-the measured numbers.
+the measured numbers. All in the slow tier: each check trains a model
+(15-25 s on 2 cores); the fast tier's Grad-CAM tests are tests/test_explain.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import resnet_keras
 from optional import require
 from shapes_task import task
 
+pytestmark = pytest.mark.slow
 MARGIN = task.MARGIN  # 2 px: half the last stage's stride
 FAST = dict(size=32, train=450, epochs=4, held_out=400)
 SLOW = dict(size=48, train=2000, epochs=8, held_out=800)
@@ -95,7 +97,6 @@ def test_cascading_randomization_changes_the_heatmaps(model):
     assert np.allclose(same, 1.0)
 
 
-@pytest.mark.slow
 def test_the_heatmap_peak_is_on_the_shape_at_48_px_and_not_for_shuffled_labels():
     data = held_out(SLOW)
     result = task.evaluate(trained(SLOW), data, MARGIN)

@@ -143,7 +143,7 @@ def clean_run(images, out, weights, capsys, *extra):
 
 
 @pytest.mark.parametrize("stop", [
-    pytest.param(signal.SIGKILL, id="kill-9"),
+    pytest.param(signal.SIGKILL, marks=pytest.mark.slow, id="kill-9"),  # each a worker process (24 s)
     pytest.param(signal.SIGINT, marks=pytest.mark.slow, id="ctrl-c"),
     pytest.param(signal.SIGTERM, marks=pytest.mark.slow, id="sigterm"),
 ])

@@ -76,6 +76,7 @@ def rows(folder):
     return table.column("path").to_pylist(), np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
 
 
+@pytest.mark.slow  # two extractions (6 s)
 def test_a_folder_given_as_str_is_expanded_like_the_cli(photos, tmp_path, weights, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # README: `photos/` gives `photos/a/1.jpg`
     status, _, err = run(capsys, "features", "photos", "--out", "cli", "--model", "resnet20",

@@ -85,6 +85,7 @@ def test_record_holds_model_classes_preprocessing_history_and_metrics(two_phase,
     assert (loaded.class_names, loaded.preprocessing, loaded.best_epoch) == (ft.class_names, "tf", ft.best_epoch)
 
 
+@pytest.mark.slow  # a training run of its own (10 s)
 def test_head_phase_leaves_every_backbone_weight_and_statistic_bit_identical(train, published):
     ft = train(head_epochs=2, epochs=0)
     assert not any(changed(ft.model, published[1]).values())
@@ -101,6 +102,7 @@ def test_unfrozen_with_frozen_batchnorm_trains_convolutions_only(two_phase, publ
     assert kernels and all(kernels.values())
 
 
+@pytest.mark.slow  # a training run of its own (13 s)
 def test_unfrozen_with_batchnorm_train_updates_moving_statistics(train, published):
     ft = train(head_epochs=0, epochs=1, batchnorm="train")
     diff = changed(ft.model, published[1])
@@ -121,6 +123,7 @@ class Crash(Exception):
     """Stands for a process that dies in the middle of an epoch (the slow tier kills -9)."""
 
 
+@pytest.mark.slow  # three training runs (24 s)
 def test_a_run_that_dies_mid_epoch_resumes_to_the_same_weights(train, tmp_path, monkeypatch):
     """Dies in epoch 2, the second of the unfrozen phase: the resumed run must take the model,
     the optimizer's moments and step count, and the data order from the checkpoint of epoch 1."""

@@ -8,8 +8,8 @@
   full one (five seeds).
 - Resume is exact: `kill -9` in the middle of the head phase and again in
   the middle of the unfrozen phase, each time the same command again; the
-  final weights equal an uninterrupted run's bit for bit (slow tier; the fast
-  tier has the in-process version in test_finetune.py).
+  final weights equal an uninterrupted run's bit for bit (slow tier, as is
+  the in-process version in test_finetune.py).
 - A folder of 100,000 files lists in bounded time (slow tier; 10,000 in the fast one).
 """
 

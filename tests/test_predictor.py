@@ -30,7 +30,9 @@ from tiny_models import cosine, images, rel_error
 RNG = np.random.default_rng(7)
 X = RNG.standard_normal((19, 32, 32, 3)).astype("float32")  # 19: full and partial batches
 CALIBRATION = RNG.standard_normal((40, 32, 32, 3)).astype("float32")
-RUNTIMES = ("tensorflow", "openvino", "onnxruntime")
+# OpenVINO comes with the slow tier's packages (setup.cfg: test-slow), onnxruntime with the fast tier's.
+OPENVINO = pytest.mark.slow
+RUNTIMES = ("tensorflow", pytest.param("openvino", marks=OPENVINO), "onnxruntime")
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +208,7 @@ def from_threads(predict, inputs: list) -> list:
 
 @pytest.mark.parametrize(
     "runtime, plan",
-    [("openvino", "latency"), ("openvino", "streams x1"), ("openvino", "streams x2"),
+    [*(pytest.param("openvino", plan, marks=OPENVINO) for plan in ("latency", "streams x1", "streams x2")),
      ("onnxruntime", None), ("tensorflow", None)],
 )
 def test_predict_from_several_threads_gives_each_its_own_outputs(predictors, runtime, plan, monkeypatch):
@@ -241,6 +243,7 @@ def test_engine_outputs_outlive_the_next_call(predictors, runtime, monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(first, kept))
 
 
+@OPENVINO
 def test_a_new_batch_shape_is_tuned_once_when_threads_meet_it_together(predictors, monkeypatch):
     from resnet_keras.inference.engines import openvino
 

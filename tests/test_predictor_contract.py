@@ -137,7 +137,8 @@ def only_installed(monkeypatch, *present: str) -> None:
 @pytest.mark.parametrize(
     "present, float32, bfloat16, int8",
     [
-        (("openvino", "onnxruntime"), "openvino", "openvino", "openvino"),
+        pytest.param(("openvino", "onnxruntime"), "openvino", "openvino", "openvino",
+                     marks=pytest.mark.slow),  # OpenVINO comes with the slow tier's packages
         (("onnxruntime",), "onnxruntime", "tensorflow", "onnxruntime"),
         ((), "tensorflow", "tensorflow", None),
     ],

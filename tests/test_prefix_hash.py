@@ -261,6 +261,7 @@ def test_record_is_written_atomically(served, tiny_weights, isolated_env, monkey
 # -- torchvision's own format: a .pth behind the shipped tag ------------------------
 
 
+@pytest.mark.slow  # torch comes with the slow tier's packages
 def test_imagenet_on_resnet18_loads_a_pth_by_its_prefix_and_records_it(mirror, tmp_path, isolated_env):
     """The shipped tag with the file replaced by a generated checkpoint (no network):
     weights="imagenet" -> torchvision_imagenet1k_v1 -> prefix check -> record -> .pth reader."""
