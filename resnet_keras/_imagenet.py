@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data_format import channel_axis, check as check_data_format
+from .architecture.specs import channel_axis, check_data_format
 from .errors import InvalidArgumentError
 
 CLASS_INDEX_PATH = Path(__file__).parent / "data" / "imagenet_class_index.json"

@@ -28,15 +28,17 @@ def temp_name(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def replaced(path: str | os.PathLike) -> Iterator[Path]:
+def replaced(path: str | os.PathLike, temp: Path | None = None) -> Iterator[Path]:
     """A new empty temp file beside `path`, renamed over `path` if the block succeeds.
 
     Whatever writes the temp path (pyarrow, h5py, numpy) must close it; the
     bytes are flushed to disk before the rename, and the temp file is
-    removed if the block raises.
+    removed if the block raises. `temp` names the temp file where the
+    caller's cleanup reads its name (the weights cache: host and process);
+    by default `temp_name(path)`.
     """
     path = Path(path)
-    temp = temp_name(path)
+    temp = temp or temp_name(path)
     os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield temp
@@ -49,9 +51,9 @@ def replaced(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """A binary file that appears at `path` complete or not at all."""
-    with replaced(path) as temp, open(temp, "wb") as f:
+def atomic_write(path: str | os.PathLike, temp: Path | None = None) -> Iterator[BinaryIO]:
+    """A binary file that appears at `path` complete or not at all (`temp`: as for `replaced`)."""
+    with replaced(path, temp) as temp, open(temp, "wb") as f:
         yield f
 
 

@@ -13,7 +13,7 @@ import keras
 import official_format
 from resnet_keras.architecture import build as _builder
 from resnet_keras.architecture.specs import SPECS
-from resnet_keras.data_format import image_shape
+from resnet_keras.architecture.specs import image_shape
 
 CLASSES = 5
 # kind -> (spec, input size, the layer of the last feature stage, by the naming contract)

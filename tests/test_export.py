@@ -192,7 +192,7 @@ def test_records_load_without_keras():
     import sys
 
     code = (
-        "import sys, resnet_keras.inference.export, resnet_keras.data_format, resnet_keras._imagenet; "
+        "import sys, resnet_keras.inference.export, resnet_keras.architecture.specs, resnet_keras._imagenet; "
         "assert 'keras' not in sys.modules, 'keras imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -423,7 +423,7 @@ def test_a_corrupt_file_in_a_read_only_cache_is_named_as_corrupt(mirror, isolate
     def no_writes(*args, **kwargs):
         raise PermissionError(13, "Permission denied (read-only)")
 
-    monkeypatch.setattr(cache, "open_temp", no_writes)
+    monkeypatch.setattr(cache, "replaced", no_writes)  # no temp file
     monkeypatch.setattr(cache, "USE_FILE_LOCK", False)
     monkeypatch.setattr(os, "replace", no_writes)  # setting it aside fails too
     with pytest.raises(CacheError, match=f"cannot be written .*The cached {NAME} is corrupt"):

@@ -139,6 +139,7 @@ def test_pth_gives_torch_outputs_at_224(checkpoints, name):
     check_parity(name, *checkpoints(name), size=224)
 
 
+@pytest.mark.slow  # two 224 px models (7 s); test_notop_drops_fc_and_gives_torch_features loads a .pth in the fast tier
 def test_a_pt_file_loads_as_a_pth_does(checkpoints, tmp_path):
     """`.pt` is torch.save's other usual suffix: the same zip, read the same way."""
     torch_model, pth = checkpoints("resnet18")
@@ -182,6 +183,7 @@ def test_notop_drops_fc_and_gives_torch_features(checkpoints):
     assert relative_error(keras_outputs(model, x), want) <= TOLERANCE
 
 
+@pytest.mark.slow  # a 224 px model through the mirror (4.5 s)
 def test_a_manifest_entry_can_point_at_a_pth(checkpoints, mirror, tmp_path):
     torch_model, path = checkpoints("resnet18")
     data = path.read_bytes()
@@ -214,6 +216,7 @@ def test_keras_conv_biases_the_checkpoint_lacks_are_zero(checkpoints):
 # Conversion to HDF5
 
 
+@pytest.mark.slow  # convert, then load in a fresh model (4 s)
 def test_converted_h5_loads_without_torch(checkpoints, tmp_path, monkeypatch):
     torch_model, path = checkpoints("resnet18")
     converted = resnet_keras.convert_checkpoint(path, tmp_path / "resnet18.h5", "resnet18")
@@ -264,6 +267,7 @@ def test_adapted_stem_equals_the_timm_rule(checkpoints, channels):
     assert error <= TOLERANCE
 
 
+@pytest.mark.slow  # two adapted builds (4 s); test_adaptation_of_a_keras_v1_file stays fast
 def test_adaptation_works_for_keras_hdf5_files_and_channels_first(checkpoints, tmp_path):
     import keras
 

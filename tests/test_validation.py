@@ -122,8 +122,8 @@ def test_valid_unusual_inputs_are_accepted():
 
 
 def test_the_data_format_rule():
-    """data_format.py answers every channel-axis and shape question, keras-free."""
-    from resnet_keras import data_format as df
+    """specs.py's data-format rule answers every channel-axis and shape question, keras-free."""
+    from resnet_keras.architecture import specs as df
 
     assert [df.channel_axis(f) for f in df.FORMATS] == [1, -1]
     assert [df.channel_axis(f, batched=False) for f in df.FORMATS] == [0, -1]
@@ -131,6 +131,6 @@ def test_the_data_format_rule():
     assert df.spatial_dims((32, 24, 3), df.CHANNELS_LAST, batched=False) == (32, 24)
     assert df.image_shape(224, df.CHANNELS_FIRST) == (3, 224, 224)
     assert df.image_shape(None, df.CHANNELS_LAST) == (None, None, 3)
-    assert df.check(None) == keras.config.image_data_format()
+    assert df.check_data_format(None) == keras.config.image_data_format()
     with pytest.raises(InvalidArgumentError, match="Received: data_format='NHWC'"):
-        df.check("NHWC")
+        df.check_data_format("NHWC")

@@ -307,7 +307,7 @@ def test_torchvision_name_mapping_is_one_to_one(key):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 notes inside keras' loader
-@pytest.mark.parametrize("shortcut", ["A", "B"])
+@pytest.mark.parametrize("shortcut", ["A", pytest.param("B", marks=pytest.mark.slow)])  # B: 2.7 s more
 def test_cifar_model_round_trips_through_keras_file(tmp_path, shortcut):
     """Option A is built from stock layers: a .keras file loads without custom objects."""
     model = cifar.ResNet20(shortcut=shortcut)

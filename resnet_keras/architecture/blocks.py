@@ -17,7 +17,7 @@ from typing import Iterator
 import keras
 from keras import layers
 
-from ..data_format import channel_axis, current
+from .specs import channel_axis, current_data_format
 from .specs import BN_EPSILON, ResNetSpec
 
 EXPANSION = 4  # bottleneck output channels = EXPANSION * width
@@ -48,7 +48,7 @@ def _stage(index: int, feature, stride: int) -> FeatureStage:
 
 def batch_norm(x, name: str, epsilon: float = BN_EPSILON):
     return layers.BatchNormalization(
-        axis=channel_axis(current()), epsilon=epsilon, name=name
+        axis=channel_axis(current_data_format()), epsilon=epsilon, name=name
     )(x)
 
 
@@ -188,7 +188,7 @@ def _zero_pad_shortcut(x, *, stride: int, name: str):
     if stride > 1:
         x = layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
     zeros = layers.Rescaling(0.0, name=f"{name}_0_zeros")(x)
-    return layers.Concatenate(axis=channel_axis(current()), name=f"{name}_0_pad")([x, zeros])
+    return layers.Concatenate(axis=channel_axis(current_data_format()), name=f"{name}_0_pad")([x, zeros])
 
 
 def basic_block(

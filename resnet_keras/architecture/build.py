@@ -27,14 +27,15 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from ..data_format import channel_axis, current, image_shape, layout, spatial_dims
 from ..errors import InvalidArgumentError
 from ..files import file_sha256
 from ..weights.download import cache, snapshot
 from ..weights.formats import registry
 from ..weights.manifest import records
 from ..weights.manifest.records import Manifest, WeightsEntry, WeightsFile
-from .specs import SHORTCUT_OPTIONS, SPECS, ResNetSpec
+from .specs import (
+    SHORTCUT_OPTIONS, SPECS, ResNetSpec, channel_axis, current_data_format, image_shape, layout, spatial_dims,
+)
 
 
 def create_model(
@@ -143,7 +144,7 @@ def build_pooled(resolved: Resolved, *, pooling: str | None, size: int | None = 
     trained at unless `size` says otherwise. What the CLI's `features` and
     `export --pooling` and `resnet_keras.extraction` build.
     """
-    shape = image_shape(size or resolved.input_size, current())
+    shape = image_shape(size or resolved.input_size, current_data_format())
     return build(resolved, pooling=pooling, input_shape=shape)
 
 
@@ -320,7 +321,7 @@ def input_shape_to_build(
         default_size=default_size,
         min_size=min_size,
         pretrained=pretrained,
-        data_format=current(),
+        data_format=current_data_format(),
         adapt_input_channels=adapt_input_channels,
     )
     if input_tensor is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .catalog import ENTRIES, CatalogEntry, natural_key
-from ..data_format import spatial_dims
+from .specs import spatial_dims
 from ..errors import InvalidArgumentError
 from ..files import atomic_write
 

@@ -30,7 +30,7 @@ from typing import Sequence
 import keras
 
 from .blocks import FEATURE_STAGES, FeatureStage, graph_depth
-from ..data_format import channel_axis
+from .specs import channel_axis
 from ..errors import did_you_mean
 from ..errors import InvalidArgumentError
 

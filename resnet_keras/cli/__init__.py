@@ -8,17 +8,18 @@ The package, by job:
 - `weights_commands` (fetch, verify, weights), `model_commands` (list,
   info), `run_commands` (classify, features, export), `finetune_commands`
   (finetune, evaluate; classify --model RUN_DIR).
-- `options`: arguments several subcommands share; `output`: tables,
-  escaped file names, one-line errors in the command's words;
-  `loading`: builds the model a command asks for. Image files are read
-  and checked by `resnet_keras.images`, which the library shares.
+- `options`: arguments several subcommands share, and the model a command
+  asks for (built through `resnet_keras.extraction.source`); `output`:
+  tables, escaped file names, one-line errors in the command's words. Image
+  files are read and checked by `resnet_keras.images`, which the library
+  shares.
 
 Errors of this package (and OS errors) become one line on stderr,
 `resnet-keras: error: ...`, and exit status 1; usage errors exit with 2.
 
 Import what the command needs: parsing, `list`, `info` and the checks of
 files and arguments use only the standard library, NumPy and the manifest;
-Keras and TensorFlow are imported (`loading.load_model`) only to build a
+Keras and TensorFlow are imported (`options.import_keras`) only to build a
 model.
 """
 

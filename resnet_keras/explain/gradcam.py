@@ -20,7 +20,7 @@ import numpy as np
 import keras
 
 from . import graph
-from ..data_format import CHANNELS_FIRST, spatial_dims
+from ..architecture.specs import CHANNELS_FIRST, spatial_dims
 from ..errors import InvalidArgumentError, UnsupportedBackendError
 
 DEFAULT_BATCH_SIZE = 32

@@ -19,15 +19,14 @@ evidence, negatively.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import weakref
 from typing import Callable
 
 import keras
 
-from ..data_format import current
-from ..errors import InvalidArgumentError
+from ..architecture.specs import current_data_format
+from ..errors import InvalidArgumentError, did_you_mean
 from ..architecture.features import feature_info
 
 _STAGE_KEY = re.compile(r"C\d+$")
@@ -174,9 +173,8 @@ def _target(model, layer: str | None, by_name: dict) -> tuple[keras.layers.Layer
         layer = stages[key]
     matches = by_name.get(layer, [])
     if len(matches) != 1:
-        hints = difflib.get_close_matches(layer, list(by_name), n=1)
         why = "names no layer" if not matches else "names several layers"
-        suggestion = f" Did you mean {hints[0]!r}?" if hints and not matches else ""
+        suggestion = did_you_mean(layer, by_name) if not matches else ""
         raise InvalidArgumentError(
             f"`layer` must name one layer of the model; {layer!r} {why}.{suggestion} "
             f"Received: layer={layer!r}"
@@ -216,7 +214,7 @@ def _split(model: keras.Model, layer: str | None) -> Split:
             f"`layer` must be a point every path to the output passes through; {target.name!r} "
             f"is bypassed ({error}). Received: layer={layer!r}. Pick a later layer."
         ) from error
-    data_format = getattr(target, "data_format", None) or carrier_format or current()
+    data_format = getattr(target, "data_format", None) or carrier_format or current_data_format()
     return Split(features, head, final, target.name, data_format, int(outputs.shape[-1]))
 
 

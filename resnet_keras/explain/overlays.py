@@ -7,14 +7,14 @@ name works where matplotlib is installed.
 
 from __future__ import annotations
 
-import difflib
 import io
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, MissingDependencyError
+from ..errors import InvalidArgumentError, MissingDependencyError, did_you_mean
+from ..files import atomic_write
 
 # matplotlib's "jet" as (position, value) breakpoints per channel (_cm._jet_data).
 _JET = (
@@ -49,10 +49,8 @@ def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
             f"colormap={colormap!r}. Install it with `pip install matplotlib`, or use colormap='jet'."
         ) from error
     if not isinstance(colormap, str) or colormap not in matplotlib.colormaps:
-        hints = difflib.get_close_matches(str(colormap), list(matplotlib.colormaps), n=1)
-        suggestion = f" Did you mean {hints[0]!r}?" if hints else ""
         raise InvalidArgumentError(
-            f"`colormap` must be 'jet' or a matplotlib colormap name.{suggestion} "
+            f"`colormap` must be 'jet' or a matplotlib colormap name.{did_you_mean(colormap, matplotlib.colormaps)} "
             f"Received: colormap={colormap!r}"
         )
     return np.asarray(matplotlib.colormaps[colormap](heatmap), dtype=np.float32)[..., :3]
@@ -168,17 +166,6 @@ def save_overlay(path: str | os.PathLike, image, heatmap, *, alpha: float = 0.4,
     """
     path = check_path(path)
     data = encode_overlay(image, heatmap, format=path.suffix[1:], alpha=alpha, colormap=colormap)
-    write_atomically(path, data)
+    with atomic_write(path) as f:
+        f.write(data)
     return path
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """`data` at `path`, complete or not at all; the file mode is what open() gives."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with open(temp, "xb") as f:  # 0o666 less the umask, as open() creates files
-            f.write(data)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()

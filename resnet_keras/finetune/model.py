@@ -78,7 +78,7 @@ def resolve_precision(precision: str) -> str:
 def classifier(spec, *, classes: int, input_size: int, precision: str = "float32", offline=None):
     """The zoo model `spec` with a new softmax head of `classes`, random weights."""
     from ..architecture.build import build
-    from ..data_format import image_shape
+    from ..architecture.specs import image_shape
     from ..architecture.build import resolve
 
     with building(precision):
@@ -89,7 +89,7 @@ def classifier(spec, *, classes: int, input_size: int, precision: str = "float32
 def with_backbone(model, resolved, input_size: int) -> None:
     """Copy the weights `resolved` names (fetched and verified) into `model`'s backbone."""
     from ..architecture.build import build
-    from ..data_format import image_shape
+    from ..architecture.specs import image_shape
 
     with building():
         backbone = build(resolved, input_shape=image_shape(input_size, "channels_last"))

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from ..architecture.blocks import graph_depth
-from ..data_format import channel_axis
+from ..architecture.specs import channel_axis
 from ..errors import InvalidArgumentError
 from .precision import KERAS, check
 

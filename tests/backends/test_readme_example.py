@@ -1,4 +1,4 @@
-"""The README's classify example (tests/test_example.py) on JAX and PyTorch.
+"""The README's classify example (tests/readme_example.py) on JAX and PyTorch.
 
 examples/classify.py runs in a subprocess that inherits KERAS_BACKEND: it
 fetches an official-format ResNet50 file from a loopback mirror, loads it,
@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import pytest
 
-from test_example import test_classify_example_fetches_weights_and_prints_top5 as classify_example
+from readme_example import classify_the_sample_photos
 
 pytestmark = pytest.mark.backend
 
@@ -20,4 +20,4 @@ pytestmark = pytest.mark.backend
     reason="tests/test_example.py runs it in the default (TensorFlow) run",
 )
 def test_readme_classify_example_on_this_backend(official_file, mirror, tmp_path, isolated_env):
-    classify_example(official_file, mirror, tmp_path, isolated_env)
+    classify_the_sample_photos(official_file, mirror, tmp_path, isolated_env)

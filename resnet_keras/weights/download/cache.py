@@ -8,7 +8,8 @@ is what was verified.
 
 A weights file reaches its final name in the cache only once its hash is
 verified (`store_download`: into memory and checked by
-`download.download_verified`, then a temp file and one `os.replace`).
+`download.download_verified`, then the package's one atomic write,
+`files.replaced`: a temp file, fsync'd, renamed in one step).
 Readers therefore never see a partial file of ours, whether or not file
 locks work (NFS); the lock only saves a second process from fetching the
 same 100 MB again. The cache's own files (temps, locks, full-hash records)
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from ...errors import CacheError, InvalidArgumentError, OfflineError
+from ...files import atomic_write, replaced
 from ..manifest.records import CORRUPT_SUFFIX, LOCK_SUFFIX, RECORD_SUFFIX, TEMP_SUFFIX, WeightsFile
 from . import download, snapshot
 
@@ -281,12 +283,11 @@ def store_download(url: str, wfile: WeightsFile, path: Path, progressbar: bool, 
     gets one before the file gets its name.
     """
     folder = path.parent
-    try:
-        temp_path, temp = open_temp(folder, wfile.file_name)
-    except OSError as error:
-        raise not_writable(folder, error) from error
-    keep = False
-    try:
+    with contextlib.ExitStack() as staged:
+        try:
+            temp = staged.enter_context(replaced(path, temp_path(folder, wfile.file_name)))
+        except OSError as error:
+            raise not_writable(folder, error) from error
         data, digest = download.download_verified(url, wfile, path, progressbar, timeout)
         recorded = read_record(path) if wfile.weak_hash else None
         if recorded is not None and recorded != digest:
@@ -299,22 +300,13 @@ def store_download(url: str, wfile: WeightsFile, path: Path, progressbar: bool, 
                 integrity=True,
             )
         try:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())  # durable before it gets the trusted name
-            temp.close()
+            temp.write_bytes(data)
             if wfile.weak_hash:
                 write_record_if_missing(path, digest)
-            os.replace(temp_path, path)
+            staged.close()  # fsync'd, then the trusted name
         except OSError as error:
             raise not_writable(folder, error) from error
-        keep = True
-        return data
-    finally:
-        temp.close()
-        if not keep:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp_path)
+    return data
 
 
 def _offline_error(wfile, path: Path, what: str, state: str, failed: str, timeout: float) -> OfflineError:
@@ -429,13 +421,6 @@ def not_a_file(path: Path) -> str | None:
 def temp_path(folder: Path, file_name: str) -> Path:
     token = f"{_HOST_TAG}-{os.getpid()}-{secrets.token_hex(4)}"
     return folder / f".{file_name}.{token}{TEMP_SUFFIX}"
-
-
-def open_temp(folder: Path, file_name: str) -> tuple[Path, BinaryIO]:
-    """Create a new temp file for reading and writing; mode 0o666 & ~umask."""
-    path = temp_path(folder, file_name)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-    return path, os.fdopen(fd, "w+b")
 
 
 def not_writable(folder: Path, error: OSError, why: str = "") -> CacheError:
@@ -587,14 +572,5 @@ def write_record_if_missing(path: Path, digest: str) -> None:
     """
     if read_record(path) is not None:
         return
-    written, temp = open_temp(path.parent, path.name + RECORD_SUFFIX)
-    try:
-        with temp:
-            temp.write(f"{digest}  {path.name}\n".encode("utf-8"))
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(written, record_path(path))
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(written)
-        raise
+    with atomic_write(record_path(path), temp_path(path.parent, path.name + RECORD_SUFFIX)) as f:
+        f.write(f"{digest}  {path.name}\n".encode("utf-8"))

@@ -5,8 +5,8 @@ our own: `transfer` for http(s) (below: one bounded HTTP transfer, and the
 one bounded reader for every phase of a request), a bounded copy for a
 file:// mirror. `download_verified` checks the manifest's hash on those
 bytes and returns them; the cache (cache.store_download) checks a prefix
-hash's full-hash record, writes them to a temp file, fsync'd, and
-`os.replace` gives them their name in one atomic step. The caller loads the
+hash's full-hash record and gives them their name in one atomic step
+(files.replaced). The caller loads the
 same bytes from memory (the shared-cache rule, snapshot.py): a program that
 rewrites the cached file afterwards (keras) cannot change what loads.
 """
