@@ -5,7 +5,9 @@ place over clutter of strokes in the same colors; only the shape decides the
 class, and its box is known. A heatmap "finds the evidence" when its peak
 lies in the shape's box grown by MARGIN pixels on each side. `-rP` prints
 the measured numbers. All in the slow tier: each check trains a model
-(15-25 s on 2 cores); the fast tier's Grad-CAM tests are tests/test_explain.py.
+(15-25 s on 2 cores at 32 px, minutes at 48 px); the fast tier's Grad-CAM
+tests are tests/test_explain.py. The evidence check runs at 48 px (its
+32 px twin would only repeat it); the sanity check at 32 px.
 """
 
 from __future__ import annotations
@@ -43,21 +45,6 @@ def report(name: str, setting: dict, result: dict) -> None:
     print(f"\nEVIDENCE {name} {setting['size']} px, {setting['train']} images x {setting['epochs']} epochs: "
           f"held-out accuracy {result['accuracy']:.3f}, heatmap peak in the shape's box (+{MARGIN} px) "
           f"for {result['peak_in_box']:.3f} of {result['correct']} correct images with a shape")
-
-
-def test_the_heatmap_peak_is_on_the_shape(model):
-    result = task.evaluate(model, held_out(FAST), MARGIN)
-    report("trained", FAST, result)
-    assert result["accuracy"] >= 0.7 and result["correct"] >= 150  # the net learned the task
-    assert result["peak_in_box"] >= 0.9
-
-
-def test_a_model_trained_on_shuffled_labels_does_not_point_at_the_shape():
-    result = task.evaluate(trained(FAST, shuffle_labels=True), held_out(FAST), MARGIN)
-    report("shuffled labels", FAST, result)
-    assert result["correct"] >= 50  # chance: a third of the images
-    # measured 0.11, 0.29 and 0.39 with three seeds; the box + margin is 12% of the image
-    assert result["peak_in_box"] < 0.6
 
 
 # Cascading randomization (Adebayo et al. 2018, section 3): re-initialize the

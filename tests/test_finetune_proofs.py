@@ -2,10 +2,9 @@
 
 - Transfer shows (benchmarks/finetune_proof.py): fine_tune from weights
   pretrained on digits 0-4 beats the same net trained from scratch on 5-9
-  with the same budget, and a linear probe on the frozen features. Both run
-  in the slow tier: the small setting (one seed, 8x8, 26 s: the fast tier's
-  longest test, moved to keep the README's command within 3 minutes) and the
-  full one (five seeds).
+  with the same budget, and a linear probe on the frozen features, over five
+  seeds (slow tier; the one-seed 8x8 check it once had in the fast tier took
+  26 s, and in the slow tier it would only repeat this one).
 - Resume is exact: `kill -9` in the middle of the head phase and again in
   the middle of the unfrozen phase, each time the same command again; the
   final weights equal an uninterrupted run's bit for bit (slow tier, as is
@@ -29,15 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import finetune_proof  # noqa: E402
-
-
-@pytest.mark.slow
-def test_transfer_shows_in_the_small_setting():
-    result = finetune_proof.run(seeds=1, labels=10, setting=finetune_proof.QUICK)
-    run = result["runs"][0]
-    print(f"TRANSFER (quick): fine_tune {run['fine_tune']:.3f}, scratch {run['scratch']:.3f}, "
-          f"linear probe {run['linear_probe']:.3f} on {run['test_images']} test images")
-    assert run["fine_tune"] >= run["scratch"] + 0.05
 
 
 @pytest.mark.slow
