@@ -78,11 +78,11 @@ def test_package_manifest_is_the_top_level_file():
     assert records.SHIPPED_MANIFEST.read_bytes() == top_level.read_bytes()
 
 
-def _serve(mirror, tmp_path, monkeypatch, path, key="resnet50", kind="top"):
+def _serve(mirror, tmp_path, monkeypatch, path, key="resnet50", kind="top", input_size=224):
     url = mirror.add(path.name, path.read_bytes())
     manifest = write_manifest(
         tmp_path / "mirror.json", key, {kind: (path.name, [url], "md5:" + official_format.md5(path))},
-        input_size=224,
+        input_size=input_size,
     )
     monkeypatch.setenv("RESNET_KERAS_MANIFEST", str(manifest))
     return path.name
@@ -128,31 +128,33 @@ def test_corrupt_cached_file_is_replaced_online_and_named_offline(official_file,
     assert (isolated_env / name).read_bytes() == path.read_bytes()
 
 
-def test_offline_cold_cache_says_what_to_put_where(official_file, mirror, tmp_path, monkeypatch, isolated_env):
-    path = official_file("resnet50", include_top=False)
-    name = _serve(mirror, tmp_path, monkeypatch, path, kind="notop")
+# The fast tier's weights-path checks use a ResNet20 file in the official layout;
+# the ResNet50 file (a full-size build) is the slow tier's.
+def test_offline_cold_cache_says_what_to_put_where(mirror, tmp_path, monkeypatch, isolated_env):
+    path = official_format.seeded_resnet20(tmp_path / "resnet20_weights_notop.h5")
+    name = _serve(mirror, tmp_path, monkeypatch, path, key="resnet20", kind="notop", input_size=32)
     with pytest.raises(OfflineError) as info:
-        resnet_keras.ResNet50(weights="imagenet", include_top=False, offline=True)
+        resnet_keras.ResNet20(weights="imagenet", include_top=False, offline=True)
     message = str(info.value)
     for part in (name, official_format.md5(path), mirror.url(name), str(isolated_env)):
         assert part in message
     assert mirror.requests == []
 
 
-def test_wrong_bytes_from_server_never_reach_the_cache(official_file, mirror, tmp_path, monkeypatch, isolated_env):
-    path = official_file("resnet50", include_top=False)
+def test_wrong_bytes_from_server_never_reach_the_cache(mirror, tmp_path, monkeypatch, isolated_env):
+    path = official_format.seeded_resnet20(tmp_path / "resnet20_weights_notop.h5")
     manifest = write_manifest(
-        tmp_path / "m.json", "resnet50",
+        tmp_path / "m.json", "resnet20",
         {"notop": (path.name, [mirror.add(path.name, b"<html>moved</html>")], "md5:" + official_format.md5(path))},
     )
     with pytest.raises(IntegrityError, match=path.name):
-        resnet_keras.ResNet50(weights="imagenet", include_top=False, manifest=manifest)
+        resnet_keras.ResNet20(weights="imagenet", include_top=False, manifest=manifest)
     assert not any(isolated_env.iterdir())
 
 
-def test_file_for_the_other_head_is_named_and_model_unchanged(official_file):
-    path = official_file("resnet50", include_top=True)
-    model = resnet_keras.ResNet50(weights=None, include_top=False)
+def test_file_for_the_other_head_is_named_and_model_unchanged(tmp_path):
+    path = official_format.seeded_resnet20(tmp_path / "resnet20_weights.h5", include_top=True)
+    model = resnet_keras.ResNet20(weights=None, include_top=False)
     before = [w.numpy().copy() for w in model.weights]
     with pytest.raises(WeightsMismatchError, match="include_top=True"):
         resnet_keras.load_weights(model, path)
