@@ -40,9 +40,11 @@ SIZE = 16
 # 1 head epoch + 1 unfrozen epoch of 3 steps each; float32: the comparison is about the
 # distribution, not about bfloat16 rounding; keep="last": the weights after the fixed steps.
 SETTINGS = dict(head_epochs=1, epochs=1, batch_size=16, lr=1e-4, precision="float32", keep="last")
-# Measured on this machine (2026-12-02): 2 vs 1 JAX process 9e-8 (frozen BatchNorm) and 1.7e-6
-# (batchnorm="train"); 2 JAX processes vs the TensorFlow run 1.1e-5 (the backends' arithmetic).
-SAME_ENGINE, OTHER_BACKEND = 1e-5, 1e-4
+# Measured (2026-12-02, Intel Xeon): 2 vs 1 JAX process 9e-8 (frozen BatchNorm) and 1.7e-6
+# (batchnorm="train"); 2 JAX processes vs the TensorFlow run 1.1e-5 there, 4.4e-4 on an AMD
+# EPYC (2026-12-03): the backends' arithmetic differs by CPU (TensorFlow's oneDNN kernels), so
+# OTHER_BACKEND only says "the same training"; the distribution itself is held to SAME_ENGINE.
+SAME_ENGINE, OTHER_BACKEND = 1e-5, 1e-3
 
 
 def flags(settings: dict) -> list[str]:
