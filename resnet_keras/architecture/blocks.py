@@ -17,8 +17,7 @@ from typing import Iterator
 import keras
 from keras import layers
 
-from .specs import channel_axis, current_data_format
-from .specs import BN_EPSILON, ResNetSpec
+from .specs import BN_EPSILON, ResNetSpec, channel_axis, current_data_format
 
 EXPANSION = 4  # bottleneck output channels = EXPANSION * width
 

@@ -49,8 +49,9 @@ def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
             f"colormap={colormap!r}. Install it with `pip install matplotlib`, or use colormap='jet'."
         ) from error
     if not isinstance(colormap, str) or colormap not in matplotlib.colormaps:
+        suggestion = did_you_mean(colormap, matplotlib.colormaps)
         raise InvalidArgumentError(
-            f"`colormap` must be 'jet' or a matplotlib colormap name.{did_you_mean(colormap, matplotlib.colormaps)} "
+            f"`colormap` must be 'jet' or a matplotlib colormap name.{suggestion} "
             f"Received: colormap={colormap!r}"
         )
     return np.asarray(matplotlib.colormaps[colormap](heatmap), dtype=np.float32)[..., :3]
