@@ -9,6 +9,9 @@
 #
 #   tests/run_backends.sh                 # tensorflow, jax, torch
 #   tests/run_backends.sh jax torch       # some of them
+#   tests/run_backends.sh --parallel      # all three pytest processes at once, each
+#                                         # log printed when it ends (.ci/run: most of
+#                                         # each run is one busy core)
 #
 # Keras fixes its backend at import, so each backend is its own pytest
 # process. JAX and PyTorch (CPU builds) go into a virtual environment of
@@ -25,6 +28,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=3
 
+parallel=false
+if [ "${1:-}" = --parallel ]; then
+    parallel=true
+    shift
+fi
 backends=("$@")
 [ ${#backends[@]} -gt 0 ] || backends=(tensorflow jax torch)
 venv=${RESNET_KERAS_BACKENDS_VENV:-${TMPDIR:-/tmp}/resnet_keras_backends_venv}
@@ -67,17 +75,47 @@ sys.exit(any(u.find_spec(m) is None for m in ('keras', 'h5py', 'pytest', 'resnet
     echo "$venv/bin/python"
 }
 
+run_suite() {  # backend python
+    echo "== backend tests: $1"
+    local t=$SECONDS
+    # (keras' variables warn about NumPy 2's copy keyword on JAX and torch)
+    # -n 0: one process per backend, as these suites were measured (two-device tests start their own)
+    local status=0
+    KERAS_BACKEND=$1 "$2" -m pytest -m backend tests/backends -q -p no:cacheprovider -n 0 \
+        -W "ignore:__array__ implementation:DeprecationWarning" || status=$?
+    echo "-- $1 took $((SECONDS - t)) s"
+    return $status
+}
+
+pythons=()
 for backend in "${backends[@]}"; do
     case "$backend" in
         tensorflow | jax | torch) ;;
         *) echo "unknown backend: $backend (tensorflow, jax or torch)" >&2; exit 2 ;;
     esac
-    py=$(python_for "$backend")
-    echo "== backend tests: $backend"
-    t=$SECONDS
-    # (keras' variables warn about NumPy 2's copy keyword on JAX and torch)
-    # -n 0: one process per backend, as these suites were measured (two-device tests start their own)
-    KERAS_BACKEND=$backend "$py" -m pytest -m backend tests/backends -q -p no:cacheprovider -n 0 \
-        -W "ignore:__array__ implementation:DeprecationWarning"
-    echo "-- $backend took $((SECONDS - t)) s"
+    py=$(python_for "$backend")  # installs first, one at a time: the venv is shared
+    pythons+=("$py")
 done
+
+if ! $parallel; then
+    for i in "${!backends[@]}"; do
+        run_suite "${backends[$i]}" "${pythons[$i]}"
+    done
+    exit 0
+fi
+logs=$(mktemp -d)
+pids=()
+for i in "${!backends[@]}"; do
+    run_suite "${backends[$i]}" "${pythons[$i]}" > "$logs/$i.log" 2>&1 &
+    pids+=($!)
+done
+failed=()
+for i in "${!backends[@]}"; do
+    wait "${pids[$i]}" || failed+=("${backends[$i]}")
+    cat "$logs/$i.log"
+done
+rm -rf "$logs"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "backend tests failed: ${failed[*]}" >&2
+    exit 1
+fi

@@ -1,4 +1,9 @@
-"""benchmarks/bench.py runs end to end on a tiny configuration (slow: ~20 s)."""
+"""benchmarks/bench.py runs end to end on a tiny configuration (slow: about 90 s on 2 cores).
+
+One model, the keras drop-in: its row compares against keras.applications
+(a zoo-only model such as resnet18 goes through the same code without that
+column).
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,15 @@ BENCH = Path(__file__).parents[1] / "benchmarks" / "bench.py"
 def test_quick_benchmark_writes_the_report(tmp_path):
     out = tmp_path / "performance.md"
     subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--models", "resnet18", "resnet50",
+        [sys.executable, str(BENCH), "--quick", "--models", "resnet50",
          "--size", "32", "--repeats", "1", "--out", str(out)],
         check=True,
         timeout=600,
     )
     report = out.read_text()
-    assert "## Inference paths" in report and "Predictor int8 (auto)" in report and "| resnet50 |" in report and "| resnet18 |" in report
+    assert "## Inference paths" in report and "Predictor int8 (auto)" in report and "| resnet50 |" in report
     assert "Load average" in report and "GFLOP/s" in report
     results = json.loads(out.with_suffix(".json").read_text())
-    assert {m["name"] for m in results["models"]} == {"resnet18", "resnet50"}
-    assert results["models"][1]["max_output_difference"] < 1e-4  # same weights, same outputs
+    assert {m["name"] for m in results["models"]} == {"resnet50"}
+    assert results["models"][0]["max_output_difference"] < 1e-4  # same weights, same outputs
     assert out.with_suffix(".png").stat().st_size > 10_000

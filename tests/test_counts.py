@@ -38,8 +38,9 @@ def test_a_row_recorded_for_another_spec_is_not_used(monkeypatch):
     assert counts.of("resnet20").params == wider().count_params() > counts.recorded()["resnet20"][1].params
 
 
+# ResNet1202: tests/test_depth.py counts the one 4,214-layer build it makes for every check.
 @pytest.mark.parametrize(
-    "key", [k if k in SMALL else pytest.param(k, marks=pytest.mark.slow) for k in SPECS]
+    "key", [k if k in SMALL else pytest.param(k, marks=pytest.mark.slow) for k in SPECS if k != "resnet1202"]
 )
 def test_recorded_counts_are_the_built_graph(key):
     measured = counts.measure(ENTRIES[key])

@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 import resnet_keras
+from resnet_keras.architecture import counts
 from resnet_keras.architecture.blocks import graph_depth
+from resnet_keras.architecture.specs import SPECS
+from tiny_models import fused_error
 
 
 @pytest.fixture
@@ -104,18 +107,28 @@ def test_optimize_for_inference_raises_the_limit_only_for_its_walk(python_defaul
     assert len(fused.layers) < len(model.layers)  # BatchNorm folded
 
 
-@pytest.mark.slow  # 4,214 layers: about 20 s per symbolic build on 2 cores
+@pytest.mark.slow  # 4,214 layers: about 20 s per symbolic build on 2 cores; built once here
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 notes inside keras' weight saving
-def test_resnet1202_builds_runs_and_gives_features_at_pythons_default_limit(python_default_limit, tmp_path):
-    model = resnet_keras.ResNet1202()
+def test_resnet1202_builds_counts_runs_folds_and_gives_features_at_pythons_default_limit(python_default_limit, tmp_path):
+    model = resnet_keras.ResNet1202(classifier_activation=None)
     assert sys.getrecursionlimit() == python_default_limit
     x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
     assert model(x, training=True).shape == (1, 10)  # training BN: finite with random statistics
+    # its recorded counts (tests/test_counts.py holds the other models to theirs)
+    assert counts.recorded()["resnet1202"] == (repr(SPECS["resnet1202"]), counts.count(model))
+    info = resnet_keras.feature_info(model)
+    assert [(f.name, f.stride, f.channels) for f in info] == [("C2", 1, 16), ("C3", 2, 32), ("C4", 4, 64)]
     features = resnet_keras.feature_model(model)
     assert [tuple(t.shape) for t in features.output.values()] == [
         (None, 32, 32, 16), (None, 16, 16, 32), (None, 8, 8, 64),
     ]
-    assert len(resnet_keras.optimize_for_inference(model).layers) < len(model.layers)
+    out = features(x, training=True)  # training BN, as above
+    assert all(np.all(np.isfinite(keras.ops.convert_to_numpy(t))) for t in out.values())
+    assert {id(v) for v in features.weights} <= {id(v) for v in model.weights}  # the backbone's, not copies
+    # BatchNorm folding keeps the outputs (tests/test_inference.py holds the other models to this)
+    fused, error = fused_error("resnet1202", model)
+    print(f"FUSED resnet1202: relative error {error:.2e}")
+    assert error < 1e-4 and len(fused.layers) < len(model.layers)
     path = tmp_path / "resnet1202.weights.h5"
     model.save_weights(path)
     model.load_weights(path)

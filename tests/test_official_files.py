@@ -117,6 +117,32 @@ def test_every_official_file_layout_loads_like_keras(world_file, writer, model_k
     print(f"PARITY {writer} {model_key} {head}: relative error {error:.3e}")
 
 
+def _layout(path: Path) -> tuple:
+    """An HDF5 weights file but its values: the weighted layers in order, each weight's name, shape and dtype."""
+    def text(name) -> str:  # h5py gives names back as bytes or str, as the writer stored them
+        return name.decode() if isinstance(name, bytes) else name
+
+    with h5py.File(path, "r") as root:
+        layers = []
+        for layer in map(text, root.attrs["layer_names"]):
+            weights = [text(name) for name in root[layer].attrs["weight_names"]]
+            if weights:
+                layers.append((layer, tuple((w, root[layer][w].shape, root[layer][w].dtype.str) for w in weights)))
+        return text(root.attrs["backend"]), tuple(layers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_key, head", [(m, h) for m in ("resnet50", "resnet50v2") for h in ("top", "notop")])
+def test_the_tests_official_format_writer_writes_the_layout_keras_2_writes(world_file, official_file,
+                                                                           model_key, head):
+    """official_format.write_keras2_weights (the `official_file` fixture, which the other weights
+    tests load) lays a file out as tf.keras 2 did; only the input layer's name, which holds no
+    weights, differs between Keras 2 and Keras 3."""
+    ours = _layout(official_file(model_key, head == "top"))
+    assert ours == _layout(world_file("tf-keras", model_key, head))
+    assert len(ours[1]) > 100
+
+
 @pytest.mark.slow
 def test_probs_file_through_the_manifest_is_the_readme_main_job(world_file, mirror, tmp_path, monkeypatch):
     """`ResNet50()` (include_top=True, weights='imagenet') on a keras-applications file."""

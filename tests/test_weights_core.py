@@ -1,4 +1,4 @@
-"""Official-format weight files load as they are and give keras' outputs;
+"""Official-format weight files load as they are (keras' outputs from every writer: tests/test_official_files.py);
 "imagenet" resolves through the manifest into keras' own cache."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import pytest
 import official_format
 import resnet_keras
 from conftest import write_manifest
-from keras_builders import KERAS_BUILDERS, OUR_BUILDERS
 from facts import table
 from resnet_keras.weights.manifest import records
 from resnet_keras.errors import IntegrityError, OfflineError, WeightsMismatchError
@@ -20,44 +19,6 @@ from resnet_keras.errors import IntegrityError, OfflineError, WeightsMismatchErr
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 # md5 of the official files, (with top, notop); source: tests/data/facts.json.
 OFFICIAL_MD5 = table("official_md5", "top", "notop")
-
-
-def relative_error(ours, theirs) -> float:
-    return float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
-
-
-def keras_parity(official_file, key, include_top):
-    """Relative error between our model and keras' on the same official file."""
-    path = official_file(key, include_top)
-    size = 224 if include_top else 64
-    # Logits, not softmax: random weights give near one-hot softmax outputs
-    # that would hide small differences.
-    kwargs = dict(classifier_activation=None) if include_top else dict(include_top=False, input_shape=(size, size, 3))
-    theirs = KERAS_BUILDERS[key](weights=None, **kwargs)
-    theirs.load_weights(str(path))  # keras' own legacy-HDF5 loader
-    ours = OUR_BUILDERS[key](weights=path, **kwargs)
-    images = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype("float32")
-    x = resnet_keras.resnet_v2.preprocess_input(images) if key.endswith("v2") else resnet_keras.resnet.preprocess_input(images)
-    a, b = ours.predict(x, verbose=0), theirs.predict(x, verbose=0)
-    assert a.shape == b.shape
-    return relative_error(a, b)
-
-
-@pytest.mark.parametrize("key", ["resnet50", "resnet50v2"])
-@pytest.mark.slow
-def test_official_format_file_gives_keras_outputs(official_file, key):
-    error = keras_parity(official_file, key, include_top=True)
-    print(f"PARITY {key} include_top=True relative_error={error:.3e}")
-    assert error < 1e-5
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("include_top", [True, False], ids=["top", "notop"])
-@pytest.mark.parametrize("key", sorted(OUR_BUILDERS))
-def test_all_official_format_files_give_keras_outputs(official_file, key, include_top):
-    error = keras_parity(official_file, key, include_top)
-    print(f"PARITY {key} include_top={include_top} relative_error={error:.3e}")
-    assert error < 1e-5
 
 
 def test_shipped_manifest_has_the_official_files():

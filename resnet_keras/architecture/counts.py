@@ -85,7 +85,11 @@ def format_macs(macs: int) -> str:
 
 def measure(entry: CatalogEntry) -> Counts:
     """Build the model of `entry` (symbolically, no weights) and count."""
-    model = entry.function(weights=None)  # default input size and head
+    return count(entry.function(weights=None))  # default input size and head
+
+
+def count(model) -> Counts:
+    """The counts of a built model with its classifier (named `predictions`)."""
     params = model.count_params()
     return Counts(
         params=params,
