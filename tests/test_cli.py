@@ -24,7 +24,7 @@ from cli_runs import PHOTOS, assert_one_line_error, cli_env, keras_outputs, pars
 from conftest import write_manifest
 from optional import require
 from resnet_keras import cli
-from resnet_keras.cli import output
+from resnet_keras.cli import output, registry
 
 COMMANDS = ("fetch", "verify", "weights", "list", "info", "classify", "features", "export", "finetune", "evaluate")
 
@@ -305,7 +305,7 @@ def test_help_for_every_command(name, capsys):
 
 
 def test_every_command_is_registered():
-    assert set(COMMANDS) == set(cli.COMMANDS)
+    assert set(COMMANDS) == set(registry.COMMANDS)
 
 
 # --------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def test_manifest_option(tmp_path, capsys, mirror, isolated_env):
 
 
 def test_subcommands_are_registered_and_duplicates_refused():
-    assert {"fetch", "verify", "weights"} <= set(cli.COMMANDS)
+    assert {"fetch", "verify", "weights"} <= set(registry.COMMANDS)
     with pytest.raises(ValueError, match="registered twice"):
         registry.command("fetch", help="again")(lambda args: 0)
 

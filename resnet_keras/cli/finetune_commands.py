@@ -19,7 +19,7 @@ import argparse
 import inspect
 import json
 
-from .options import add_model_options, cli_weights, import_keras, non_negative_float, positive_int
+from .common import add_model_options, cli_weights, import_keras, non_negative_float, positive_int
 from .output import print_table, printable
 from .registry import EXIT_OK, command
 from ..errors import InvalidArgumentError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import active_manifest, add_manifest_option
+from .common import active_manifest, add_manifest_option
 from .output import print_table
 from .registry import EXIT_OK, command
 from ..architecture import counts

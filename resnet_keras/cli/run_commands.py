@@ -1,7 +1,7 @@
 """Subcommands that run a model: classify, features, export.
 
 Each takes `--model` (MODEL for export) as a registered model or a
-fine-tuned RUN_DIR, opened once (`loading.open_model`: the library's
+fine-tuned RUN_DIR, opened once (`common.open_model`: the library's
 `Source`), and checks every file and argument before Keras is imported.
 `features` is `resnet_keras.extraction.extract_features` with flags.
 """
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .options import (
+from .common import (
     add_batch_size, add_inference_options, add_model_options, build_model, check_inference_options, cli_weights,
     import_keras, non_negative_float, open_model, positive_float, positive_int, predict_function,
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import active_manifest, add_manifest_option, add_verbose
+from .common import active_manifest, add_manifest_option, add_verbose
 from .output import print_table, report
 from .registry import EXIT_FAILURE, EXIT_OK, command
 from ..errors import InvalidArgumentError, ResNetKerasError, UnknownWeightsError
@@ -170,7 +170,7 @@ def run_weights(args: argparse.Namespace) -> int:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from .options import import_keras
+    from .common import import_keras
     from .output import printable
     from ..architecture.convert import check_conversion, convert_checkpoint
 

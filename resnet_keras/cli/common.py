@@ -1,4 +1,11 @@
-"""What the subcommands share: their common options, what `--manifest` selects, and the model they name."""
+"""What every subcommand shares: the parser and `main`, the common options, what
+`--manifest` selects, and the model a command names.
+
+`main` parses (configuring only the named command's arguments), runs the
+registered command and turns this package's errors (and OS errors) into one
+line on stderr, `resnet-keras: error: ...`, with exit status 1; usage errors
+exit with 2.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,58 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
+
+from .output import report
+from .registry import COMMANDS, EXIT_FAILURE, EXIT_INTERRUPTED
+from ..errors import ResNetKerasError
 
 if TYPE_CHECKING:  # the source loads NumPy: not for --help
     from ..extraction.source import Source
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every registered command; with `command`, only that one's arguments are
+    configured (the others keep their name and help, which is all `--help` lists)."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="resnet-keras",
+        description="keras.applications-compatible ResNets: weights and tools.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="show TensorFlow's start-up and device messages (hidden by default)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS.values():
+        sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        if command is None or command == cmd.name:
+            cmd.configure(sub)
+            add_verbose(sub)
+        sub.set_defaults(run=cmd.run)
+    return parser
+
+
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The command `argv` names: its first word that is not an option (the top-level options take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None) if argv else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    name = _command_name(argv)
+    args = build_parser(name if name in COMMANDS else None).parse_args(argv)
+    try:
+        return args.run(args)
+    except (ResNetKerasError, OSError) as error:
+        report(error, args)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("resnet-keras: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def add_manifest_option(parser: argparse.ArgumentParser) -> None:
@@ -106,7 +161,7 @@ def add_inference_options(parser: argparse.ArgumentParser, *, predictor_by_defau
     """--precision, --runtime, --calibration: run the model through a `Predictor`.
 
     Left out, they are None: the command runs plain Keras, or a float32
-    Predictor where `predictor_by_default` (see `loading.predict_function`).
+    Predictor where `predictor_by_default` (see `predict_function`).
     """
     from ..inference.precision import BY_RUNTIME, PREDICTOR  # plain data: no Keras, no NumPy
 
