@@ -5,7 +5,7 @@
 # keras variants against keras.applications (JAX, torch), and two-device
 # training (MirroredStrategy in the TensorFlow pass,
 # keras.distribution.DataParallel in the JAX pass). On 2 busy cores:
-# TensorFlow 132 s, JAX 311 s, torch 286 s, plus the first install.
+# TensorFlow 115 s, JAX 262 s, torch 150 s one after another (AMD EPYC), plus the first install.
 #
 #   tests/run_backends.sh                 # tensorflow, jax, torch
 #   tests/run_backends.sh jax torch       # some of them
