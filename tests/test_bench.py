@@ -1,4 +1,4 @@
-"""benchmarks/bench.py runs end to end on a tiny configuration (slow: about 90 s on 2 cores).
+"""benchmarks/bench.py runs end to end on a tiny configuration (slow: about 2 min on 2 busy cores).
 
 One model, the keras drop-in: its row compares against keras.applications
 (a zoo-only model such as resnet18 goes through the same code without that

@@ -93,9 +93,14 @@ def _check_same_outputs(path: Path, model_key: str, head: str) -> float:
     return error
 
 
+def _text(name) -> str:
+    """An HDF5 name as h5py gives it back: bytes or str, as the writer stored it."""
+    return name.decode() if isinstance(name, bytes) else name
+
+
 def _classifier_names(path: Path) -> list[str]:
     with h5py.File(path, "r") as root:
-        names = [n.decode() if isinstance(n, bytes) else n for n in root.attrs["layer_names"]]
+        names = [_text(n) for n in root.attrs["layer_names"]]
     return [n for n in names if n in ("probs", "predictions")]
 
 
@@ -119,16 +124,13 @@ def test_every_official_file_layout_loads_like_keras(world_file, writer, model_k
 
 def _layout(path: Path) -> tuple:
     """An HDF5 weights file but its values: the weighted layers in order, each weight's name, shape and dtype."""
-    def text(name) -> str:  # h5py gives names back as bytes or str, as the writer stored them
-        return name.decode() if isinstance(name, bytes) else name
-
     with h5py.File(path, "r") as root:
         layers = []
-        for layer in map(text, root.attrs["layer_names"]):
-            weights = [text(name) for name in root[layer].attrs["weight_names"]]
+        for layer in map(_text, root.attrs["layer_names"]):
+            weights = [_text(name) for name in root[layer].attrs["weight_names"]]
             if weights:
                 layers.append((layer, tuple((w, root[layer][w].shape, root[layer][w].dtype.str) for w in weights)))
-        return text(root.attrs["backend"]), tuple(layers)
+        return _text(root.attrs["backend"]), tuple(layers)
 
 
 @pytest.mark.slow

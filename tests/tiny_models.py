@@ -62,10 +62,11 @@ def images(n=4, size=32, seed=0):
 def fused_error(name: str, model) -> tuple[object, float]:
     """(optimize_for_inference(model), the relative error of its outputs) on seeded random weights.
 
-    `model`, the registry's `name` at its default size, is randomized in place (official_format.randomize, seed 1) and
-    classifies to logits. Past 100 blocks, 600 random residual branches
-    overflow float32 (ResNet1202): the last BN of each branch is damped, as a
-    trained deep net's small residuals are.
+    `model` (the registry's `name` at its default size, classifying to
+    logits) is randomized in place (official_format.randomize, seed 1). Past
+    100 blocks, 600 random residual branches overflow float32 (ResNet1202):
+    the last BN of each branch is damped, as a trained deep net's small
+    residuals are.
     """
     import resnet_keras
 

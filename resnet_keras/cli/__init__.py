@@ -15,9 +15,6 @@ The package, by job:
   files are read and checked by `resnet_keras.images`, which the library
   shares.
 
-Errors of this package (and OS errors) become one line on stderr,
-`resnet-keras: error: ...`, and exit status 1; usage errors exit with 2.
-
 Import what the command needs: parsing, `list`, `info` and the checks of
 files and arguments use only the standard library, NumPy and the manifest;
 Keras and TensorFlow are imported (`common.import_keras`) only to build a
