@@ -13,6 +13,7 @@ import pytest
 
 import official_format
 from cli_runs import image_dir, resnet20_files  # noqa: F401 (fixtures of the command-line tests)
+from finetune_data import digits_run  # noqa: F401 (the fast tier's one fine-tuning run)
 from http_mirror import Mirror
 
 # No Keras import here: tests that never build a model run without loading it.

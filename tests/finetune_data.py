@@ -4,6 +4,9 @@ scikit-learn's digits (1,797 real 8x8 scans) upscaled to RGB, as arrays or
 written as a folder of class sub-folders (PNG); and a "pretrained" ResNet20
 backbone published as a user would publish weights: an HDF5 file and a
 manifest entry (file:// URL, sha256, input size, preprocessing).
+
+`digits_run` (conftest imports it, so every test may take it) is the fast
+tier's one fine-tuning run, shared by the API's and the command line's tests.
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 import numpy as np
 
-from conftest import write_manifest
 from optional import require
 
 TAG = "digits_test"
@@ -58,6 +61,7 @@ def publish_weights(model, folder: Path, *, input_size: int, preprocessing: str 
                     tag: str = TAG, **entry) -> Path:
     """`model`'s backbone (include_top=False) as a weights file with a manifest entry (more fields in
     `entry`, e.g. resize_size); the manifest path."""
+    from conftest import write_manifest  # here: conftest imports this module
     from resnet_keras.weights.formats.hdf5_write import write_keras2_layout
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -87,3 +91,54 @@ def own_cache(folder: Path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RESNET_KERAS_HOME", str(folder))
         yield
+
+
+SIZE = 16  # the fine-tuning tests' input size (the weights' record says it)
+CLASSES = ["zero", "one", "two"]
+
+
+def finetune_args(folder: Path, out: Path, manifest: Path, *extra) -> list[str]:
+    """`resnet-keras finetune` of `folder` into `out`: a head epoch, an unfrozen one (kept: the
+    weights it left, which the tests compare with the pretrained ones), quiet."""
+    return ["finetune", str(folder), "--model", "resnet20", "--weights", TAG, "--manifest", str(manifest),
+            "--out", str(out), "--head-epochs", "1", "--epochs", "1", "--batch-size", "16", "--keep", "last",
+            "--quiet", *extra]
+
+
+class DigitsRun(NamedTuple):
+    run: Path  # the run dir
+    folder: Path  # the data it was trained on
+    manifest: Path  # the pretrained weights' manifest
+    pretrained: dict  # variable path -> the backbone's pretrained value
+
+
+def digits_folder(root: Path) -> Path:
+    """3 classes of 16 digit scans each (PNG), plus the files users have: a grey PNG and a
+    CMYK JPEG (converted, trained on), a 0-byte file and a non-image (counted skips), a
+    text file (ignored)."""
+    from PIL import Image
+
+    x, y = digits(classes=range(3), per_class=16, size=SIZE)
+    write_folder(root, x, y, CLASSES)
+    Image.fromarray(x[0][..., 0], "L").save(root / "zero" / "grey.png")
+    Image.fromarray(x[20]).convert("CMYK").save(root / "one" / "cmyk.jpg")
+    (root / "zero" / "empty.png").write_bytes(b"")
+    (root / "one" / "broken.jpg").write_bytes(b"<html>not a jpeg</html>")
+    (root / "two" / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> DigitsRun:
+    """The fast tier's one training run (12 s): `resnet-keras finetune` on `digits_folder`
+    from a random "pretrained" ResNet20. Tests that take it carry
+    `pytest.mark.xdist_group("digits_run")`, so that one worker trains it once."""
+    from resnet_keras import cli
+
+    folder = digits_folder(tmp_path_factory.mktemp("data") / "digits")
+    backbone = random_backbone(SIZE, seed=2)
+    manifest = publish_weights(backbone, tmp_path_factory.mktemp("weights"), input_size=SIZE)
+    run = tmp_path_factory.mktemp("runs") / "run"
+    with own_cache(tmp_path_factory.mktemp("cache")):
+        assert cli.main(finetune_args(folder, run, manifest)) == 0
+    return DigitsRun(run, folder, manifest, {v.path: v.numpy() for v in backbone.variables})

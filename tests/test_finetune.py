@@ -3,8 +3,9 @@
 A tiny real setting: ResNet20 at 16x16 on scikit-learn digits, a
 "pretrained" backbone published with a manifest entry (random weights and
 BatchNorm statistics, file:// URL, sha256, input size 16, preprocessing
-'tf'), as a user would use published weights. Each training run is a
-module fixture shared by the tests that read it.
+'tf'), as a user would use published weights. The fast tier's tests read
+the session's run that the command line made (finetune_data.digits_run);
+the slow tier's training runs are module fixtures or their own.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import numpy as np
 import pytest
 
 import resnet_keras
-from finetune_data import TAG, digits, own_cache, publish_weights, random_backbone
+from finetune_data import CLASSES, SIZE, TAG, digits, own_cache, publish_weights, random_backbone
 from resnet_keras.errors import InvalidArgumentError
 from resnet_keras.finetune import rundir
 
-SIZE = 16
+# The session's fine-tuning run (finetune_data.digits_run), shared with test_finetune_cli.py.
+SHARED_RUN = pytest.mark.xdist_group("digits_run")
 QUICK = dict(batch_size=32, progress=False, augment=False, keep="last")  # the weights each phase left
 NAMES = [f"digit{d}" for d in range(6)]
 
@@ -92,10 +94,11 @@ def test_head_phase_leaves_every_backbone_weight_and_statistic_bit_identical(tra
     assert ft.history[-1]["loss"] < ft.history[0]["loss"] or ft.history[-1]["accuracy"] > ft.history[0]["accuracy"]
 
 
-def test_unfrozen_with_frozen_batchnorm_trains_convolutions_only(two_phase, published):
+@SHARED_RUN
+def test_unfrozen_with_frozen_batchnorm_trains_convolutions_only(digits_run):
     """The default: BatchNorm of the backbone stays frozen after unfreezing (moving statistics,
     scale and shift as pretrained); every convolution kernel trains."""
-    diff = changed(two_phase.model, published[1])
+    diff = changed(resnet_keras.load_run(digits_run.run).model, digits_run.pretrained)
     batchnorm = {p: c for p, c in diff.items() if "_bn/" in p}
     kernels = {p: c for p, c in diff.items() if p.endswith("/kernel")}
     assert batchnorm and not any(batchnorm.values())
@@ -150,24 +153,28 @@ def test_a_run_that_dies_mid_epoch_resumes_to_the_same_weights(train, tmp_path, 
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in reference.history]
 
 
-def test_other_settings_in_a_run_dir_are_refused_in_one_line(two_phase, six_digits, published):
-    x, y = six_digits
-    before = sorted(p.name for p in two_phase.run_dir.iterdir())
+@SHARED_RUN
+def test_other_settings_in_a_run_dir_are_refused_in_one_line(digits_run):
+    """The command line's run, met by the API: other settings or other data are refused, the
+    same ones load the finished run."""
+    run, folder, manifest = digits_run.run, digits_run.folder, digits_run.manifest
+    same = dict(head_epochs=1, epochs=1, batch_size=16, keep="last", progress=False, manifest=manifest)  # finetune_args
+    before = sorted(p.name for p in run.iterdir())
     with pytest.raises(InvalidArgumentError, match=r"epochs 1 there, 2 now") as error:
-        resnet_keras.fine_tune((x, y), "resnet20", TAG, class_names=NAMES, out=two_phase.run_dir,
-                               head_epochs=1, epochs=2, manifest=published[0], **QUICK)
+        resnet_keras.fine_tune(folder, "resnet20", TAG, out=run, **{**same, "epochs": 2})
     assert "\n" not in str(error.value) and "--overwrite" in str(error.value)
-    assert sorted(p.name for p in two_phase.run_dir.iterdir()) == before
+    assert sorted(p.name for p in run.iterdir()) == before
+    x, y = digits(classes=range(3), per_class=4, size=SIZE)
     with pytest.raises(InvalidArgumentError, match=r"data.digest"):
-        resnet_keras.fine_tune((x[:-1], y[:-1]), "resnet20", TAG, class_names=NAMES, out=two_phase.run_dir,
-                               head_epochs=1, epochs=1, manifest=published[0], **QUICK)
-    again = resnet_keras.fine_tune((x, y), "resnet20", TAG, class_names=NAMES, out=two_phase.run_dir,
-                                   head_epochs=1, epochs=1, manifest=published[0], **QUICK)
-    assert again.best_epoch == two_phase.best_epoch  # complete: loaded, not trained again
-    np.testing.assert_array_equal(again.predict(x[:4]), two_phase.predict(x[:4]))
+        resnet_keras.fine_tune((x, y), "resnet20", TAG, out=run, class_names=CLASSES, **same)
+    again = resnet_keras.fine_tune(folder, "resnet20", TAG, out=run, **same)
+    trained = resnet_keras.load_run(run)
+    assert again.best_epoch == trained.best_epoch  # complete: loaded, not trained again
+    np.testing.assert_array_equal(again.predict(x), trained.predict(x))
 
 
-def test_loading_a_run_checks_the_weights_hash_and_never_deserializes(two_phase, tmp_path, monkeypatch):
+@SHARED_RUN
+def test_loading_a_run_checks_the_weights_hash_and_never_deserializes(digits_run, tmp_path, monkeypatch):
     import shutil
 
     from resnet_keras.errors import IntegrityError
@@ -175,7 +182,7 @@ def test_loading_a_run_checks_the_weights_hash_and_never_deserializes(two_phase,
     monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("load_model called"))
     monkeypatch.setattr(keras.models, "model_from_json", lambda *a, **k: pytest.fail("from_json called"))
     copy = tmp_path / "copy"
-    shutil.copytree(two_phase.run_dir, copy, ignore=shutil.ignore_patterns(".lock"))
+    shutil.copytree(digits_run.run, copy, ignore=shutil.ignore_patterns(".lock"))
     resnet_keras.load_run(copy)
     data = bytearray((copy / rundir.WEIGHTS).read_bytes())
     data[-100] ^= 1
@@ -227,7 +234,8 @@ def test_the_head_starts_as_the_linear_probe_of_the_frozen_features(train, six_d
     np.testing.assert_allclose(got_bias, bias, rtol=1e-3, atol=1e-4)
 
 
-def test_the_report_shows_a_grad_cam_overlay_beside_each_mistake(two_phase):
-    page = (two_phase.run_dir / rundir.REPORT).read_text()
+@SHARED_RUN
+def test_the_report_shows_a_grad_cam_overlay_beside_each_mistake(digits_run):
+    page = (digits_run.run / rundir.REPORT).read_text()
     mistakes = page.count("alt='validation image'")
     assert mistakes > 0 and page.count("alt='Grad-CAM'") == mistakes

@@ -1,9 +1,10 @@
 """resnet-keras finetune / evaluate / classify --model RUN_DIR, and bad data folders.
 
 The data: a folder of class sub-folders of real digit scans (PNG), with the
-files users have: a grey PNG and a CMYK JPEG (converted, trained on), a
-0-byte file and a file that is not an image (counted skips), a text file
-(ignored). Every refusal happens before RUN_DIR is created.
+files users have (finetune_data.digits_folder): a grey PNG and a CMYK JPEG
+(converted, trained on), a 0-byte file and a file that is not an image
+(counted skips), a text file (ignored). Every refusal happens before RUN_DIR
+is created.
 """
 
 from __future__ import annotations
@@ -18,47 +19,34 @@ import pytest
 from PIL import Image
 
 from cli_runs import parse_classify
-from finetune_data import TAG, digits, own_cache, publish_weights, random_backbone, write_folder
+from finetune_data import CLASSES, SIZE, finetune_args
 from resnet_keras import cli
 from resnet_keras.errors import InvalidArgumentError
 from resnet_keras.finetune import data as data_lib
 from resnet_keras.finetune.record import load_run
 
-SIZE = 16
-CLASSES = ["zero", "one", "two"]
+# The session's run (finetune_data.digits_run): `resnet-keras finetune` of `folder` from the
+# weights of `manifest`; one worker trains it once for this module and test_finetune.py.
+SHARED_RUN = pytest.mark.xdist_group("digits_run")
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    x, y = digits(classes=range(3), per_class=16, size=SIZE)
-    root = write_folder(tmp_path_factory.mktemp("data") / "digits", x, y, CLASSES)
-    Image.fromarray(x[0][..., 0], "L").save(root / "zero" / "grey.png")
-    Image.fromarray(x[20]).convert("CMYK").save(root / "one" / "cmyk.jpg")
-    (root / "zero" / "empty.png").write_bytes(b"")
-    (root / "one" / "broken.jpg").write_bytes(b"<html>not a jpeg</html>")
-    (root / "two" / "notes.txt").write_text("not an image")
-    return root
+@pytest.fixture
+def run(digits_run):
+    return digits_run.run
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    return publish_weights(random_backbone(SIZE, seed=2), tmp_path_factory.mktemp("weights"), input_size=SIZE)
+@pytest.fixture
+def folder(digits_run):
+    return digits_run.folder
 
 
-def finetune_args(folder, out, manifest, *extra):
-    return ["finetune", str(folder), "--model", "resnet20", "--weights", TAG, "--manifest", str(manifest),
-            "--out", str(out), "--head-epochs", "1", "--epochs", "1", "--batch-size", "16", "--quiet", *extra]
-
-
-@pytest.fixture(scope="module")
-def run(folder, manifest, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "run"
-    with own_cache(tmp_path_factory.mktemp("cache")):
-        assert cli.main(finetune_args(folder, out, manifest)) == 0
-    return out
+@pytest.fixture
+def manifest(digits_run):
+    return digits_run.manifest
 
 
 @pytest.mark.slow
+@SHARED_RUN
 def test_finetune_writes_a_complete_run_and_counts_skips(run, capsys):
     names = {p.name for p in run.iterdir()}
     assert {"weights.h5", "run.json", "metrics.json", "report.html", "settings.json", "class_names.json",
@@ -72,11 +60,11 @@ def test_finetune_writes_a_complete_run_and_counts_skips(run, capsys):
     used = {path for path, _ in split["train"] + split["validation"]}
     assert {"zero/grey.png", "one/cmyk.jpg"} <= used and len(used) == 48 + 2
     assert json.loads((run / "run.json").read_text())["class_names"] == sorted(CLASSES)  # as keras sorts
-    metrics = json.loads((run / "metrics.json").read_text())  # keep="best" (the default)
-    scores = [(h["val_top1"], -h["val_loss"]) for h in metrics["history"]]
-    assert metrics["best_epoch"] == scores.index(max(scores))
+    metrics = json.loads((run / "metrics.json").read_text())  # --keep last: the last epoch's weights
+    assert metrics["best_epoch"] == len(metrics["history"]) - 1 == 1
 
 
+@SHARED_RUN
 def test_evaluate_prints_top1_top5_per_class_and_confusion(run, folder, capsys):
     assert cli.main(["evaluate", str(run), str(folder), "--quiet"]) == 0
     out = capsys.readouterr().out
@@ -88,6 +76,7 @@ def test_evaluate_prints_top1_top5_per_class_and_confusion(run, folder, capsys):
     assert [c["name"] for c in metrics["per_class"]] == sorted(CLASSES)
 
 
+@SHARED_RUN
 def test_classify_with_a_run_dir_prints_its_class_names(run, folder, capsys):
     image = folder / "two" / os.listdir(folder / "two")[0]
     assert cli.main(["classify", "--model", str(run), str(image)]) == 0
@@ -95,6 +84,7 @@ def test_classify_with_a_run_dir_prints_its_class_names(run, folder, capsys):
     assert lines[0] == str(image) and {line.split()[1] for line in lines[1:]} == set(CLASSES)
 
 
+@SHARED_RUN
 def test_classify_refuses_weights_with_a_run_dir(run, folder, capsys):
     assert cli.main(["classify", "--model", str(run), "--weights", "none", str(folder / "zero")]) == 1
     assert "do not apply to a fine-tuned model" in capsys.readouterr().err
@@ -104,6 +94,7 @@ def pngs(folder, count):
     return sorted(str(p) for p in folder.glob("img*.png"))[:count]
 
 
+@SHARED_RUN
 def test_classify_a_run_dir_as_a_zoo_model_with_explain_and_a_predictor(run, folder, tmp_path, capsys):
     images, out_dir = pngs(folder / "two", 2), tmp_path / "explained"
     assert cli.main(["classify", "--model", str(run), *images, "--top", "2", "--explain", str(out_dir),
@@ -124,6 +115,7 @@ def test_classify_a_run_dir_as_a_zoo_model_with_explain_and_a_predictor(run, fol
 
 
 @pytest.mark.slow
+@SHARED_RUN
 def test_features_of_a_run_dir_are_its_pooled_backbone(run, folder, tmp_path, capsys):
     import keras
 
@@ -142,6 +134,7 @@ def test_features_of_a_run_dir_are_its_pooled_backbone(run, folder, tmp_path, ca
 
 
 @pytest.mark.slow
+@SHARED_RUN
 def test_export_a_run_dir_serves_its_classifier(run, tmp_path, capsys):
     import tensorflow as tf
 
@@ -153,6 +146,7 @@ def test_export_a_run_dir_serves_its_classifier(run, tmp_path, capsys):
     np.testing.assert_allclose(served, load_run(run).model.predict_on_batch(x), atol=1e-5)
 
 
+@SHARED_RUN
 def test_other_settings_in_the_run_dir_are_refused_before_anything_changes(run, folder, manifest, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
     code = cli.main(finetune_args(folder, run, manifest)[:-1] + ["--lr", "0.002", "--quiet"])

@@ -266,3 +266,14 @@ def test_images_over_the_memory_budget_are_read_again_with_the_same_pixels(tmp_p
     assert skipped == skipped_again and [path for path, _ in skipped] == ["b/bad.png"]
     rows = np.array([5, 0, 3])
     np.testing.assert_array_equal(cached.take(rows), streamed.take(rows))
+
+
+def test_keep_best_ranks_top1_first_then_the_lower_loss():
+    """keep="best" (the default): the epoch whose validation metrics `better` ranks first."""
+    from resnet_keras.finetune.metrics import better
+
+    assert better({"top1": 0.5, "loss": 9.0}, None)  # the first epoch
+    assert better({"top1": 0.6, "loss": 2.0}, {"top1": 0.5, "loss": 1.0})
+    assert better({"top1": 0.5, "loss": 0.9}, {"top1": 0.5, "loss": 1.0})
+    assert not better({"top1": 0.5, "loss": 1.0}, {"top1": 0.5, "loss": 1.0})  # a tie keeps the earlier one
+    assert not better({"top1": 0.4, "loss": 0.1}, {"top1": 0.5, "loss": 1.0})
