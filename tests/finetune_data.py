@@ -98,10 +98,11 @@ CLASSES = ["zero", "one", "two"]
 
 
 def finetune_args(folder: Path, out: Path, manifest: Path, *extra) -> list[str]:
-    """`resnet-keras finetune` of `folder` into `out`: a head epoch, an unfrozen one (kept: the
-    weights it left, which the tests compare with the pretrained ones), quiet."""
+    """`resnet-keras finetune` of `folder` into `out`: the head starts as the linear probe, then
+    one epoch with the backbone unfrozen (kept: the weights it left, which the tests compare
+    with the pretrained ones), quiet. The head-only phase: the slow tier (test_finetune.py)."""
     return ["finetune", str(folder), "--model", "resnet20", "--weights", TAG, "--manifest", str(manifest),
-            "--out", str(out), "--head-epochs", "1", "--epochs", "1", "--batch-size", "16", "--keep", "last",
+            "--out", str(out), "--head-epochs", "0", "--epochs", "1", "--batch-size", "16", "--keep", "last",
             "--quiet", *extra]
 
 
@@ -130,7 +131,7 @@ def digits_folder(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> DigitsRun:
-    """The fast tier's one training run (12 s): `resnet-keras finetune` on `digits_folder`
+    """The fast tier's one training run (8 s): `resnet-keras finetune` on `digits_folder`
     from a random "pretrained" ResNet20. Tests that take it carry
     `pytest.mark.xdist_group("digits_run")`, so that one worker trains it once."""
     from resnet_keras import cli

@@ -219,6 +219,7 @@ def _finish(procs):
     return [out.strip() for out, _ in outputs]
 
 
+@pytest.mark.slow  # two Python processes: the slow tier
 def test_two_processes_fetch_once_with_the_lock(mirror, tmp_path, isolated_env):
     """The shipped settings (the workers leave USE_FILE_LOCK as it is): one download."""
     url = mirror.script(NAME, [Reply(body=DATA, delay=0.5)])
@@ -228,6 +229,7 @@ def test_two_processes_fetch_once_with_the_lock(mirror, tmp_path, isolated_env):
     assert_clean_cache(isolated_env, {NAME: DATA})
 
 
+@pytest.mark.slow  # two Python processes: the slow tier
 def test_two_processes_without_working_locks_stay_correct(mirror, tmp_path, isolated_env):
     """As on NFS without locks: both download, readers only ever see whole files."""
     # The second answer comes a second later: the reader has time to look at

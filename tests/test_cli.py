@@ -395,6 +395,7 @@ def test_features_output_follows_the_umask(mask, mode, umask, image_dir, tmp_pat
 # export: the suffix in any case, the file written where --out says
 
 
+@pytest.mark.slow  # an ONNX conversion (2 s); the fast tier converts in test_export.py
 def test_export_onnx_upper_case_suffix_writes_that_file(tmp_path, capsys):
     require("tf2onnx")
     require("onnxruntime")

@@ -57,12 +57,16 @@ def images(kind, count=3, seed=0):
     return np.random.default_rng(seed).normal(size=(count, *zoo.input_shape(kind))).astype("float32")
 
 
-SLOW = pytest.mark.slow  # the bigger tiny nets take 2-4 s a case on 2 busy cores
+# The fast tier: each data format, the nested head (the transfer-learning model) and
+# the pre-activation net; the other heads and the bottleneck net (0.6-2 s a case,
+# the bigger tiny nets 2-4 s) in the slow tier.
+SLOW = pytest.mark.slow
 CASES = [
     ("basic", "top", "channels_last"),
     ("basic", "top", "channels_first"),
-    *[("basic", head, "channels_last") for head in zoo.HEADS[1:]],
-    ("v1", "top", "channels_last"),
+    ("basic", "nested", "channels_last"),
+    *[pytest.param("basic", head, "channels_last", marks=SLOW) for head in zoo.HEADS[1:] if head != "nested"],
+    pytest.param("v1", "top", "channels_last", marks=SLOW),
     ("v2", "nested", "channels_first"),
     pytest.param("v1", "top", "channels_first", marks=SLOW),
     pytest.param("v2", "top", "channels_last", marks=SLOW),
@@ -162,6 +166,7 @@ def test_several_classes_per_image_stack_the_single_class_maps():
     assert resnet_keras.grad_cam(model, x[:0]).shape == (0, 32, 32)
 
 
+@pytest.mark.slow  # mixed precision runs in every backend suite too
 @pytest.mark.parametrize("policy, tolerance", [("mixed_float16", 5e-3), ("mixed_bfloat16", 5e-2)])
 def test_mixed_precision_gives_the_float32_heatmaps(policy, tolerance):
     model = zoo.model("basic", "nested")

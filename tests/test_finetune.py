@@ -158,7 +158,7 @@ def test_other_settings_in_a_run_dir_are_refused_in_one_line(digits_run):
     """The command line's run, met by the API: other settings or other data are refused, the
     same ones load the finished run."""
     run, folder, manifest = digits_run.run, digits_run.folder, digits_run.manifest
-    same = dict(head_epochs=1, epochs=1, batch_size=16, keep="last", progress=False, manifest=manifest)  # finetune_args
+    same = dict(head_epochs=0, epochs=1, batch_size=16, keep="last", progress=False, manifest=manifest)  # finetune_args
     before = sorted(p.name for p in run.iterdir())
     with pytest.raises(InvalidArgumentError, match=r"epochs 1 there, 2 now") as error:
         resnet_keras.fine_tune(folder, "resnet20", TAG, out=run, **{**same, "epochs": 2})

@@ -208,6 +208,7 @@ def test_a_gzip_body_is_never_inflated(mirror, isolated_env, tmp_path):
     assert_clean_cache(isolated_env)
 
 
+@pytest.mark.slow  # waits out a timeout or stall bound (0.5-1.5 s): the slow tier
 def test_a_trickling_server_is_dropped_by_the_stall_rule(mirror, isolated_env, monkeypatch):
     monkeypatch.setattr(download, "MAX_RETRIES", 0)
     url = mirror.script(NAME, [Reply(body=DATA, trickle=0.05)])
@@ -218,6 +219,7 @@ def test_a_trickling_server_is_dropped_by_the_stall_rule(mirror, isolated_env, m
     assert_clean_cache(isolated_env)
 
 
+@pytest.mark.slow  # waits out a timeout or stall bound (0.5-1.5 s): the slow tier
 def test_silence_mid_body_is_a_read_timeout_not_cannot_connect(mirror, isolated_env, monkeypatch):
     monkeypatch.setattr(download, "MAX_RETRIES", 0)
     url = mirror.script(NAME, [Reply(body=DATA, pause_after=1000, delay_mid=3)])
@@ -226,6 +228,7 @@ def test_silence_mid_body_is_a_read_timeout_not_cannot_connect(mirror, isolated_
     assert "cannot connect" not in str(info.value)
 
 
+@pytest.mark.slow  # waits out a timeout or stall bound (0.5-1.5 s): the slow tier
 def test_a_host_that_never_answers_reports_the_real_wait(mirror, isolated_env, capfd):
     url = mirror.script(NAME, [Reply(body=DATA, delay=3)])
     with pytest.raises(DownloadError, match=r"no answer within 0.5 s \(timeout\) \(3 tries, \d+ s in all\)"):

@@ -32,6 +32,8 @@ from resnet_keras.images import load_batch
 pq = require("pyarrow.parquet")
 
 FOUR_GB = 4 * 2**30
+# One worker runs this module: its `extraction` fixture (a features run, 2 s) is made once.
+pytestmark = pytest.mark.xdist_group("hostile_images")
 LEVELS = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
 
 

@@ -100,8 +100,13 @@ def test_original_model_is_untouched_and_shares_nothing():
     assert model.dtype_policy.name == keras.config.dtype_policy().name
 
 
-@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
-@pytest.mark.parametrize("head", HEADS[:3], ids=["top", "features", "avg"])
+# float16 goes the same way as bfloat16 (the fast tier runs it on the features head)
+@pytest.mark.parametrize("precision, head", [
+    *[pytest.param("bfloat16", head, id=f"{name}-bfloat16") for name, head in zip(("top", "features", "avg"), HEADS)],
+    pytest.param("float16", HEADS[1], id="features-float16"),
+    *[pytest.param("float16", HEADS[i], id=f"{name}-float16", marks=pytest.mark.slow)
+      for i, name in ((0, "top"), (2, "avg"))],
+])
 def test_reduced_precision_body_float32_head_and_outputs(precision, head):
     model = tiny_model("resnet50v2", **head)
     fused = resnet_keras.optimize_for_inference(model, precision)
@@ -164,6 +169,7 @@ def test_padded_consumer_gets_an_affine_not_a_wrong_fold():
     assert rel_error(fused(images(size=8)), model(images(size=8))) < 1e-5
 
 
+@pytest.mark.slow  # TensorFlow runs channels_first convolutions on the CPU through transposes: 2.5 s
 def test_channels_first():
     keras.config.set_image_data_format("channels_first")  # restored by conftest
     model = _builder.create_model(  # V2: BNs folded into convs and BNs turned affine

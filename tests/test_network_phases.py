@@ -19,7 +19,8 @@ from http_mirror import Listener, Mirror, Raw, Reply, self_signed_certificate
 from resnet_keras.errors import DownloadError
 from resnet_keras.weights.download import cache, download
 
-pytestmark = pytest.mark.usefixtures("fast_network")
+# Each case waits out a bound (0.3-1.5 s): the slow tier.
+pytestmark = [pytest.mark.usefixtures("fast_network"), pytest.mark.slow]
 
 DATA = payload(50_000)
 NAME = "tiny_weights.h5"

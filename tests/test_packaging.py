@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
+# A wheel built and installed by pip in subprocesses (3 s): the slow tier.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -274,6 +274,7 @@ def _keras_writing(path, data, *, pieces, pause):
     return thread
 
 
+@pytest.mark.slow  # waits out the writer's timeout (0.5-0.8 s): the slow tier
 @pytest.mark.parametrize("offline", [False, True])
 def test_a_verified_file_keras_is_rewriting_is_waited_for_not_set_aside(
     two_files, served, mirror, isolated_env, offline
@@ -289,6 +290,7 @@ def test_a_verified_file_keras_is_rewriting_is_waited_for_not_set_aside(
     assert_clean_cache(isolated_env, {NAME: good})  # nothing set aside
 
 
+@pytest.mark.slow  # waits out the writer's timeout (0.5-0.8 s): the slow tier
 def test_a_file_still_being_written_after_the_timeout_is_left_to_its_writer(two_files, served, mirror, isolated_env):
     """Online: our verified download takes the name atomically; the writer's file is not set aside."""
     (good, good_values), (other, _) = two_files
@@ -302,6 +304,7 @@ def test_a_file_still_being_written_after_the_timeout_is_left_to_its_writer(two_
     assert_clean_cache(isolated_env, {NAME: good})  # ours, whole; no NAME.corrupt
 
 
+@pytest.mark.slow  # waits out the writer's timeout (0.5-0.8 s): the slow tier
 def test_offline_a_file_still_being_written_is_named_as_such(two_files, served, mirror, isolated_env):
     (_, _), (other, _) = two_files
     isolated_env.mkdir(parents=True)

@@ -29,9 +29,10 @@ def registry_params(keys=MODELS, heavy=HEAVY):
     return [pytest.param(k, marks=pytest.mark.slow) if k in heavy else k for k in keys]
 
 
-# Forward passes of nets deeper than 30 blocks (ResNet101 and up, the 110-layer
-# CIFAR nets) run in the slow tier; their specs are still checked here.
-DEEP = {key for key in MODELS if sum(SPECS[key].depths) > 30}
+# The fast tier runs one forward pass per kind of net (stem, block, where the stride
+# sits): the smallest of each. The other depths run in the slow tier; their specs
+# are checked here.
+FORWARD_FAST = {"plain20", "resnet20", "resnet18", "resnet50", "resnet50_v1_5", "resnet50v2"}
 
 
 # Published figures, with their sources: tests/data/facts.json.
@@ -151,7 +152,8 @@ def small_model(key):
 
 
 # ResNet1202: tests/test_depth.py, on the one 4,214-layer build it makes for every check.
-@pytest.mark.parametrize("key", registry_params([k for k in MODELS if k != "resnet1202"], heavy=DEEP))
+@pytest.mark.parametrize("key", registry_params([k for k in MODELS if k != "resnet1202"],
+                                                heavy=set(MODELS) - FORWARD_FAST))
 def test_forward_shapes_and_features(key):
     spec = SPECS[key]
     model = small_model(key)
