@@ -33,6 +33,8 @@ CALIBRATION = RNG.standard_normal((40, 32, 32, 3)).astype("float32")
 # OpenVINO comes with the slow tier's packages (setup.cfg: test-slow), onnxruntime with the fast tier's.
 OPENVINO = pytest.mark.slow
 RUNTIMES = ("tensorflow", pytest.param("openvino", marks=OPENVINO), "onnxruntime")
+# One worker runs this module: `predictors` converts the model once per runtime for all its tests.
+pytestmark = pytest.mark.xdist_group("predictor")
 
 
 @pytest.fixture(scope="module")
