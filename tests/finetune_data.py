@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -136,6 +137,7 @@ def digits_run(tmp_path_factory) -> DigitsRun:
     `pytest.mark.xdist_group("digits_run")`, so that one worker trains it once."""
     from resnet_keras import cli
 
+    _claim_for_this_worker(tmp_path_factory, "digits_run")
     folder = digits_folder(tmp_path_factory.mktemp("data") / "digits")
     backbone = random_backbone(SIZE, seed=2)
     manifest = publish_weights(backbone, tmp_path_factory.mktemp("weights"), input_size=SIZE)
@@ -143,3 +145,18 @@ def digits_run(tmp_path_factory) -> DigitsRun:
     with own_cache(tmp_path_factory.mktemp("cache")):
         assert cli.main(finetune_args(folder, run, manifest)) == 0
     return DigitsRun(run, folder, manifest, {v.path: v.numpy() for v in backbone.variables})
+
+
+def _claim_for_this_worker(tmp_path_factory, name: str) -> None:
+    """Fails when a second pytest-xdist worker of this run makes the fixture `name`: its tests
+    lost their group (a test without the xdist_group mark, or --dist loadgroup not working)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:  # one process
+        return
+    claim = tmp_path_factory.getbasetemp().parent / f"{name}.worker"  # shared by this run's workers
+    try:
+        with open(claim, "x") as f:
+            f.write(worker)
+    except FileExistsError:
+        pytest.fail(f"{name} was made on {claim.read_text()} already and again on {worker}: the tests that "
+                    f"take it must carry pytest.mark.xdist_group({name!r}) and run with --dist loadgroup")
