@@ -38,10 +38,8 @@ def build_tiny_torch(weights=None):
     )
 
 
-def torch_state(model, dtype=None) -> dict:
-    """`model`'s weights as a torchvision state dict (torch tensors, BN counters included)."""
-    import torch
-
+def numpy_state(model) -> dict:
+    """`model`'s weights as a torchvision state dict of NumPy arrays (BN counters included)."""
     state = {}
     for layer in model.layers:
         for variable in layer.weights:
@@ -50,11 +48,19 @@ def torch_state(model, dtype=None) -> dict:
                 value = value.transpose(3, 2, 0, 1)
             elif value.ndim == 2:
                 value = value.T
-            tensor = torch.from_numpy(np.ascontiguousarray(value))
-            state[torchvision_key(layer.name, variable.name)] = tensor if dtype is None else tensor.to(dtype)
+            state[torchvision_key(layer.name, variable.name)] = np.ascontiguousarray(value)
         if layer.name.endswith("_bn"):
-            state[torchvision_key(layer.name, "gamma").replace(".weight", ".num_batches_tracked")] = torch.tensor(7)
+            state[torchvision_key(layer.name, "gamma").replace(".weight", ".num_batches_tracked")] = np.array(7)
     return state
+
+
+def torch_state(model, dtype=None) -> dict:
+    """`model`'s weights as a torchvision state dict (torch tensors, BN counters included)."""
+    import torch
+
+    state = {key: torch.from_numpy(value) for key, value in numpy_state(model).items()}
+    return state if dtype is None else {key: t if key.endswith("num_batches_tracked") else t.to(dtype)
+                                        for key, t in state.items()}
 
 
 def load_in_memory(model, spec, path: Path) -> None:

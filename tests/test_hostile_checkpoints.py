@@ -24,6 +24,8 @@ import pytest
 
 from optional import require
 
+# torch comes with the test-slow extra (tests/conftest.py: NEEDS_SLOW_EXTRA)
+pytestmark = pytest.mark.slow
 torch = require("torch")
 save_file = require("safetensors.torch").save_file
 import official_format  # noqa: E402

@@ -21,6 +21,8 @@ import pytest
 
 from optional import require
 
+# torch comes with the test-slow extra (tests/conftest.py: NEEDS_SLOW_EXTRA)
+pytestmark = pytest.mark.slow
 torch = require("torch")
 import torch_reference  # noqa: E402 (needs torch)
 from cache_checks import build_tiny, sha256  # noqa: E402
