@@ -31,7 +31,16 @@ def pytest_ignore_collect(collection_path, config):
     package = NEEDS_SLOW_EXTRA.get(collection_path.name)
     if package is None or importlib.util.find_spec(package) is not None:
         return None
-    return "not slow" in (config.option.markexpr or "")
+    return not _selects_slow_tests(config.option.markexpr)
+
+
+def _selects_slow_tests(markexpr: str | None) -> bool:
+    """Whether `-m markexpr` selects a test marked `slow`, read by the parser -m itself uses."""
+    if not markexpr:
+        return True
+    from _pytest.mark.expression import Expression
+
+    return Expression.compile(markexpr).evaluate(lambda name, **kwargs: name == "slow")
 
 
 @pytest.fixture(autouse=True)
