@@ -43,6 +43,19 @@ def _selects_slow_tests(markexpr: str | None) -> bool:
     return Expression.compile(markexpr).evaluate(lambda name, **kwargs: name == "slow")
 
 
+# Session fixtures too costly to make on every worker: the tests that take one run on one
+# worker (pytest-xdist's --dist loadgroup, setup.cfg), marked here so none can forget it.
+SHARED_ON_ONE_WORKER = ("digits_run",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist names the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for name in SHARED_ON_ONE_WORKER:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(name))
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """Every test gets its own keras cache and no resnet_keras env settings."""

@@ -133,8 +133,8 @@ def digits_folder(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> DigitsRun:
     """The fast tier's one training run (8 s): `resnet-keras finetune` on `digits_folder`
-    from a random "pretrained" ResNet20. Tests that take it carry
-    `pytest.mark.xdist_group("digits_run")`, so that one worker trains it once."""
+    from a random "pretrained" ResNet20. conftest groups the tests that take it
+    (SHARED_ON_ONE_WORKER), so that one worker trains it once."""
     from resnet_keras import cli
 
     _claim_for_this_worker(tmp_path_factory, "digits_run")
@@ -149,7 +149,7 @@ def digits_run(tmp_path_factory) -> DigitsRun:
 
 def _claim_for_this_worker(tmp_path_factory, name: str) -> None:
     """Fails when a second pytest-xdist worker of this run makes the fixture `name`: its tests
-    lost their group (a test without the xdist_group mark, or --dist loadgroup not working)."""
+    lost their group (a fixture missing from conftest.SHARED_ON_ONE_WORKER, or --dist loadgroup not working)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker is None:  # one process
         return
@@ -159,4 +159,4 @@ def _claim_for_this_worker(tmp_path_factory, name: str) -> None:
             f.write(worker)
     except FileExistsError:
         pytest.fail(f"{name} was made on {claim.read_text()} already and again on {worker}: the tests that "
-                    f"take it must carry pytest.mark.xdist_group({name!r}) and run with --dist loadgroup")
+                    f"take it must run in one xdist group (conftest.SHARED_ON_ONE_WORKER, --dist loadgroup)")

@@ -21,8 +21,6 @@ from finetune_data import CLASSES, SIZE, TAG, digits, own_cache, publish_weights
 from resnet_keras.errors import InvalidArgumentError
 from resnet_keras.finetune import rundir
 
-# The session's fine-tuning run (finetune_data.digits_run), shared with test_finetune_cli.py.
-SHARED_RUN = pytest.mark.xdist_group("digits_run")
 QUICK = dict(batch_size=32, progress=False, augment=False, keep="last")  # the weights each phase left
 NAMES = [f"digit{d}" for d in range(6)]
 
@@ -94,7 +92,6 @@ def test_head_phase_leaves_every_backbone_weight_and_statistic_bit_identical(tra
     assert ft.history[-1]["loss"] < ft.history[0]["loss"] or ft.history[-1]["accuracy"] > ft.history[0]["accuracy"]
 
 
-@SHARED_RUN
 def test_unfrozen_with_frozen_batchnorm_trains_convolutions_only(digits_run):
     """The default: BatchNorm of the backbone stays frozen after unfreezing (moving statistics,
     scale and shift as pretrained); every convolution kernel trains."""
@@ -153,7 +150,6 @@ def test_a_run_that_dies_mid_epoch_resumes_to_the_same_weights(train, tmp_path, 
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in reference.history]
 
 
-@SHARED_RUN
 def test_other_settings_in_a_run_dir_are_refused_in_one_line(digits_run):
     """The command line's run, met by the API: other settings or other data are refused, the
     same ones load the finished run."""
@@ -173,7 +169,6 @@ def test_other_settings_in_a_run_dir_are_refused_in_one_line(digits_run):
     np.testing.assert_array_equal(again.predict(x), trained.predict(x))
 
 
-@SHARED_RUN
 def test_loading_a_run_checks_the_weights_hash_and_never_deserializes(digits_run, tmp_path, monkeypatch):
     import shutil
 
@@ -234,7 +229,6 @@ def test_the_head_starts_as_the_linear_probe_of_the_frozen_features(train, six_d
     np.testing.assert_allclose(got_bias, bias, rtol=1e-3, atol=1e-4)
 
 
-@SHARED_RUN
 def test_the_report_shows_a_grad_cam_overlay_beside_each_mistake(digits_run):
     page = (digits_run.run / rundir.REPORT).read_text()
     mistakes = page.count("alt='validation image'")

@@ -25,10 +25,6 @@ from resnet_keras.errors import InvalidArgumentError
 from resnet_keras.finetune import data as data_lib
 from resnet_keras.finetune.record import load_run
 
-# The session's run (finetune_data.digits_run): `resnet-keras finetune` of `folder` from the
-# weights of `manifest`; one worker trains it once for this module and test_finetune.py.
-SHARED_RUN = pytest.mark.xdist_group("digits_run")
-
 
 @pytest.fixture
 def run(digits_run):
@@ -46,7 +42,6 @@ def manifest(digits_run):
 
 
 @pytest.mark.slow
-@SHARED_RUN
 def test_finetune_writes_a_complete_run_and_counts_skips(run, capsys):
     names = {p.name for p in run.iterdir()}
     assert {"weights.h5", "run.json", "metrics.json", "report.html", "settings.json", "class_names.json",
@@ -64,7 +59,6 @@ def test_finetune_writes_a_complete_run_and_counts_skips(run, capsys):
     assert metrics["best_epoch"] == len(metrics["history"]) - 1 == 0
 
 
-@SHARED_RUN
 def test_evaluate_prints_top1_top5_per_class_and_confusion(run, folder, capsys):
     assert cli.main(["evaluate", str(run), str(folder), "--quiet"]) == 0
     out = capsys.readouterr().out
@@ -76,7 +70,6 @@ def test_evaluate_prints_top1_top5_per_class_and_confusion(run, folder, capsys):
     assert [c["name"] for c in metrics["per_class"]] == sorted(CLASSES)
 
 
-@SHARED_RUN
 def test_classify_with_a_run_dir_prints_its_class_names(run, folder, capsys):
     image = folder / "two" / os.listdir(folder / "two")[0]
     assert cli.main(["classify", "--model", str(run), str(image)]) == 0
@@ -84,7 +77,6 @@ def test_classify_with_a_run_dir_prints_its_class_names(run, folder, capsys):
     assert lines[0] == str(image) and {line.split()[1] for line in lines[1:]} == set(CLASSES)
 
 
-@SHARED_RUN
 def test_classify_refuses_weights_with_a_run_dir(run, folder, capsys):
     assert cli.main(["classify", "--model", str(run), "--weights", "none", str(folder / "zero")]) == 1
     assert "do not apply to a fine-tuned model" in capsys.readouterr().err
@@ -94,7 +86,6 @@ def pngs(folder, count):
     return sorted(str(p) for p in folder.glob("img*.png"))[:count]
 
 
-@SHARED_RUN
 def test_classify_a_run_dir_as_a_zoo_model_with_explain_and_a_predictor(run, folder, tmp_path, capsys):
     images, out_dir = pngs(folder / "two", 2), tmp_path / "explained"
     assert cli.main(["classify", "--model", str(run), *images, "--top", "2", "--explain", str(out_dir),
@@ -115,7 +106,6 @@ def test_classify_a_run_dir_as_a_zoo_model_with_explain_and_a_predictor(run, fol
 
 
 @pytest.mark.slow
-@SHARED_RUN
 def test_features_of_a_run_dir_are_its_pooled_backbone(run, folder, tmp_path, capsys):
     import keras
 
@@ -134,7 +124,6 @@ def test_features_of_a_run_dir_are_its_pooled_backbone(run, folder, tmp_path, ca
 
 
 @pytest.mark.slow
-@SHARED_RUN
 def test_export_a_run_dir_serves_its_classifier(run, tmp_path, capsys):
     import tensorflow as tf
 
@@ -146,7 +135,6 @@ def test_export_a_run_dir_serves_its_classifier(run, tmp_path, capsys):
     np.testing.assert_allclose(served, load_run(run).model.predict_on_batch(x), atol=1e-5)
 
 
-@SHARED_RUN
 def test_other_settings_in_the_run_dir_are_refused_before_anything_changes(run, folder, manifest, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
     code = cli.main(finetune_args(folder, run, manifest)[:-1] + ["--lr", "0.002", "--quiet"])
