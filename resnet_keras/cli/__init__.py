@@ -6,11 +6,12 @@ The package, by job:
   subcommand; a new one (list, info, classify, ...) is one more registered
   function in one of the command modules, and `main` does the rest.
 - `weights_commands` (fetch, verify, weights), `model_commands` (list,
-  info), `run_commands` (classify, features, export), `finetune_commands`
-  (finetune, evaluate; classify --model RUN_DIR).
-- `common`: what every subcommand shares: the parser and `main` (which
-  runs the named command), the arguments several take, and the model a
-  command asks for (built through `resnet_keras.extraction.source`); `output`:
+  info), `run_commands` (classify, export, and the model they build through
+  `resnet_keras.extraction.source`), `finetune_commands` (finetune,
+  evaluate; classify --model RUN_DIR).
+- `common`: the frame: the parser and `main` (which runs the named
+  command), the arguments several take, and `features`, which is the
+  library's `extract_features` with flags; `output`:
   tables, escaped file names, one-line errors in the command's words. Image
   files are read and checked by `resnet_keras.images`, which the library
   shares.

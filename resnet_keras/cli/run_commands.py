@@ -1,9 +1,10 @@
-"""Subcommands that run a model: classify, features, export.
+"""Subcommands that run a model the CLI builds: classify and export.
 
 Each takes `--model` (MODEL for export) as a registered model or a
-fine-tuned RUN_DIR, opened once (`common.open_model`: the library's
-`Source`), and checks every file and argument before Keras is imported.
-`features` is `resnet_keras.extraction.extract_features` with flags.
+fine-tuned RUN_DIR, opened once (`open_model`: the library's `Source`), and
+checks every file and argument before Keras is imported. (`features` lets
+the library build its model: it is `extract_features` with flags, in
+`common`.)
 """
 
 from __future__ import annotations
@@ -12,20 +13,22 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .common import (
-    add_batch_size, add_inference_options, add_model_options, build_model, check_inference_options, cli_weights,
-    import_keras, non_negative_float, open_model, positive_float, positive_int, predict_function,
+    add_batch_size, add_inference_options, add_model_options, cli_weights, configure_features, import_keras,
+    positive_int, run_features,
 )
 from .output import printable
 from .registry import EXIT_OK, command
 from ..architecture.catalog import PREPROCESSING_TEXT
 from ..errors import InvalidArgumentError, MissingDependencyError
 from ..explain.folder import OverlayWriter, check_folder, image_loader
-from ..extraction import DEFAULT_SHARD_SIZE, ENGINES, POOLINGS
 from ..inference.export import FORMATS, export_for_inference
 from ..inference.precision import EXPORT, formats_for
+
+if TYPE_CHECKING:  # the source loads NumPy: not for --help
+    from ..extraction.source import Source
 
 # --top left out: this many labels, or all of a smaller head's.
 DEFAULT_TOP = 5
@@ -34,6 +37,60 @@ DEFAULT_TOP = 5
 def _batches(items: Sequence, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+# --------------------------------------------------------------------------
+# The model a command asks for: opened first, then built.
+#
+# `open_model` decides once what `--model` and `--weights` mean (a registered
+# model with a tag of the manifest, a local file or none; or a fine-tuned
+# RUN_DIR) and returns the library's `Source` record
+# (`extraction.source`); it does not import Keras, so a wrong argument is
+# reported at once. The command then reads input size, eval transform,
+# preprocessing, class names and the weights label from the record, and
+# `build_model` imports Keras (TensorFlow's native start-up lines kept off the
+# terminal unless `--verbose`) and builds from it.
+
+
+def open_model(args: argparse.Namespace, *, include_top: bool) -> Source:
+    """What `--model`/MODEL and `--weights` name (a zoo model or a fine-tuned RUN_DIR), checked before Keras."""
+    from ..extraction.source import open_source
+
+    return open_source(args.model, cli_weights(args), include_top=include_top, manifest=args.manifest,
+                       offline=True if args.offline else None)
+
+
+def build_model(args: argparse.Namespace, source: Source, *, pooling: str | None = None, size: int | None = None):
+    """The Keras model of `source` (TensorFlow imported quietly unless `--verbose`)."""
+    import_keras(args)
+    return source.build(pooling=pooling, size=size)
+
+
+def check_inference_options(args: argparse.Namespace) -> tuple | None:
+    """The calibration image paths, checked with --precision/--runtime before any weights are fetched."""
+    if args.precision is None and args.runtime is None and args.calibration is None:
+        return None  # Keras runs the model: nothing of a Predictor to check
+    from ..extraction.api import calibration_files
+    from ..inference.precision import choose
+
+    choose(args.runtime or "auto", args.precision or "float32")  # a Predictor will run: the pair is possible
+    return calibration_files(args.calibration, args.precision or "float32") or None
+
+
+def predict_function(args: argparse.Namespace, model, source: Source, transform, calibration):
+    """`x -> outputs` for a preprocessed batch: Keras as built unless `--precision` or
+    `--runtime` asks for a `Predictor` (int8 calibrated on the `calibration` files, read with
+    `transform`); its runtime and parity line then goes to stderr."""
+    if args.precision is None and args.runtime is None:
+        return model.predict_on_batch
+    from ..extraction.engines import inference_function
+    from ..images import load_batch, preprocess
+
+    if calibration is not None:
+        calibration = preprocess(load_batch(calibration, transform), source.preprocessing)
+    run = inference_function(model, args.precision or "float32", args.runtime or "auto", calibration)
+    print(f"resnet-keras: {run.predictor!r}", file=sys.stderr)
+    return run
 
 
 def _configure_classify(parser: argparse.ArgumentParser) -> None:
@@ -90,95 +147,12 @@ def run_classify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _configure_features(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "inputs", nargs="+", metavar="IMAGE_DIR_OR_FILE",
-        help="image files, or folders (searched recursively, sorted)",
-    )
-    parser.add_argument(
-        "--out", required=True, metavar="FOLDER|FILE.npz",
-        help="a folder of Parquet shards (streamed, resumable), or an .npz file for small runs",
-    )
-    add_model_options(parser, run_dir=True)
-    parser.add_argument(
-        "--pooling", choices=POOLINGS, default="avg",
-        help="global pooling of the last feature map (default: avg)",
-    )
-    parser.add_argument(
-        "--size", type=positive_int, metavar="PIXELS",
-        help="input height and width (default: the size of the weights, e.g. 224)",
-    )
-    add_batch_size(parser)
-    add_inference_options(parser, predictor_by_default=True)
-    parquet = parser.add_argument_group("Parquet output (--out FOLDER)")
-    parquet.add_argument(
-        "--shard-size", type=positive_int, metavar="N",
-        help=f"images per Parquet shard (default: {DEFAULT_SHARD_SIZE}); a rerun must use the same",
-    )
-    parquet.add_argument(
-        "--overwrite", action="store_true",
-        help="replace the features in FOLDER instead of resuming (or refusing other settings)",
-    )
-    parquet.add_argument(
-        "--engine", choices=ENGINES,
-        help="local: tf.data and this process; ray: Ray Data, one model per actor (default: local)",
-    )
-    parquet.add_argument(
-        "--address", metavar="RAY_ADDRESS",
-        help="with --engine ray: an existing cluster, e.g. ray://head:10001 "
-        "(default: RAY_ADDRESS, else a local Ray for the run)",
-    )
-    parquet.add_argument("--actors", type=positive_int,
-                         help="with --engine ray: model replicas (default: 1)")
-    parquet.add_argument("--cpus-per-actor", type=positive_float, metavar="N",
-                         help="with --engine ray: CPUs Ray reserves per model actor (default: 1)")
-    parquet.add_argument("--gpus-per-actor", type=non_negative_float, metavar="N",
-                         help="with --engine ray: GPUs per model actor (default: 0)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-@command(
+# `features`: its handler is in `common` (see there why); registered here, in the order --help lists.
+command(
     "features",
     help="pooled embeddings of many images: sharded Parquet (resumable, local or Ray) or one .npz",
-    configure=_configure_features,
-)
-def run_features(args: argparse.Namespace) -> int:
-    from ..extraction.api import prepare
-    from ..extraction.store import ERRORS_NAME
-
-    prepared = prepare(  # every option, the model, the images and --out checked, without Keras
-        args.inputs, args.out, model=args.model, weights=cli_weights(args), pooling=args.pooling, size=args.size,
-        precision=args.precision or "float32", runtime=args.runtime or "auto", calibration=args.calibration,
-        batch_size=args.batch_size, shard_size=args.shard_size, engine=args.engine, ray_options=_ray_options(args),
-        overwrite=args.overwrite, progress=not args.quiet, manifest=args.manifest,
-        offline=True if args.offline else None)
-    import_keras(args)
-    summary = prepared.run()
-    settings = summary.settings
-    if (args.precision or args.runtime) and summary.predictor and not args.quiet:
-        print(f"resnet-keras: {summary.predictor}", file=sys.stderr)
-    model = f"{settings.model}, {settings.pooling} pooling, weights: {printable(settings.weights)}"
-    if summary.sink == "npz":
-        size = settings.image_size
-        print(f"{summary.rows} images x {summary.dim} features ({model}, {size[0]}x{size[1]} input) -> "
-              f"{printable(summary.out)}")
-        return EXIT_OK
-    resumed = f", {summary.resumed_shards} done before" if summary.resumed_shards else ""
-    print(
-        f"{summary.images} images -> {summary.rows} rows x {summary.dim} features ({model}, {settings.precision}) "
-        f"-> {printable(summary.out)}: {summary.shards} shards{resumed}; {summary.errors} unreadable (listed in "
-        f"{ERRORS_NAME}); {summary.images_per_second:.1f} images/s"
-    )
-    return EXIT_OK
-
-
-def _ray_options(args: argparse.Namespace):
-    """The Ray placement flags given (None when none is: the library names misplaced ones)."""
-    from ..extraction.engines import RayOptions
-
-    given = {name: getattr(args, name) for name in ("address", "actors", "cpus_per_actor", "gpus_per_actor")
-             if getattr(args, name) is not None}
-    return RayOptions(**given) if given else None
+    configure=configure_features,
+)(run_features)
 
 
 # --format name -> the export record (suffix, modules, pip extra, load hint).
