@@ -3,9 +3,9 @@
 `modules_entered(call)` runs `call()` under a profiler and returns, in order of
 first entry, the modules of this package whose functions ran. Module bodies
 (imports, registration at import time) are not counted: a module counts when
-the call's own work enters it. Building the graph (`architecture.blocks` and
-what it calls) is one job, not a trip through the weights path, so it counts
-as one module: the blocks module itself.
+the call's own work enters it. Building the graph (`architecture.graph` and
+what it calls: the blocks) is one job, not a trip through the weights path,
+so it counts as one module: the graph module itself.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from typing import Callable
 
 PACKAGE = "resnet_keras"
-GRAPH = "resnet_keras.architecture.blocks"
+GRAPH = "resnet_keras.architecture.graph"
 
 
 def modules_entered(call: Callable[[], object]) -> list[str]:

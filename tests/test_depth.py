@@ -19,7 +19,7 @@ import pytest
 
 import resnet_keras
 from resnet_keras.architecture import counts
-from resnet_keras.architecture.blocks import graph_depth
+from resnet_keras.architecture.graph import graph_depth
 from resnet_keras.architecture.specs import SPECS
 from tiny_models import fused_error
 

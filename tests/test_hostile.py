@@ -78,18 +78,18 @@ def two_tiny_files(tmp_path):
 
 def test_a_file_swapped_between_hash_and_load_is_not_loaded(two_tiny_files, mirror, tmp_path, isolated_env, monkeypatch):
     """Another process replaces the cached file after it was hashed: the verified bytes load."""
-    from resnet_keras.architecture import blocks
+    from resnet_keras.architecture import graph
 
     (good, good_values), (other, _) = two_tiny_files
     url = mirror.add(NAME, good.read_bytes())
     manifest = user_manifest(tmp_path / "m.json", {"resnet50": {"imagenet": entry({"notop": (NAME, [url], md5(good.read_bytes()))})}})
-    real = blocks.graph
+    real = graph.graph
 
     def swap_then_build(*args):  # the graph is built after the weights file was opened and hashed
         os.replace(shutil.copy(other, isolated_env / "swap.tmp"), isolated_env / NAME)
         return real(*args)
 
-    monkeypatch.setattr(blocks, "graph", swap_then_build)
+    monkeypatch.setattr(graph, "graph", swap_then_build)
     model = build_tiny(weights="imagenet", manifest=manifest)
     for got, want in zip(model.weights, good_values):
         np.testing.assert_array_equal(got.numpy(), want)
@@ -97,18 +97,18 @@ def test_a_file_swapped_between_hash_and_load_is_not_loaded(two_tiny_files, mirr
 
 def test_a_local_file_is_opened_once(two_tiny_files, monkeypatch):
     """A path given by the user: its signature check and its load read one descriptor."""
-    from resnet_keras.architecture import blocks
+    from resnet_keras.architecture import graph
 
     (good, good_values), (other, _) = two_tiny_files
     target = good.with_name("mine.h5")
     shutil.copy(good, target)
-    real = blocks.graph
+    real = graph.graph
 
     def swap_then_build(*args):
         os.replace(shutil.copy(other, target.with_name("x.tmp")), target)
         return real(*args)
 
-    monkeypatch.setattr(blocks, "graph", swap_then_build)
+    monkeypatch.setattr(graph, "graph", swap_then_build)
     model = build_tiny(weights=str(target))
     for got, want in zip(model.weights, good_values):
         np.testing.assert_array_equal(got.numpy(), want)

@@ -1,1 +1,1 @@
-"""The models: specs (plain data), blocks, the one build function, argument rules, the registry."""
+"""The models: specs (plain data), blocks and the graph, the one build function, argument rules, the registry."""

@@ -6,7 +6,7 @@
         check name and pooling -> _model
     _model: check the rules that depend on the weights (classes, activation,
         input shape) -> open (and, for a tag, fetch and verify) the weights
-        -> the graph (`blocks.graph`) -> load
+        -> the graph (`graph.graph`) -> load
 
 Three parts, in the order a call meets them: the build (here), every
 argument rule of the builders and its message, and what `weights=` means
@@ -128,10 +128,10 @@ def _model(resolved: Resolved, *, input_tensor, input_shape, pooling, classes,
         # Read once (and, for a tag, fetched and hashed) before the slow build,
         # so a bad file fails fast; loaded from those same bytes after it.
         opened = stack.enter_context(open_weights(resolved)) if resolved.has_weights else None
-        from . import blocks  # imports Keras: only when a graph is built
+        from . import graph  # imports Keras: only when a graph is built
 
-        model = blocks.graph(spec, input_tensor, input_shape, include_top, pooling,
-                             classes, classifier_activation, name)
+        model = graph.graph(spec, input_tensor, input_shape, include_top, pooling,
+                            classes, classifier_activation, name)
         if opened is not None:
             load_opened(model, resolved, *opened, adapt_input_channels=adapt_input_channels)
     return model

@@ -29,7 +29,8 @@ from typing import Sequence
 
 import keras
 
-from .blocks import FEATURE_STAGES, FeatureStage, graph_depth
+from .blocks import FEATURE_STAGES, FeatureStage
+from .graph import graph_depth
 from .specs import channel_axis
 from ..errors import did_you_mean
 from ..errors import InvalidArgumentError

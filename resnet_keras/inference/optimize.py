@@ -27,7 +27,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from ..architecture.blocks import graph_depth
+from ..architecture.graph import graph_depth
 from ..architecture.specs import channel_axis
 from ..errors import InvalidArgumentError
 from .precision import KERAS, check
