@@ -6,9 +6,9 @@ the real URL), to loaded weights: the modules it runs code in
 (tests/module_trace.py) are counted. Measured before the renovation: 21;
 17 after the first round of it; now 10, the issue's target: the entry
 module, build (argument rules, what weights= means, the build), specs
-(with the data-format rule), graph (the model, its blocks counted with it), files (the one atomic
-write) and five of weights/ (records, cache, download, registry, hdf5),
-listed below in the order first entered.
+(with the data-format rule), graph (the model, its blocks counted with
+it), files (the one atomic write) and five of weights/ (records, cache,
+download, registry, hdf5), listed below in the order first entered.
 
 `resnet-keras classify` and `features --out FOLDER`, in-process (`cli.main`)
 on a tiny ImageNet-headed model (tests/tiny_zoo.py) whose weights come
@@ -219,13 +219,9 @@ def test_test_modules_import_helpers_never_other_test_modules():
 SIZE_GUIDE, PATH_MODULE_CEILING = 350, 650
 
 
-def _lines(path: Path) -> int:
-    return len(path.read_text().splitlines())
-
-
 def test_modules_past_the_size_guide_sit_on_a_counted_path():
     counted = set(WEIGHTS_PATH) | BUILD | CLASSIFY_OWN | FEATURES_OWN | PREDICTOR
-    sizes = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts): _lines(p)
+    sizes = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts): len(p.read_text().splitlines())
              for p in PACKAGE.rglob("*.py")}
     assert {m: n for m, n in sizes.items() if n > SIZE_GUIDE and m not in counted} == {}
     assert {m: n for m, n in sizes.items() if n > PATH_MODULE_CEILING} == {}

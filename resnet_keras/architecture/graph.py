@@ -26,7 +26,7 @@ def spec_layers(spec: ResNetSpec) -> int:
 
 
 def graph(spec, input_tensor, input_shape, include_top, pooling, classes,
-           classifier_activation, name) -> keras.Model:
+          classifier_activation, name) -> keras.Model:
     inputs = input_tensor if input_tensor is not None else layers.Input(shape=input_shape)
     x, features = body(inputs, spec)
 

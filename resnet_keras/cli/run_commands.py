@@ -24,6 +24,7 @@ from .registry import EXIT_OK, command
 from ..architecture.catalog import PREPROCESSING_TEXT
 from ..errors import InvalidArgumentError, MissingDependencyError
 from ..explain.folder import OverlayWriter, check_folder, image_loader
+from ..extraction import POOLINGS
 from ..inference.export import FORMATS, export_for_inference
 from ..inference.precision import EXPORT, formats_for
 
@@ -173,7 +174,7 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
         help="compute precision of the exported body (see optimize_for_inference; default float32)",
     )
     parser.add_argument(
-        "--pooling", choices=("avg", "max"),
+        "--pooling", choices=POOLINGS,
         help="export the backbone without the classifier, globally pooled",
     )
     parser.add_argument(
